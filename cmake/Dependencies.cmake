@@ -1,0 +1,10 @@
+# All dependencies come from Debian packages (scripts/setup.sh installs them).
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(CLI11 REQUIRED)
+pkg_check_modules(SentencePiece REQUIRED IMPORTED_TARGET sentencepiece)
+if(INTERNLM_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+endif()

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency from Debian packages. Idempotent: skips apt when all are present.
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build pkg-config
+      libsentencepiece-dev nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
+      libfmt-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev libhwy-dev
+      python3 python3-numpy python3-sentencepiece)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds and runs every test: the Release build (warnings as errors) under ctest, then the
+# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+scripts/build.sh
+(cd build && ctest --output-on-failure --timeout 900 -j "$(nproc)")
+if [ "${INTERNLM_SKIP_SANITIZE:-0}" != 1 ]; then
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DINTERNLM_WERROR=ON -DINTERNLM_SANITIZE=ON >/dev/null
+  cmake --build build-asan --parallel "$(nproc)" --target unit_tests
+  (cd build-asan && ctest --output-on-failure --timeout 900 -L unit -j "$(nproc)")
+fi
