@@ -1,0 +1,63 @@
+#pragma once
+// Turns a row of logits into the next token. Order of operations follows Hugging Face's
+// generate(): repetition penalty, presence/frequency penalties, temperature, top-k, top-p,
+// min-p, then a draw. temperature == 0 means greedy (argmax, lowest id wins ties): no
+// randomness at all, bit-for-bit reproducible.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace ilm {
+
+using TokenId = int32_t;
+
+struct SamplingParams {
+  float temperature = 0.0f;         // 0: greedy
+  int32_t top_k = 0;                // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off; keep tokens with p >= min_p * p_max
+  float repetition_penalty = 1.0f;  // HF semantics over prompt + generated tokens; 1: off
+  float presence_penalty = 0.0f;    // OpenAI semantics over generated tokens; 0: off
+  float frequency_penalty = 0.0f;   // OpenAI semantics over generated tokens; 0: off
+  uint64_t seed = 0;
+
+  // Throws ilm::Error naming the field when out of range (temperature < 0, top_p not in
+  // (0, 1], top_k < 0, min_p not in [0, 1], repetition_penalty <= 0, penalties not in [-2, 2],
+  // any NaN).
+  void validate() const;
+};
+
+struct TokenLogprob {
+  TokenId id;
+  float logprob;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplingParams& params);
+
+  // Picks the next token. `logits` (vocab-sized) is modified in place. `prompt` and
+  // `generated` are the sequence so far (penalties need them). Deterministic given the seed
+  // and the sequence of calls.
+  TokenId sample(std::span<float> logits, std::span<const TokenId> prompt,
+                 std::span<const TokenId> generated);
+
+  const SamplingParams& params() const { return params_; }
+
+ private:
+  SamplingParams params_;
+  uint64_t rng_state_[4];
+  std::vector<std::pair<float, TokenId>> scratch_;
+  std::vector<int32_t> counts_;
+  double next_uniform();  // [0, 1)
+};
+
+// log-softmax of the raw logits: the chosen token's logprob and the `n` most likely tokens
+// (descending, ties by lower id). Used for OpenAI logprobs.
+std::vector<TokenLogprob> top_logprobs(std::span<const float> logits, int n);
+float token_logprob(std::span<const float> logits, TokenId id);
+
+// Index of the largest value, lowest index on ties; NaN never wins.
+TokenId argmax(std::span<const float> logits);
+
+}  // namespace ilm
