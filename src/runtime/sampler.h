@@ -5,6 +5,7 @@
 // randomness at all, bit-for-bit reproducible.
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 namespace ilm {
@@ -36,9 +37,12 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
 
-  // Picks the next token. `logits` (vocab-sized) is modified in place. `prompt` and
-  // `generated` are the sequence so far (penalties need them). Deterministic given the seed
-  // and the sequence of calls.
+  // Picks the next token. `logits` (vocab-sized) is modified in place: on return it holds
+  // the processed scores (penalties applied; when temperature > 0 also divided by the
+  // temperature, with every token that top-k/top-p/min-p removed, and any NaN, set to -inf).
+  // `prompt` and `generated` are the sequence so far (penalties need them); an id outside
+  // [0, vocab) throws ilm::Error. Deterministic given the seed and the sequence of calls:
+  // each call with temperature > 0 consumes exactly one uniform from the generator.
   TokenId sample(std::span<float> logits, std::span<const TokenId> prompt,
                  std::span<const TokenId> generated);
 
@@ -48,7 +52,8 @@ class Sampler {
   SamplingParams params_;
   uint64_t rng_state_[4];
   std::vector<std::pair<float, TokenId>> scratch_;
-  std::vector<int32_t> counts_;
+  std::vector<int32_t> counts_;   // vocab-sized, all zero between calls
+  std::vector<double> weights_;   // draw weights of the surviving candidates
   double next_uniform();  // [0, 1)
 };
 

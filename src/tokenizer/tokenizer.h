@@ -74,6 +74,13 @@ class Tokenizer {
   std::optional<TokenId> pad_id_;
   bool add_bos_ = true, add_eos_ = false;
   std::string chat_template_;
+  std::vector<int32_t> added_index_;  // per id: index into added_, or -1
+  std::string added_first_bytes_;     // first bytes of the added tokens (split-scan filter)
+
+  std::vector<TokenId> encode_chunk(std::string_view chunk) const;
+  void check_id(TokenId id) const;
+  // Byte offset of the first byte that is not part of valid UTF-8, or npos (stream_decoder.cpp).
+  static size_t utf8_error_offset(std::string_view s);
 };
 
 // Turns a stream of token ids into text pieces that are always whole UTF-8: bytes of an

@@ -1,0 +1,91 @@
+#pragma once
+// The operator set. The model's forward pass is written once against this interface; a
+// backend (ref, cpu, later cuda / an NPU) implements every operator, and the model code never
+// changes per backend. Activations are f32 host buffers in this version; weights are opaque
+// backend handles, so a backend may repack, quantize or upload them when they are loaded.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/dtype.h"
+#include "io/tensor_store.h"
+
+namespace ilm {
+
+using TokenId = int32_t;
+
+// A loaded weight, owned by the backend that made it. 2-D weights are [rows, cols] with
+// y = x · Wᵀ (rows = output features); 1-D weights (norms, biases) have rows == 1.
+class Weight {
+ public:
+  virtual ~Weight() = default;
+  std::string name;
+  DType source_dtype = DType::F32;  // as stored in the checkpoint
+  int64_t rows = 0, cols = 0;
+};
+
+// One layer's slice of a sequence's KV cache: positions [0, length) of keys and values,
+// each position holding n_kv_heads x head_dim f32 values, `stride` floats apart.
+struct KvView {
+  float* k = nullptr;
+  float* v = nullptr;
+  int64_t length = 0;
+  int64_t stride = 0;
+};
+
+// The per-forward rotary setting: inverse frequencies (head_dim / 2 of them, f32 as the
+// official code builds them) and the divisor of positions (the factor for "linear" scaling).
+// The angle of dimension d at position p is float(p) / position_divisor * inv_freq[d], in f32.
+struct RopeSpec {
+  std::vector<float> inv_freq;
+  float position_divisor = 1.0f;
+};
+
+struct OperatorInfo {
+  std::string name;
+  std::string description;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string_view name() const = 0;
+  virtual int threads() const = 0;
+
+  // Takes a checkpoint tensor (F32, F16 or BF16). The backend may keep a pointer into the
+  // mapped file (the TensorStore must outlive the returned weight).
+  virtual std::unique_ptr<Weight> load_weight(const TensorRef& t) = 0;
+
+  // out[i, :] = table[ids[i], :]. Throws ilm::Error for ids outside the table.
+  virtual void embedding(const Weight& table, std::span<const TokenId> ids, float* out) = 0;
+  // y[t, :] = x[t, :] · Wᵀ (+ bias when given) for t < T. x is [T, w.cols], y is [T, w.rows].
+  virtual void matmul(const float* x, int64_t T, const Weight& w, const Weight* bias, float* y) = 0;
+  // y[t] = w ⊙ x[t] / sqrt(mean(x[t]²) + eps), rows of width w.cols. y may alias x.
+  virtual void rmsnorm(const float* x, int64_t T, const Weight& w, float eps, float* y) = 0;
+  // Rotate-half RoPE in place on `n_heads` heads of `head_dim` per row; row t starts at
+  // x + t * row_stride and is at absolute position positions[t].
+  virtual void rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t row_stride,
+                    std::span<const int64_t> positions, const RopeSpec& spec) = 0;
+  // Causal GQA attention for T new queries at positions past .. past+T-1 of one sequence
+  // whose K/V (including the new ones) are in `kv`. q is [T, n_heads, head_dim]; out is
+  // [T, n_heads * head_dim]; query head h uses kv head h / (n_heads / n_kv_heads).
+  virtual void attention(const float* q, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                         int64_t head_dim, const KvView& kv, int64_t past, float* out) = 0;
+  // out = silu(gate) ⊙ up, n elements. out may alias gate.
+  virtual void silu_mul(const float* gate, const float* up, int64_t n, float* out) = 0;
+  // x += y, n elements.
+  virtual void add(float* x, const float* y, int64_t n) = 0;
+
+  // The operators this backend implements and the weight formats it accepts.
+  virtual std::vector<OperatorInfo> operators() const = 0;
+  virtual std::vector<std::string> weight_formats() const = 0;
+};
+
+// Backends by name ("ref", ...). threads = 0: one per hardware thread.
+std::unique_ptr<Backend> make_backend(std::string_view name, int threads = 0);
+std::vector<std::string> backend_names();
+
+}  // namespace ilm

@@ -1,0 +1,91 @@
+// `internlm logits`: dump the logits of every position, raw little-endian f32 [T, V] in FILE
+// and {"shape": [T, V], "ids": [...]} in FILE.json, so any implementation can be compared.
+#include <CLI/CLI.hpp>
+#include <bit>
+#include <cstdio>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "common/error.h"
+#include "io/json_file.h"
+#include "runtime/loaded_model.h"
+#include "tokenizer/chat_template.h"
+
+namespace ilm::cli {
+
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "logits files are little-endian f32");
+
+struct LogitsArgs {
+  std::string model, prompt, ids, out, backend = "ref";
+  bool chat = false;
+  int64_t prefill = 0;
+  int threads = 0;
+};
+
+void write_logits(const LogitsArgs& a) {
+  if (static_cast<int>(!a.prompt.empty()) + static_cast<int>(!a.ids.empty()) != 1)
+    throw Error("give exactly one of --prompt or --ids");
+  if (a.chat && a.prompt.empty()) throw Error("--chat needs --prompt");
+  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads});
+  std::vector<TokenId> ids;
+  if (!a.ids.empty()) {
+    ids = parse_ids(a.ids);
+  } else if (a.chat) {
+    ids = encode_chat(*m.tokenizer, {{"user", a.prompt}}, true);
+  } else {
+    ids = m.tokenizer->encode(a.prompt, true);
+  }
+  const int64_t T = static_cast<int64_t>(ids.size()), V = m.config.vocab_size;
+  if (T == 0) throw Error("no tokens to run");
+  for (TokenId id : ids)
+    if (id >= V) throw Error(fmt::format("--ids: token id {} is outside the vocabulary [0, {})", id, V));
+  const int64_t K = a.prefill > 0 ? std::min(a.prefill, T) : T;
+
+  std::vector<float> logits(static_cast<size_t>(T * V));
+  KvCache cache = m.lm->new_cache(T);
+  std::span<const TokenId> all(ids);
+  m.lm->forward(all.first(static_cast<size_t>(K)), cache, logits, /*all_logits=*/true);
+  for (int64_t t = K; t < T; ++t)
+    m.lm->forward(all.subspan(static_cast<size_t>(t), 1), cache,
+                  std::span<float>(logits).subspan(static_cast<size_t>(t * V)), false);
+
+  std::FILE* f = std::fopen(a.out.c_str(), "wb");
+  if (!f) throw Error(fmt::format("{}: cannot open for writing", a.out));
+  const size_t n = logits.size();
+  const bool ok = std::fwrite(logits.data(), sizeof(float), n, f) == n;
+  if (std::fclose(f) != 0 || !ok) throw Error(fmt::format("{}: write failed", a.out));
+  nlohmann::json meta = {{"shape", {T, V}},
+                         {"ids", ids},
+                         {"dtype", "float32"},
+                         {"model", m.dir.string()},
+                         {"backend", m.backend->name()},
+                         {"prefill", K}};
+  write_json_file(a.out + ".json", meta);
+  std::fprintf(stderr, "wrote logits [%lld, %lld] to %s (+ .json)\n", static_cast<long long>(T),
+               static_cast<long long>(V), a.out.c_str());
+}
+
+}  // namespace
+
+void add_logits_command(CLI::App& app) {
+  auto args = std::make_shared<LogitsArgs>();
+  CLI::App* cmd = app.add_subcommand("logits", "Write the logits of every position to a file");
+  cmd->add_option("--model,-m", args->model, "Checkpoint directory (default: built-in synthetic tiny model)");
+  cmd->add_option("--prompt,-p", args->prompt, "Prompt text (BOS added per tokenizer_config)");
+  cmd->add_option("--ids", args->ids, "Token ids, comma-separated, used as given");
+  cmd->add_flag("--chat", args->chat, "Wrap --prompt in the chat template (user turn + assistant prompt)");
+  cmd->add_option("--out,-o", args->out, "Output file (raw f32 [T, V]); metadata in OUT.json")->required();
+  cmd->add_option("--prefill", args->prefill,
+                  "Run the first K tokens in one forward, then one token per forward through the KV cache "
+                  "(default: all at once)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--backend", args->backend, "Backend (ref)");
+  cmd->callback([args] { write_logits(*args); });
+}
+
+}  // namespace ilm::cli

@@ -1,0 +1,67 @@
+#include "cli/common.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "synth/synth.h"
+
+namespace ilm::cli {
+
+namespace {
+std::filesystem::path default_model_dir() {
+  if (const char* env = std::getenv("INTERNLM_DEFAULT_MODEL"); env && *env) return env;
+  return std::filesystem::path(INTERNLM_SOURCE_DIR) / "models" / "default-tiny";
+}
+}  // namespace
+
+std::filesystem::path resolve_model_dir(const std::string& model) {
+  if (!model.empty()) return model;
+  const auto dir = default_model_dir();
+  std::error_code ec;
+  if (std::filesystem::exists(dir / "config.json", ec)) return dir;
+  std::fprintf(stderr,
+               "no --model given: creating the built-in default, a tiny synthetic checkpoint "
+               "(random weights, real tokenizer), in %s\n",
+               dir.string().c_str());
+  SynthOptions opts;
+  opts.preset = "tiny";
+  opts.out = dir;
+  write_synthetic_checkpoint(opts);
+  return dir;
+}
+
+std::vector<TokenId> parse_ids(const std::string& text) {
+  std::vector<TokenId> ids;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    while (!item.empty() && item.front() == ' ') item.erase(item.begin());
+    while (!item.empty() && item.back() == ' ') item.pop_back();
+    TokenId v = 0;
+    auto [end, err] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (item.empty() || err != std::errc() || end != item.data() + item.size() || v < 0)
+      throw Error(fmt::format("--ids: '{}' is not a non-negative integer token id", item));
+    ids.push_back(v);
+    pos = comma + 1;
+  }
+  return ids;
+}
+
+std::string read_text_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("{}: cannot open file", path.string()));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace ilm::cli

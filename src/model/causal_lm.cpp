@@ -1,0 +1,14 @@
+#include "model/causal_lm.h"
+
+#include <cmath>
+
+namespace ilm {
+
+int64_t CausalLM::context_limit() const {
+  const auto& c = config();
+  if (c.rope_scaling.type == RopeScaling::Type::None) return c.max_position_embeddings;
+  return static_cast<int64_t>(std::floor(static_cast<double>(c.max_position_embeddings) *
+                                         c.rope_scaling.factor));
+}
+
+}  // namespace ilm

@@ -1,0 +1,37 @@
+#pragma once
+// What every architecture provides to the runtime: a forward pass over new tokens of one
+// sequence, on top of that sequence's KV cache.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/config.h"
+#include "model/kv_cache.h"
+
+namespace ilm {
+
+class CausalLM {
+ public:
+  virtual ~CausalLM() = default;
+  virtual const ModelConfig& config() const = 0;
+
+  // Runs `ids` at positions cache.length() ... and appends their keys and values to the
+  // cache. Writes logits ([ids.size(), vocab] if all_logits, else [1, vocab] for the last
+  // position) into `logits`.
+  virtual void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
+                       bool all_logits) = 0;
+
+  // A fresh, empty cache for one sequence of at most `capacity` tokens.
+  virtual KvCache new_cache(int64_t capacity) const = 0;
+
+  // Names of the checkpoint tensors the model uses (to spot unexpected extra tensors).
+  virtual std::vector<std::string> weight_names() const = 0;
+
+  // The longest sequence the model is configured for: max_position_embeddings, times the
+  // rope scaling factor when one is set.
+  int64_t context_limit() const;
+};
+
+}  // namespace ilm

@@ -1,0 +1,58 @@
+#pragma once
+// InternLM2 / InternLM2.5 (architecture "InternLM2ForCausalLM"): the whole forward pass,
+// written once over the backend's operator set.
+#include <memory>
+#include <vector>
+
+#include "backend/backend.h"
+#include "io/tensor_store.h"
+#include "model/causal_lm.h"
+#include "model/config.h"
+
+namespace ilm {
+
+// Where each head lives in the output of the fused wqkv projection. The checkpoint's rows are
+// grouped per KV head g: its G query heads, then key head g, then value head g (hd rows each).
+// Keeping the matrix fused costs nothing (one matmul, weights used in place); the interleave
+// is resolved on the (small) activations with these offsets.
+struct QkvLayout {
+  int64_t n_heads, n_kv_heads, head_dim;
+  int64_t group() const { return n_heads / n_kv_heads; }
+  int64_t width() const { return (n_heads + 2 * n_kv_heads) * head_dim; }
+  int64_t query_offset(int64_t h) const { return (h / group() * (group() + 2) + h % group()) * head_dim; }
+  int64_t key_offset(int64_t g) const { return (g * (group() + 2) + group()) * head_dim; }
+  int64_t value_offset(int64_t g) const { return key_offset(g) + head_dim; }
+};
+
+class InternLM2 final : public CausalLM {
+ public:
+  // Checks that every tensor the config implies is present with the right shape; errors name
+  // the tensor, its file, and the expected and actual shapes.
+  InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend);
+
+  const ModelConfig& config() const override { return cfg_; }
+  void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
+               bool all_logits) override;
+  KvCache new_cache(int64_t capacity) const override;
+  std::vector<std::string> weight_names() const override;
+
+  // Tokens processed per pass through the layers: bounds activation memory for long prompts.
+  // Splitting is exact: chunks see earlier chunks through the cache, and every chunk of one
+  // forward uses the RoPE base of the whole forward.
+  static constexpr int64_t kMaxChunk = 512;
+
+ private:
+  struct Layer {
+    std::unique_ptr<Weight> attention_norm, wqkv, wqkv_bias, wo, wo_bias, ffn_norm, w1, w3, w2;
+  };
+  void forward_chunk(std::span<const TokenId> ids, KvCache& cache, const RopeSpec& rope,
+                     float* hidden_out);
+
+  ModelConfig cfg_;
+  Backend& be_;
+  QkvLayout qkv_;
+  std::unique_ptr<Weight> tok_embeddings_, norm_, output_;
+  std::vector<Layer> layers_;
+};
+
+}  // namespace ilm

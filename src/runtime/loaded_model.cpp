@@ -1,0 +1,58 @@
+#include "runtime/loaded_model.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "model/registry.h"
+
+namespace ilm {
+
+namespace {
+void require_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec))
+    throw Error(fmt::format("{}: not a model directory (expected config.json, *.safetensors, "
+                            "tokenizer.model)",
+                            dir.string()));
+}
+}  // namespace
+
+CheckpointInfo CheckpointInfo::load(const std::filesystem::path& dir) {
+  require_dir(dir);
+  CheckpointInfo info;
+  info.config = ModelConfig::load(dir);
+  info.generation = GenerationConfig::load(dir);
+  info.store = std::make_unique<TensorStore>(TensorStore::open(dir));
+  return info;
+}
+
+LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOptions& opts) {
+  CheckpointInfo info = CheckpointInfo::load(dir);
+  LoadedModel m;
+  m.dir = dir;
+  m.config = info.config;
+  m.generation = info.generation;
+  m.store = std::move(info.store);
+  m.tokenizer = std::make_unique<Tokenizer>(Tokenizer::load(dir));
+  if (m.tokenizer->vocab_size() > m.config.vocab_size)
+    throw Error(fmt::format("{}: tokenizer has {} tokens but config.json vocab_size is {}",
+                            dir.string(), m.tokenizer->vocab_size(), m.config.vocab_size));
+  m.backend = make_backend(opts.backend, opts.threads);
+  m.lm = create_model(m.config, *m.store, *m.backend);
+  return m;
+}
+
+std::vector<TokenId> LoadedModel::stop_ids() const {
+  std::vector<TokenId> ids;
+  for (auto id : generation.eos_token_ids) ids.push_back(static_cast<TokenId>(id));
+  if (config.eos_token_id >= 0) ids.push_back(static_cast<TokenId>(config.eos_token_id));
+  if (tokenizer)
+    if (auto im_end = tokenizer->piece_to_id("<|im_end|>")) ids.push_back(*im_end);
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
+}  // namespace ilm
