@@ -64,7 +64,7 @@ class LogSoftmax {
   }
 
   double logprob(float v) const {
-    if (std::isnan(v) || std::isinf(max_) && max_ < 0) return kNegInfD;
+    if (std::isnan(v) || (std::isinf(max_) && max_ < 0)) return kNegInfD;
     if (std::isinf(max_)) return std::isinf(v) && v > 0 ? -log_sum_ : kNegInfD;
     return (static_cast<double>(v) - max_) - log_sum_;
   }
@@ -233,7 +233,6 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
       ++keep;
     }
     n = keep;
-    sorted = std::min(sorted, n);
   }
 
   // Min-p: keep tokens with p >= min_p * p_max, i.e. exp(score - max_score) >= min_p. The
@@ -311,7 +310,7 @@ TokenId argmax(std::span<const float> logits) {
   for (size_t i = 0; i < logits.size(); ++i) {
     const float v = logits[i];
     if (std::isnan(v)) continue;
-    if (!found || v > logits[best]) {
+    if (!found || v >= logits[best]) {
       best = i;
       found = true;
     }

@@ -102,7 +102,11 @@ class StreamDecoder {
 
 // Returns the longest prefix of `bytes` made of complete, valid UTF-8, with invalid
 // sequences replaced by U+FFFD; `rest` gets the trailing bytes of a sequence that may still
-// complete. Shared by StreamDecoder and the server's stop-string handling.
+// complete. Shared by StreamDecoder and the server's stop-string handling. With rest == nullptr
+// an incomplete tail is replaced too (one U+FFFD), as at the end of a stream. The replacement
+// rule is Unicode's "maximal subpart" practice (as Python's errors="replace"): each maximal
+// prefix of a sequence that cannot complete, or each byte that cannot start one, becomes one
+// U+FFFD; `rest` may point at the string `bytes` views.
 std::string take_valid_utf8(std::string_view bytes, std::string* rest);
 // True if `s` is entirely valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF).
 bool is_valid_utf8(std::string_view s);

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""End-to-end checks of the `internlm` binary: inspect, run, logits, the built-in default
+model, determinism, and clear errors (non-zero exit, message naming the culprit) for bad
+arguments and broken checkpoints. Run by ctest with INTERNLM_BIN and INTERNLM_TEST_TMP set."""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+
+BIN = os.environ.get("INTERNLM_BIN", "build/internlm")
+TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "cli")
+RESULTS = {"passed": 0, "failed": 0}
+
+
+def sh(*args, ok=True, env=None, timeout=600):
+    p = subprocess.run([BIN, *args], capture_output=True, timeout=timeout,
+                       env={**os.environ, **(env or {})})
+    if ok and p.returncode != 0:
+        raise AssertionError(f"{args} exited {p.returncode}: {p.stderr.decode(errors='replace')}")
+    return p
+
+
+def check(name, fn):
+    try:
+        fn()
+        RESULTS["passed"] += 1
+        print(f"ok   {name}")
+    except Exception as e:  # noqa: BLE001 - report every failure and go on
+        RESULTS["failed"] += 1
+        print(f"FAIL {name}: {e}")
+
+
+def expect_error(args, *needles, env=None):
+    p = sh(*args, ok=False, env=env)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode != 0, f"{args} should fail but exited 0"
+    assert "error" in err.lower(), f"no error message: {err!r}"
+    for n in needles:
+        assert n in err, f"error message {err!r} does not mention {n!r}"
+    assert "Segmentation" not in err and p.returncode > 0, f"crashed: rc={p.returncode}"
+
+
+def stats(stderr):
+    line = [l for l in stderr.decode().splitlines() if l.startswith("[stats]")][-1]
+    fields = dict(part.strip().split(": ", 1) for part in line[len("[stats]"):].split(","))
+    return fields
+
+
+def main():
+    shutil.rmtree(TMP, ignore_errors=True)
+    os.makedirs(TMP)
+    model = os.path.join(TMP, "tiny")
+    sh("synth", "--preset", "tiny", "--seed", "3", "--out", model)
+
+    def inspect_text():
+        out = sh("inspect", "--model", model).stdout.decode()
+        assert "InternLM2ForCausalLM" in out and "hidden 256" in out, out
+
+    def inspect_json():
+        j = json.loads(sh("inspect", "--model", model, "--json").stdout)
+        H, L, nh, nkv, I, V = 256, 2, 8, 2, 512, 92544
+        hd = H // nh
+        per_layer = 2 * H + (nh + 2 * nkv) * hd * H + H * nh * hd + 3 * H * I
+        assert j["parameters"] == 2 * V * H + L * per_layer + H, j["parameters"]
+        assert j["config"]["num_key_value_heads"] == nkv
+        assert j["unused_tensors"] == []
+        assert j["tokenizer"]["added_tokens"]["<|im_end|>"] == 92542
+
+    def greedy_deterministic():
+        args = ["run", "--model", model, "--prompt", "The capital of France is", "--max-tokens", "12",
+                "--temperature", "0"]
+        a, b = sh(*args), sh(*args)
+        assert a.stdout == b.stdout and a.stdout.strip(), (a.stdout, b.stdout)
+        s = stats(a.stderr)
+        assert s["completion tokens"] in ("12",) or s["finish"] == "stop", s
+        assert int(s["prompt tokens"]) == 6, s  # BOS + 5 pieces
+
+    def sampled_seeded():
+        base = ["run", "--model", model, "--prompt", "hello", "--max-tokens", "16", "--temperature", "1.5",
+                "--top-k", "0", "--top-p", "1"]
+        a = sh(*base, "--seed", "7").stdout
+        b = sh(*base, "--seed", "7").stdout
+        c = sh(*base, "--seed", "8").stdout
+        assert a == b, "same seed must give the same text"
+        assert a != c, "different seeds should differ on a flat random model"
+
+    def chat_run():
+        p = sh("run", "--model", model, "--chat", "--prompt", "你好,请介绍一下你自己", "--max-tokens", "5",
+               "--temperature", "0")
+        s = stats(p.stderr)
+        assert s["prompt tokens"] == "15", s  # the official ids for this prompt have 15 tokens
+        p.stdout.decode("utf-8")  # valid UTF-8 always
+
+    def logits_dump():
+        out = os.path.join(TMP, "l.bin")
+        sh("logits", "--model", model, "--ids", "1,333,352", "--out", out)
+        meta = json.load(open(out + ".json"))
+        assert meta["shape"] == [3, 92544] and meta["ids"] == [1, 333, 352], meta
+        assert os.path.getsize(out) == 3 * 92544 * 4
+        with open(out, "rb") as f:
+            vals = struct.unpack("<8f", f.read(32))
+        assert all(v == v and abs(v) < 1e4 for v in vals), vals
+        # Prefill-then-decode gives the same logits as one forward when NTK is inactive.
+        out2 = os.path.join(TMP, "l2.bin")
+        sh("logits", "--model", model, "--ids", "1,333,352", "--prefill", "1", "--out", out2)
+        import array
+        a, b = array.array("f"), array.array("f")
+        a.frombytes(open(out, "rb").read())
+        b.frombytes(open(out2, "rb").read())
+        worst = max(abs(x - y) for x, y in zip(a, b))
+        assert worst < 1e-4, worst
+
+    def default_model():
+        d = os.path.join(TMP, "default-model")
+        env = {"INTERNLM_DEFAULT_MODEL": d}
+        p = sh("run", "--prompt", "hi", "--max-tokens", "3", env=env)
+        assert os.path.exists(os.path.join(d, "config.json")), "default model not created"
+        assert b"creating the built-in default" in p.stderr
+        p2 = sh("run", "--prompt", "hi", "--max-tokens", "3", env=env)
+        assert b"creating" not in p2.stderr, "default model must be generated only once"
+
+    def bad_arguments():
+        expect_error(["run", "--model", os.path.join(TMP, "nope"), "--prompt", "x"], "nope")
+        expect_error(["run", "--model", model], "--prompt")
+        expect_error(["logits", "--model", model, "--ids", "1,abc", "--out", os.path.join(TMP, "x")], "abc")
+        expect_error(["logits", "--model", model, "--ids", "1,99999999", "--out", os.path.join(TMP, "x")], "99999999")
+        expect_error(["run", "--model", model, "--prompt", "x", "--backend", "nosuch"], "nosuch")
+        expect_error(["run", "--model", model, "--prompt", "x", "--temperature", "-1"], "temperature")
+        expect_error(["run", "--model", model, "--prompt", "x", "--top-p", "0"], "top_p")
+        bad = os.path.join(TMP, "bad.txt")
+        open(bad, "wb").write(b"abc \xff\xfe def")
+        expect_error(["run", "--model", model, "--prompt-file", bad], "UTF-8")
+        p = sh("run", "--model", model, "--prompt", "x", "--max-tokens", "nan", ok=False)
+        assert p.returncode != 0
+
+    def broken_checkpoints():
+        def copy(name):
+            d = os.path.join(TMP, name)
+            shutil.rmtree(d, ignore_errors=True)
+            shutil.copytree(model, d)
+            return d
+
+        d = copy("truncated")
+        st = os.path.join(d, "model.safetensors")
+        size = os.path.getsize(st)
+        with open(st, "r+b") as f:
+            f.truncate(size // 2)
+        expect_error(["inspect", "--model", d], "model.safetensors")
+        expect_error(["run", "--model", d, "--prompt", "x"], "model.safetensors")
+
+        d = copy("renamed-tensor")
+        st = os.path.join(d, "model.safetensors")
+        data = bytearray(open(st, "rb").read())
+        n = struct.unpack("<Q", data[:8])[0]
+        header = data[8:8 + n].replace(b'"model.norm.weight"', b'"model.xorm.weight"')
+        assert len(header) == n
+        data[8:8 + n] = header
+        open(st, "wb").write(data)
+        expect_error(["inspect", "--model", d], "model.norm.weight")
+
+        d = copy("bad-config")
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        del cfg["num_hidden_layers"]
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+        expect_error(["inspect", "--model", d], "num_hidden_layers")
+
+        d = copy("misshaped")
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        cfg["intermediate_size"] = 640
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+        expect_error(["inspect", "--model", d], "feed_forward.w1.weight", "[640, 256]")
+
+        d = copy("garbage-header")
+        with open(os.path.join(d, "model.safetensors"), "r+b") as f:
+            f.seek(8)
+            f.write(b"\x00garbage")
+        expect_error(["inspect", "--model", d], "model.safetensors")
+
+        d = copy("unknown-arch")
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        cfg["architectures"] = ["LlamaForCausalLM"]
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+        expect_error(["inspect", "--model", d], "LlamaForCausalLM", "InternLM2ForCausalLM")
+
+    for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
+                     ("greedy is deterministic", greedy_deterministic), ("seeded sampling", sampled_seeded),
+                     ("chat run", chat_run), ("logits dump", logits_dump), ("default model", default_model),
+                     ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints)]:
+        check(name, fn)
+    print(f"cli: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 1 if RESULTS["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
