@@ -26,13 +26,70 @@ std::string_view strip_json_prefix(std::string_view what) {
   return what;
 }
 
+constexpr size_t kBriefChars = 60;
+
+void render_brief(const nlohmann::json& v, std::string& out, int depth) {
+  if (out.size() > kBriefChars) return;
+  if (v.is_structured() && depth >= 4) {
+    out += v.is_array() ? "[...]" : "{...}";
+    return;
+  }
+  if (v.is_array()) {
+    out += '[';
+    bool first = true;
+    for (const auto& e : v) {
+      if (out.size() > kBriefChars) break;
+      if (!first) out += ", ";
+      first = false;
+      render_brief(e, out, depth + 1);
+    }
+    out += ']';
+  } else if (v.is_object()) {
+    out += '{';
+    bool first = true;
+    for (const auto& [k, e] : v.items()) {
+      if (out.size() > kBriefChars) break;
+      if (!first) out += ", ";
+      first = false;
+      out += nlohmann::json(k).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      out += ": ";
+      render_brief(e, out, depth + 1);
+    }
+    out += '}';
+  } else {
+    out += v.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+}
+
 }  // namespace
+
+std::string json_brief(const nlohmann::json& v) {
+  std::string s;
+  try {
+    render_brief(v, s, 0);
+  } catch (...) {
+    return "<unprintable value>";
+  }
+  if (s.size() > kBriefChars) {
+    s.resize(kBriefChars - 3);
+    // Do not cut a UTF-8 sequence in half.
+    while (!s.empty() && (static_cast<unsigned char>(s.back()) & 0xc0) == 0x80) s.pop_back();
+    if (!s.empty() && (static_cast<unsigned char>(s.back()) & 0x80) != 0) s.pop_back();
+    s += "...";
+  }
+  return s;
+}
 
 nlohmann::json read_json_file(const std::filesystem::path& path) {
   const MappedFile file = MappedFile::open(path);  // rejects missing files and directories
   const char* begin = reinterpret_cast<const char*>(file.data());
   const char* end = begin + file.size();
   if (file.size() == 0) throw Error(fmt::format("{}: invalid JSON: the file is empty", path.string()));
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows it;
+  // valid JSON never holds a raw NUL, so refuse it.
+  if (const void* nul = std::memchr(begin, 0, file.size()); nul != nullptr)
+    throw Error(fmt::format("{}: invalid JSON: NUL byte at offset {}", path.string(),
+                            static_cast<const char*>(nul) - begin));
   try {
     return nlohmann::json::parse(begin, end);
   } catch (const nlohmann::json::exception& e) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "io/json_file.h"
 
 namespace ilm {
 
@@ -27,18 +28,6 @@ constexpr uint64_t kMaxHeaderBytes = 100ull * 1024 * 1024;
 
 std::string shape_string(const std::vector<int64_t>& shape) {
   return fmt::format("[{}]", fmt::join(shape, ", "));
-}
-
-// A short rendering of a JSON value for messages (never huge, never throws).
-std::string brief(const json& v) {
-  std::string s;
-  try {
-    s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  } catch (...) {
-    s = "?";
-  }
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
 }
 
 class HeaderParser {
@@ -105,6 +94,11 @@ class HeaderParser {
       }
       return true;
     };
+    // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows it;
+    // valid JSON never holds a raw NUL (inside strings it must be escaped), so refuse it outright.
+    if (const void* nul = std::memchr(p, 0, n); nul != nullptr)
+      fail(fmt::format("header is not valid JSON: NUL byte at header offset {}",
+                       static_cast<const char*>(nul) - p));
     json j;
     try {
       j = json::parse(p, p + n, cb);
@@ -123,30 +117,30 @@ class HeaderParser {
   void parse_metadata(const json& value, std::map<std::string, std::string>& out) const {
     if (value.is_null()) return;  // the reference reader treats a null __metadata__ as absent
     if (!value.is_object())
-      fail(fmt::format("__metadata__ must be an object of strings, got {}", brief(value)));
+      fail(fmt::format("__metadata__ must be an object of strings, got {}", json_brief(value)));
     for (const auto& [k, v] : value.items()) {
       if (!v.is_string())
-        fail(fmt::format("__metadata__ value for key '{}' must be a string, got {}", k, brief(v)));
+        fail(fmt::format("__metadata__ value for key '{}' must be a string, got {}", k, json_brief(v)));
       out.emplace(k, v.get<std::string>());
     }
   }
 
   TensorInfo parse_tensor(const std::string& name, const json& value) const {
-    if (!value.is_object()) fail_tensor(name, fmt::format("entry must be a JSON object, got {}", brief(value)));
+    if (!value.is_object()) fail_tensor(name, fmt::format("entry must be a JSON object, got {}", json_brief(value)));
     TensorInfo t;
     t.name = name;
 
     const auto dt = value.find("dtype");
     if (dt == value.end()) fail_tensor(name, "missing \"dtype\"");
-    if (!dt->is_string()) fail_tensor(name, fmt::format("\"dtype\" must be a string, got {}", brief(*dt)));
+    if (!dt->is_string()) fail_tensor(name, fmt::format("\"dtype\" must be a string, got {}", json_brief(*dt)));
     const auto dtype = parse_dtype(dt->get_ref<const std::string&>());
-    if (!dtype) fail_tensor(name, fmt::format("unknown dtype {}", brief(*dt)));
+    if (!dtype) fail_tensor(name, fmt::format("unknown dtype {}", json_brief(*dt)));
     t.dtype = *dtype;
 
     const auto sh = value.find("shape");
     if (sh == value.end()) fail_tensor(name, "missing \"shape\"");
     if (!sh->is_array())
-      fail_tensor(name, fmt::format("\"shape\" must be an array of integers, got {}", brief(*sh)));
+      fail_tensor(name, fmt::format("\"shape\" must be an array of integers, got {}", json_brief(*sh)));
     for (const json& d : *sh) {
       if (d.is_number_unsigned()) {
         const uint64_t v = d.get<uint64_t>();
@@ -155,10 +149,10 @@ class HeaderParser {
         t.shape.push_back(static_cast<int64_t>(v));
       } else if (d.is_number_integer()) {
         const int64_t v = d.get<int64_t>();
-        if (v < 0) fail_tensor(name, fmt::format("negative dimension {} in \"shape\" {}", v, brief(*sh)));
+        if (v < 0) fail_tensor(name, fmt::format("negative dimension {} in \"shape\" {}", v, json_brief(*sh)));
         t.shape.push_back(v);
       } else {
-        fail_tensor(name, fmt::format("\"shape\" must be an array of integers, got {}", brief(*sh)));
+        fail_tensor(name, fmt::format("\"shape\" must be an array of integers, got {}", json_brief(*sh)));
       }
     }
 
@@ -167,7 +161,7 @@ class HeaderParser {
     if (!off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
         !(*off)[1].is_number_unsigned())
       fail_tensor(name, fmt::format("\"data_offsets\" must be [begin, end] with non-negative integers, got {}",
-                                    brief(*off)));
+                                    json_brief(*off)));
     t.begin = (*off)[0].get<uint64_t>();
     t.end = (*off)[1].get<uint64_t>();
     if (t.begin > t.end)

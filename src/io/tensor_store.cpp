@@ -37,7 +37,7 @@ bool is_regular(const fs::path& p) {
   return fs::is_regular_file(p, ec);
 }
 
-bool exists(const fs::path& p) {
+bool path_exists(const fs::path& p) {
   std::error_code ec;
   return fs::exists(p, ec);
 }
@@ -62,7 +62,7 @@ TensorStore TensorStore::open(const fs::path& dir) {
   }
 
   const fs::path index_path = dir / kIndexName;
-  if (exists(index_path)) {
+  if (path_exists(index_path)) {
     store.sharded_ = true;
     const nlohmann::json j = read_json_file(index_path);
     if (!j.is_object()) throw Error(fmt::format("{}: expected a JSON object", index_path.string()));
@@ -78,7 +78,7 @@ TensorStore TensorStore::open(const fs::path& dir) {
     for (const auto& [tensor, shard] : wm->items()) {
       if (!shard.is_string())
         throw Error(fmt::format("{}: \"weight_map\" entry for tensor '{}' must be a file name string, got {}",
-                                index_path.string(), tensor, shard.dump()));
+                                index_path.string(), tensor, json_brief(shard)));
       const std::string& s = shard.get_ref<const std::string&>();
       if (!plain_file_name(s))
         throw Error(fmt::format("{}: tensor '{}' is mapped to '{}', which is not a plain file name",
@@ -90,7 +90,7 @@ TensorStore TensorStore::open(const fs::path& dir) {
     std::map<std::string, size_t> shard_index;
     for (const auto& [shard, tensor] : first_tensor_of_shard) {
       const fs::path p = dir / shard;
-      if (!exists(p))
+      if (!path_exists(p))
         throw Error(fmt::format("{}: {} names shard '{}' (e.g. for tensor '{}'), but {} does not exist", d,
                                 kIndexName, shard, tensor, p.string()));
       shard_index.emplace(shard, store.files_.size());
@@ -101,7 +101,7 @@ TensorStore TensorStore::open(const fs::path& dir) {
         throw Error(fmt::format("{}: {} puts tensor '{}' in '{}', but that file has no such tensor", d,
                                 kIndexName, tensor, shard));
     }
-  } else if (exists(dir / kSingleName)) {
+  } else if (path_exists(dir / kSingleName)) {
     store.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(dir / kSingleName)));
   } else {
     std::vector<fs::path> candidates;

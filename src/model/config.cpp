@@ -15,18 +15,6 @@ namespace {
 
 using nlohmann::json;
 
-// A short rendering of a JSON value for messages.
-std::string brief(const json& v) {
-  std::string s;
-  try {
-    s = v.dump(-1, ' ', false, json::error_handler_t::replace);
-  } catch (...) {
-    s = "?";
-  }
-  if (s.size() > 60) s = s.substr(0, 57) + "...";
-  return s;
-}
-
 // Field access with errors of the form "<source>: field '<name>': <reason>".
 class Fields {
  public:
@@ -59,7 +47,7 @@ class Fields {
       return static_cast<int64_t>(u);
     }
     if (v.is_number_integer()) return v.get<int64_t>();
-    fail(field, fmt::format("must be an integer, got {}", brief(v)));
+    fail(field, fmt::format("must be an integer, got {}", json_brief(v)));
   }
 
   int64_t positive_int(std::string_view field, const json& v) const {
@@ -75,7 +63,7 @@ class Fields {
   }
 
   double finite_number(std::string_view field, const json& v) const {
-    if (!v.is_number()) fail(field, fmt::format("must be a number, got {}", brief(v)));
+    if (!v.is_number()) fail(field, fmt::format("must be a number, got {}", json_brief(v)));
     const double x = v.get<double>();
     if (!std::isfinite(x)) fail(field, fmt::format("must be finite, got {}", x));
     return x;
@@ -88,12 +76,12 @@ class Fields {
   }
 
   bool boolean(std::string_view field, const json& v) const {
-    if (!v.is_boolean()) fail(field, fmt::format("must be true or false, got {}", brief(v)));
+    if (!v.is_boolean()) fail(field, fmt::format("must be true or false, got {}", json_brief(v)));
     return v.get<bool>();
   }
 
   std::string string(std::string_view field, const json& v) const {
-    if (!v.is_string()) fail(field, fmt::format("must be a string, got {}", brief(v)));
+    if (!v.is_string()) fail(field, fmt::format("must be a string, got {}", json_brief(v)));
     return v.get<std::string>();
   }
 
@@ -109,7 +97,7 @@ RopeScaling parse_rope_scaling(const Fields& f, const json* v) {
   if (v == nullptr) return rs;  // absent or null: no scaling
   constexpr std::string_view field = "rope_scaling";
   if (!v->is_object())
-    f.fail(field, fmt::format("must be null or an object {{\"type\": ..., \"factor\": ...}}, got {}", brief(*v)));
+    f.fail(field, fmt::format("must be null or an object {{\"type\": ..., \"factor\": ...}}, got {}", json_brief(*v)));
   const char* type_key = v->contains("type") ? "type" : "rope_type";
   for (const auto& [key, val] : v->items()) {
     if (key != type_key && key != "factor")
@@ -120,7 +108,7 @@ RopeScaling parse_rope_scaling(const Fields& f, const json* v) {
   const auto fac = v->find("factor");
   if (fac == v->end()) f.fail(field, "missing \"factor\"");
   if (v->size() != 2) f.fail(field, "must have exactly the two keys \"type\" and \"factor\"");
-  if (!t->is_string()) f.fail(field, fmt::format("\"type\" must be a string, got {}", brief(*t)));
+  if (!t->is_string()) f.fail(field, fmt::format("\"type\" must be a string, got {}", json_brief(*t)));
   const std::string& type = t->get_ref<const std::string&>();
   if (type == "dynamic")
     rs.type = RopeScaling::Type::Dynamic;
@@ -128,10 +116,10 @@ RopeScaling parse_rope_scaling(const Fields& f, const json* v) {
     rs.type = RopeScaling::Type::Linear;
   else
     f.fail(field, fmt::format("unsupported type \"{}\" (expected \"dynamic\" or \"linear\")", type));
-  if (!fac->is_number()) f.fail(field, fmt::format("\"factor\" must be a number, got {}", brief(*fac)));
+  if (!fac->is_number()) f.fail(field, fmt::format("\"factor\" must be a number, got {}", json_brief(*fac)));
   rs.factor = fac->get<double>();
   if (!std::isfinite(rs.factor) || rs.factor < 1.0)
-    f.fail(field, fmt::format("\"factor\" must be a number >= 1, got {}", brief(*fac)));
+    f.fail(field, fmt::format("\"factor\" must be a number >= 1, got {}", json_brief(*fac)));
   return rs;
 }
 
@@ -142,10 +130,10 @@ ModelConfig model_from_json(const json& j, const std::string& source) {
   {
     const json& a = f.require("architectures");
     if (!a.is_array() || a.empty())
-      f.fail("architectures", fmt::format("must be a non-empty array of strings, got {}", brief(a)));
+      f.fail("architectures", fmt::format("must be a non-empty array of strings, got {}", json_brief(a)));
     for (const json& e : a)
       if (!e.is_string())
-        f.fail("architectures", fmt::format("must be a non-empty array of strings, got {}", brief(a)));
+        f.fail("architectures", fmt::format("must be a non-empty array of strings, got {}", json_brief(a)));
     c.architecture = a[0].get<std::string>();
     if (c.architecture.empty()) f.fail("architectures", "architectures[0] is empty");
   }
@@ -203,13 +191,13 @@ GenerationConfig generation_from_json(const json& j, const std::string& source) 
     if (v->is_array()) {
       for (const json& e : *v) {
         if (!e.is_number_integer())
-          f.fail("eos_token_id", fmt::format("must be an integer or a list of integers, got {}", brief(*v)));
+          f.fail("eos_token_id", fmt::format("must be an integer or a list of integers, got {}", json_brief(*v)));
         g.eos_token_ids.push_back(f.non_negative_int("eos_token_id", e));
       }
     } else if (v->is_number_integer()) {
       g.eos_token_ids.push_back(f.non_negative_int("eos_token_id", *v));
     } else {
-      f.fail("eos_token_id", fmt::format("must be an integer or a list of integers, got {}", brief(*v)));
+      f.fail("eos_token_id", fmt::format("must be an integer or a list of integers, got {}", json_brief(*v)));
     }
   }
   if (const json* v = f.find("bos_token_id")) g.bos_token_id = f.non_negative_int("bos_token_id", *v);

@@ -3,8 +3,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
+#include <functional>
 #include <limits>
 
 #include "common/error.h"
@@ -16,6 +18,13 @@ using Candidate = std::pair<float, TokenId>;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 constexpr double kNegInfD = -std::numeric_limits<double>::infinity();
+
+// Up to this top_k the k-th largest score comes from a min-heap, beyond it from nth_element.
+constexpr size_t kHeapTopK = 4096;
+// Top-p's mass histogram: bins of 1/8 logit below the best score, 32 logits deep (e^-32 of
+// the best token's probability); everything further down shares the last bin.
+constexpr size_t kMassBins = 256;
+constexpr double kBinsPerUnit = 8.0;
 
 // Descending score, lower id first on ties. A total order on NaN-free candidates, so every
 // partial sort below gives the same answer on every standard library.
@@ -178,50 +187,111 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
 
   // Temperature (in float, as HF does), dropping NaN and -inf: they can never be drawn.
   scratch_.clear();
+  double max_score = kNegInfD;  // the best score always survives every filter below
   for (size_t i = 0; i < vocab; ++i) {
     float& l = logits[i];
     l /= temperature;
     if (std::isnan(l)) l = kNegInf;
-    if (l != kNegInf) scratch_.emplace_back(l, static_cast<TokenId>(i));
+    if (l != kNegInf) {
+      scratch_.emplace_back(l, static_cast<TokenId>(i));
+      max_score = std::max(max_score, static_cast<double>(l));
+    }
   }
   if (scratch_.empty()) return 0;  // nothing has any probability; logits are all -inf now
 
-  const auto first = scratch_.begin();
-  size_t n = scratch_.size();  // candidates still alive: scratch_[0, n)
-  size_t sorted = 0;           // scratch_[0, sorted) is in ranks_before order
-  auto at = [first](size_t i) { return first + static_cast<std::ptrdiff_t>(i); };
+  const size_t candidates = scratch_.size();
+  size_t n = candidates;  // candidates still alive: scratch_[0, n)
+  size_t sorted = 0;      // scratch_[0, sorted) is in ranks_before order
+  // (scratch_ may swap buffers with spare_, so no iterator is kept across the filters)
+  auto at = [this](size_t i) { return scratch_.begin() + static_cast<std::ptrdiff_t>(i); };
 
   // Top-k (HF): keep every token scoring >= the k-th largest score (ties at the boundary
-  // all survive).
+  // all survive). For the usual small k a min-heap of the k best scores finds the k-th
+  // largest in one predictable pass; larger k use nth_element.
   const size_t k = static_cast<size_t>(params_.top_k);
   if (k > 0 && k < n) {
-    std::nth_element(first, at(k - 1), at(n), ranks_before);
-    const float kth = scratch_[k - 1].first;
-    const auto end = std::partition(at(k), at(n), [kth](const Candidate& c) {
+    float kth = 0.0f;
+    if (k <= kHeapTopK) {
+      heap_.clear();
+      for (size_t i = 0; i < n; ++i) {
+        const float v = scratch_[i].first;
+        if (heap_.size() < k) {
+          heap_.push_back(v);
+          std::push_heap(heap_.begin(), heap_.end(), std::greater<>());
+        } else if (v > heap_.front()) {
+          std::pop_heap(heap_.begin(), heap_.end(), std::greater<>());
+          heap_.back() = v;
+          std::push_heap(heap_.begin(), heap_.end(), std::greater<>());
+        }
+      }
+      kth = heap_.front();
+    } else {
+      std::nth_element(at(0), at(k - 1), at(n), ranks_before);
+      kth = scratch_[k - 1].first;
+    }
+    const auto end = std::partition(at(0), at(n), [kth](const Candidate& c) {
       return c.first >= kth;
     });
-    n = static_cast<size_t>(end - first);
-    std::sort(first, at(n), ranks_before);
+    n = static_cast<size_t>(end - at(0));
+    std::sort(at(0), at(n), ranks_before);
     sorted = n;
-  }
-
-  double max_score = kNegInfD;
-  if (sorted > 0) {
-    max_score = scratch_[0].first;
-  } else {
-    for (size_t i = 0; i < n; ++i) max_score = std::max(max_score, double{scratch_[i].first});
   }
 
   // Top-p (HF): HF sorts ascending and drops tokens whose cumulative probability is
   // <= 1 - top_p. Equivalently, walking from the most likely token down, a token is kept
   // while the mass of the tokens before it is still < top_p; the first token always stays.
-  // Only the prefix actually walked is sorted, in growing chunks.
+  // Only the neighbourhood of the cut gets sorted: a histogram of the mass by distance below
+  // the best score finds the bin where the cumulative mass crosses top_p. Tokens two or more
+  // bins above it are kept as they are (their predecessors' mass is below top_p), tokens two
+  // or more bins below it are dropped, and only the bins in between are sorted and walked.
+  // Should rounding carry the walk past them, it goes on through the rest in growing
+  // nth_element chunks (also the path when the best score is +inf or top-k sorted already).
   const double top_p = params_.top_p;
   if (top_p < 1.0) {
+    const bool binned = sorted < n && !std::isinf(max_score);
+    auto bin_of = [max_score](float score) {
+      const double d = (max_score - static_cast<double>(score)) * kBinsPerUnit;
+      return d < static_cast<double>(kMassBins) ? static_cast<size_t>(d) : kMassBins;
+    };
+    std::array<double, kMassBins + 1> bin_mass{};
     double total = 0.0;
-    for (size_t i = 0; i < n; ++i) total += relative_weight(scratch_[i].first, max_score);
+    for (size_t i = 0; i < n; ++i) {
+      const double w = relative_weight(scratch_[i].first, max_score);
+      total += w;
+      if (binned) bin_mass[bin_of(scratch_[i].first)] += w;
+    }
     double mass = 0.0;
     size_t keep = 0;
+    if (binned) {
+      size_t crossing = 0;
+      double cumulative = bin_mass[0];
+      while (crossing < kMassBins && cumulative < top_p * total) {
+        cumulative += bin_mass[++crossing];
+      }
+      const size_t first_walked = crossing > 0 ? crossing - 1 : 0;
+      const size_t last_walked = crossing + 1;
+      if (last_walked < kMassBins) {
+        // Stable three-way split: [kept as is | walked, sorted | dropped].
+        spare_.clear();
+        for (size_t i = 0; i < n; ++i) {
+          if (bin_of(scratch_[i].first) < first_walked) spare_.push_back(scratch_[i]);
+        }
+        keep = spare_.size();
+        for (size_t i = 0; i < n; ++i) {
+          const size_t b = bin_of(scratch_[i].first);
+          if (b >= first_walked && b <= last_walked) spare_.push_back(scratch_[i]);
+        }
+        sorted = spare_.size();
+        for (size_t i = 0; i < n; ++i) {
+          if (bin_of(scratch_[i].first) > last_walked) spare_.push_back(scratch_[i]);
+        }
+        spare_.swap(scratch_);
+        std::sort(at(keep), at(sorted), ranks_before);
+        for (size_t i = 0; i < keep; ++i) {
+          mass += relative_weight(scratch_[i].first, max_score) / total;
+        }
+      }
+    }
     while (keep < n && mass < top_p) {
       if (keep == sorted) {
         const size_t end = std::min(n, sorted + std::max<size_t>(64, sorted));
@@ -239,14 +309,14 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
   // most likely token always stays. remove_if keeps the order (the draw depends on it).
   const double min_p = params_.min_p;
   if (min_p > 0.0) {
-    const auto end = std::remove_if(first, at(n), [&](const Candidate& c) {
+    const auto end = std::remove_if(at(0), at(n), [&](const Candidate& c) {
       return relative_weight(c.first, max_score) < min_p;
     });
-    n = static_cast<size_t>(end - first);
+    n = static_cast<size_t>(end - at(0));
   }
 
   // Filtered tokens read -inf in the caller's logits, like HF's processed scores.
-  if (n < scratch_.size()) {
+  if (n < candidates) {
     std::fill(logits.begin(), logits.end(), kNegInf);
     for (size_t i = 0; i < n; ++i) {
       logits[static_cast<size_t>(scratch_[i].second)] = scratch_[i].first;
@@ -310,7 +380,7 @@ TokenId argmax(std::span<const float> logits) {
   for (size_t i = 0; i < logits.size(); ++i) {
     const float v = logits[i];
     if (std::isnan(v)) continue;
-    if (!found || v >= logits[best]) {
+    if (!found || v > logits[best]) {
       best = i;
       found = true;
     }

@@ -54,6 +54,8 @@ class Sampler {
   std::vector<std::pair<float, TokenId>> scratch_;
   std::vector<int32_t> counts_;   // vocab-sized, all zero between calls
   std::vector<double> weights_;   // draw weights of the surviving candidates
+  std::vector<float> heap_;       // top-k selection
+  std::vector<std::pair<float, TokenId>> spare_;  // top-p's regrouping of scratch_
   double next_uniform();  // [0, 1)
 };
 

@@ -29,7 +29,7 @@ namespace {
 
 constexpr uint64_t kDefaultShardBytes = 5'000'000'000ull;  // HF's "5GB"
 constexpr size_t kBatchBytes = 4u << 20;  // one generation batch; two are alive at a time
-constexpr float kNormStd = 0.1f;
+constexpr double kNormStd = 0.1;
 constexpr const char* kTransformersVersion = "4.41.0";
 
 // Tokenizer files copied when present; tokenizer.model is required.
@@ -81,7 +81,8 @@ std::string command_line(const SynthOptions& o) {
       c += fmt::format(" (shard size {} bytes)", o.shard_bytes);
   }
   if (o.init_std != 0.02) c += " --init-std " + format_number(o.init_std);
-  c += " --out " + o.out.string();
+  // The output path is left out so that identical options give identical files everywhere.
+  c += " --out DIR";
   return c;
 }
 
@@ -153,34 +154,45 @@ std::vector<TensorDecl> shard_decls(const Plan& p, size_t shard, DType dtype) {
   return decls;
 }
 
-// Prepares `out`: created if missing; an existing non-empty directory needs `force`.
-void prepare_out_dir(const SynthOptions& o) {
+// Checks `out`: a missing path or an empty directory is fine; a non-empty directory needs
+// `force`. Returns the stale weight files that would then be removed (a loader would
+// otherwise pick up an old index or shard); nothing else in the directory is touched.
+std::vector<fs::path> check_out_dir(const SynthOptions& o) {
   std::error_code ec;
   const fs::path& out = o.out;
-  if (fs::exists(out, ec)) {
-    if (!fs::is_directory(out, ec)) throw Error(fmt::format("{}: exists and is not a directory", out.string()));
-    const bool empty = fs::directory_iterator(out, ec) == fs::directory_iterator();
-    if (ec) throw Error(fmt::format("{}: cannot read directory: {}", out.string(), ec.message()));
-    if (!empty) {
-      if (!o.force)
-        throw Error(fmt::format("{}: directory exists and is not empty (pass --force to overwrite)", out.string()));
-      // Stale weights from an earlier checkpoint would confuse a loader; remove only those.
-      for (const auto& entry : fs::directory_iterator(out, ec)) {
-        const std::string name = entry.path().filename().string();
-        const auto ends_with = [&](std::string_view suffix) {
-          return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
-        };
-        if (entry.is_regular_file(ec) && (ends_with(".safetensors") || ends_with(".safetensors.tmp") ||
-                                          name == "model.safetensors.index.json")) {
-          fs::remove(entry.path(), ec);
-          if (ec) throw Error(fmt::format("{}: cannot remove: {}", entry.path().string(), ec.message()));
-        }
-      }
-    }
-  } else {
-    fs::create_directories(out, ec);
-    if (ec) throw Error(fmt::format("{}: cannot create directory: {}", out.string(), ec.message()));
+  std::vector<fs::path> stale;
+  if (!fs::exists(out, ec)) return stale;
+  if (!fs::is_directory(out, ec)) throw Error(fmt::format("{}: exists and is not a directory", out.string()));
+  const bool empty = fs::directory_iterator(out, ec) == fs::directory_iterator();
+  if (ec) throw Error(fmt::format("{}: cannot read directory: {}", out.string(), ec.message()));
+  if (empty) return stale;
+  if (!o.force)
+    throw Error(fmt::format("{}: directory exists and is not empty (pass --force to overwrite)", out.string()));
+  for (const auto& entry : fs::directory_iterator(out, ec)) {
+    const std::string name = entry.path().filename().string();
+    const auto ends_with = [&](std::string_view suffix) {
+      return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    std::error_code e;
+    if (entry.is_regular_file(e) &&
+        (ends_with(".safetensors") || ends_with(".safetensors.tmp") || name == "model.safetensors.index.json"))
+      stale.push_back(entry.path());
   }
+  return stale;
+}
+
+// Free space where `path` is or would be created (its nearest existing ancestor).
+std::optional<uint64_t> available_space(const fs::path& path) {
+  std::error_code ec;
+  fs::path p = fs::absolute(path, ec);
+  if (ec) return std::nullopt;
+  while (!p.empty() && !fs::exists(p, ec)) {
+    if (p == p.parent_path()) break;
+    p = p.parent_path();
+  }
+  const fs::space_info space = fs::space(p, ec);
+  if (ec) return std::nullopt;
+  return space.available;
 }
 
 nlohmann::json config_json(const SynthOptions& o, const Plan& p) {
@@ -247,7 +259,7 @@ std::string readme_text(const SynthOptions& o, const Plan& p, uint64_t params) {
       "but every weight is random: matrices ~ N(0, {}), norm weights 1 + N(0, {}). Its output\n"
       "is gibberish. Use it to test loaders and engines, never as a model.\n"
       "\n"
-      "Command (the same command gives byte-identical weight files):\n"
+      "Command (the same command gives byte-identical files):\n"
       "\n"
       "    {}\n"
       "\n"
@@ -295,7 +307,7 @@ void write_weights(const SynthOptions& o, const Plan& p, uint64_t total,
       const synth::SynthTensor& t = p.tensors[ti];
       const uint64_t key = synth::stream_key(o.seed, t.name);
       const float mean = t.init == synth::InitKind::Norm ? 1.0f : 0.0f;
-      const float stddev = t.init == synth::InitKind::Norm ? kNormStd : static_cast<float>(o.init_std);
+      const float stddev = static_cast<float>(t.init == synth::InitKind::Norm ? kNormStd : o.init_std);
       const uint64_t numel = t.numel();
       for (uint64_t off = 0; off < numel; off += batch_elems) {
         const size_t n = static_cast<size_t>(std::min<uint64_t>(batch_elems, numel - off));
@@ -361,25 +373,43 @@ SynthSummary write_synthetic_checkpoint(const SynthOptions& opts,
   for (size_t s = 0; s < plan.shards.size(); ++s)
     weight_total += SafetensorsWriter::planned_file_size(shard_decls(plan, s, opts.dtype));
 
-  prepare_out_dir(opts);
+  const std::vector<fs::path> stale = check_out_dir(opts);
 
-  // Disk space: weights + tokenizer copies + a little for JSON and README.
+  // Disk space: weights + tokenizer copies + a little for JSON and README, checked before
+  // anything is created or removed. Stale weights about to be removed count as free.
   uint64_t needed = weight_total + (1u << 20);
   std::error_code ec;
   for (const char* f : kTokenizerFiles) {
     const auto sz = fs::file_size(plan.tokenizer_dir / f, ec);
     if (!ec) needed += sz;
   }
-  const fs::space_info space = fs::space(opts.out, ec);
-  if (!ec && space.available < needed)
-    throw Error(fmt::format("{}: not enough free disk space: the checkpoint needs {} ({} bytes), {} available",
-                            opts.out.string(), gb(needed), needed, gb(space.available)));
+  if (const auto avail = available_space(opts.out)) {
+    uint64_t freed = 0;
+    for (const auto& f : stale) {
+      const auto sz = fs::file_size(f, ec);
+      if (!ec) freed += sz;
+    }
+    if (*avail + freed < needed)
+      throw Error(fmt::format("{}: not enough free disk space: the checkpoint needs {} ({} bytes), {} available",
+                              opts.out.string(), gb(needed), needed, gb(*avail + freed)));
+  }
+
+  const bool created = !fs::exists(opts.out, ec);
+  if (created) {
+    fs::create_directories(opts.out, ec);
+    if (ec) throw Error(fmt::format("{}: cannot create directory: {}", opts.out.string(), ec.message()));
+  }
+  for (const auto& f : stale) {
+    fs::remove(f, ec);
+    if (ec) throw Error(fmt::format("{}: cannot remove: {}", f.string(), ec.message()));
+  }
 
   std::vector<fs::path> weight_files;
   try {
     write_weights(opts, plan, weight_total, progress, weight_files);
   } catch (...) {
     for (const auto& f : weight_files) fs::remove(f, ec);
+    if (created) fs::remove(opts.out, ec);  // only if empty
     throw;
   }
   for (const auto& f : weight_files) summary.files.push_back(f.filename().string());
@@ -415,7 +445,12 @@ SynthSummary write_synthetic_checkpoint(const SynthOptions& opts,
       add_file(dst);
       continue;
     }
-    fs::copy_file(src, dst, fs::copy_options::overwrite_existing, e);
+    // The source may be read-only; the copy must not be (a later --force rewrites it).
+    fs::remove(dst, e);
+    fs::copy_file(src, dst, e);
+    if (!e)
+      fs::permissions(dst, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                      fs::perms::others_read, fs::perm_options::replace, e);
     if (e) throw Error(fmt::format("cannot copy {} to {}: {}", src.string(), dst.string(), e.message()));
     add_file(dst);
   }

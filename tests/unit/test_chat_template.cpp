@@ -84,7 +84,9 @@ TEST_F(ChatTemplateTest, RandomContentsMatchEncodingTheRenderedText) {
     ASSERT_EQ(ids, tok().encode(render_chat(msgs, gen), false)) << render_chat(msgs, gen);
     ASSERT_EQ(tok().decode(ids), render_chat(msgs, gen));
     ASSERT_EQ(ids[0], 1);
-    if (!ids.empty() && ids.size() > 1) ASSERT_NE(ids[1], 1) << "double BOS";
+    if (ids.size() > 1) {
+      ASSERT_NE(ids[1], 1) << "double BOS";
+    }
   }
 }
 

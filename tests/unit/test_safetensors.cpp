@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <ostream>
 #include <random>
 #include <string>
 #include <string_view>
@@ -88,7 +89,8 @@ std::vector<BadCase> bad_cases() {
       {"JsonString", st_file("\"hello\"", 0), {"string", "expected an object"}},
       {"JsonNumber", st_file("42", 0), {"number", "expected an object"}},
       {"JsonNull", st_file("null", 0), {"null", "expected an object"}},
-      {"NulPadding", st_file(std::string("{}\0\0", 4), 0), {"not valid JSON"}},
+      {"NulPadding", st_file(std::string("{}\0\0", 4), 0), {"not valid JSON", "NUL byte at header offset 2"}},
+      {"NulThenGarbage", st_file(std::string("{}\0garbage", 10), 0), {"not valid JSON", "NUL"}},
       {"InvalidUtf8", st_file("{\"w\xff\":{" + f32x2 + "}}", 8), {"not valid JSON"}},
       {"DuplicateTensor", st_file("{\"w\":{" + f32x2 + "},\"w\":{" + f32x2 + "}}", 8), {"duplicate key 'w'"}},
       {"DuplicateField", st_file(R"({"w":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}})", 8),
@@ -182,6 +184,8 @@ std::vector<BadCase> bad_cases() {
   };
 }
 
+void PrintTo(const BadCase& c, std::ostream* os) { *os << c.name; }
+
 class SafetensorsMalformed : public testing::TestWithParam<BadCase> {};
 
 TEST_P(SafetensorsMalformed, RejectedWithMessageNamingLabelAndTensor) {
@@ -265,6 +269,8 @@ std::vector<GoodCase> good_cases() {
   };
 }
 
+void PrintTo(const GoodCase& c, std::ostream* os) { *os << c.name; }
+
 class SafetensorsValid : public testing::TestWithParam<GoodCase> {};
 
 TEST_P(SafetensorsValid, Parses) {
@@ -342,6 +348,26 @@ TEST(SafetensorsRobustness, ByteCorruptionsParseOrThrowIlmError) {
       }
     }
   }
+}
+
+TEST(SafetensorsRobustness, DeeplyNestedHeaderValues) {
+  const std::string deep = std::string(50000, '[') + std::string(50000, ']');
+  for (const std::string& header :
+       {"{\"w\":" + deep + "}", "{\"w\":{\"dtype\":\"F32\",\"shape\":" + deep + ",\"data_offsets\":[0,0]}}",
+        "{\"__metadata__\":{\"k\":" + deep + "}}", deep}) {
+    const std::string msg = parse_error(st_file(header, 0));
+    EXPECT_EQ(msg.rfind(std::string(kLabel) + ": ", 0), 0u) << msg.substr(0, 200);
+    EXPECT_LT(msg.size(), 300u);
+  }
+}
+
+TEST(SafetensorsRobustness, HugeValuesInMessagesAreShortened) {
+  const std::string big(1 << 20, 'x');
+  const std::string msg =
+      parse_error(st_file(R"({"w":{"dtype":")" + big + R"(","shape":[1],"data_offsets":[0,1]}})", 1));
+  EXPECT_NE(msg.find("'w'"), std::string::npos);
+  EXPECT_NE(msg.find("unknown dtype"), std::string::npos);
+  EXPECT_LT(msg.size(), 200u);
 }
 
 // ----------------------------------------------------------------------------------------------

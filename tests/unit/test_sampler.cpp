@@ -325,7 +325,7 @@ TEST(SamplerTopK, KeepsExactlyTheKLargestWithBoundaryTies) {
 
 TEST(SamplerTopK, LargeVocabularyMatchesReference) {
   const std::vector<float> logits = random_logits(92544, 2.0f, 77);
-  for (int k : {1, 2, 40, 1000}) {
+  for (int k : {1, 2, 40, 1000, 4096, 4097, 20000}) {  // heap and nth_element selections
     const SamplingParams p = make_params(0.9f, k, 1.0f, 0.0f, 3);
     const IdSet got = support_of(processed(p, logits));
     EXPECT_EQ(got.size(), static_cast<size_t>(k));
@@ -405,6 +405,23 @@ TEST(SamplerTopP, LargeVocabularyMatchesReference) {
                                   make_params(1.0f, 50, 0.9f)}) {
     EXPECT_EQ(support_of(processed(p, logits)), support_of(hf_pipeline(logits, p)))
         << "T " << p.temperature << " k " << p.top_k << " p " << p.top_p;
+  }
+}
+
+TEST(SamplerTopP, InfiniteScoresShareTheMassEqually) {
+  // 3e38 / 1e-3 overflows to +inf for the first 200 ids: those share all the mass equally
+  // (1/200 each, lower id first), so top_p = 0.9 keeps ids 0..179. The best score being
+  // infinite also takes the plain chunked-sort path of top-p.
+  std::vector<float> logits = random_logits(1000, 1.0f, 4);
+  for (size_t i = 0; i < 200; ++i) logits[i] = 3e38f;
+  IdSet expected;
+  for (TokenId i = 0; i < 180; ++i) expected.insert(i);
+  const SamplingParams p = make_params(1e-3f, 0, 0.9f, 0.0f, 8);
+  EXPECT_EQ(support_of(processed(p, logits)), expected);
+  Sampler s(p);
+  for (int i = 0; i < 200; ++i) {
+    std::vector<float> l = logits;
+    EXPECT_TRUE(expected.count(s.sample(l, {}, {})));
   }
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "common/error.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ilm {
