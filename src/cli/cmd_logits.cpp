@@ -21,7 +21,7 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "logits files are little-endian f32");
 
 struct LogitsArgs {
-  std::string model, prompt, ids, out, backend = "ref";
+  std::string model, prompt, ids, out, backend = "cpu";
   bool chat = false;
   int64_t prefill = 0;
   int threads = 0;
@@ -84,7 +84,7 @@ void add_logits_command(CLI::App& app) {
                   "Run the first K tokens in one forward, then one token per forward through the KV cache "
                   "(default: all at once)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--backend", args->backend, "Backend (ref)");
+  cmd->add_option("--backend", args->backend, "Backend: cpu (default, SIMD) or ref (the f64 oracle)");
   cmd->callback([args] { write_logits(*args); });
 }
 

@@ -16,7 +16,7 @@ namespace ilm::cli {
 namespace {
 
 struct RunArgs {
-  std::string model, prompt, prompt_file, system, backend = "ref";
+  std::string model, prompt, prompt_file, system, backend = "cpu";
   bool chat = false, quiet = false;
   int64_t max_tokens = 256, max_context = 0;
   int threads = 0;
@@ -100,7 +100,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--repetition-penalty", args->sampling.repetition_penalty, "HF repetition penalty (1 = off)");
   cmd->add_option("--seed", args->sampling.seed, "Sampling seed");
   cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--backend", args->backend, "Backend (ref)");
+  cmd->add_option("--backend", args->backend, "Backend: cpu (default, SIMD) or ref (the f64 oracle)");
   cmd->add_flag("--quiet,-q", args->quiet, "No stats line");
   cmd->callback([args, cmd] { run(*args, *cmd); });
 }

@@ -1,7 +1,9 @@
 // `internlm synth`: writes a synthetic InternLM2 checkpoint (random weights, real tokenizer) in
 // the exact Hugging Face layout, streaming so that even the 7B shape needs little memory.
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -92,6 +94,31 @@ class Progress {
   bool shown_ = false, done_line_ = false;
 };
 
+// CLI11's stock range validators print the whole double range; these say what is wanted.
+CLI::Validator positive_integer() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        long long x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (ec != std::errc() || end != v.data() + v.size() || x <= 0)
+          return "must be a positive integer, got '" + v + "'";
+        return {};
+      },
+      "POSITIVE");
+}
+
+CLI::Validator non_negative_number() {
+  return CLI::Validator(
+      [](std::string& v) -> std::string {
+        double x = 0;
+        const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+        if (ec != std::errc() || end != v.data() + v.size() || !std::isfinite(x) || x < 0)
+          return "must be a finite number >= 0, got '" + v + "'";
+        return {};
+      },
+      "NUMBER >= 0");
+}
+
 void run_synth(const SynthArgs& a) {
   SynthOptions o;
   o.preset = a.preset;
@@ -143,18 +170,23 @@ void add_synth_command(CLI::App& app) {
       "Write a synthetic InternLM2 checkpoint (random weights, real tokenizer) in the Hugging Face layout");
   cmd->add_option("--preset", args->preset, "Model shape: tiny, small, 1_8b (InternLM2-1.8B), 7b (internlm2_5-7b-chat)")
       ->capture_default_str();
-  cmd->add_option("--layers", args->layers, "Number of decoder layers (default: the preset's)");
+  cmd->add_option("--layers", args->layers, "Number of decoder layers (default: the preset's)")
+      ->check(positive_integer());
   cmd->add_option("--seed", args->seed, "Random seed; the same seed gives byte-identical weights")
       ->capture_default_str();
   cmd->add_option("--dtype", args->dtype, "Weight dtype: bf16 or f32")->capture_default_str();
   cmd->add_option("--rope-scaling", args->rope_scaling,
                   "none, dynamic:F or linear:F (default: dynamic:2.0, as InternLM2.5)");
-  cmd->add_option("--max-position-embeddings", args->max_position_embeddings, "Default: 32768");
+  cmd->add_option("--max-position-embeddings", args->max_position_embeddings, "Default: 32768")
+      ->check(positive_integer());
   cmd->add_flag("--tie-word-embeddings", args->tie_word_embeddings,
                 "Share the output head with the embeddings (no output.weight)");
   cmd->add_option("--shard-mb", args->shard_mb,
-                  "Maximum shard size in MB of 10^6 bytes (default 5000, HF's \"5GB\")");
-  cmd->add_option("--init-std", args->init_std, "Standard deviation of the matrix weights")->capture_default_str();
+                  "Maximum shard size in MB of 10^6 bytes (default 5000, HF's \"5GB\")")
+      ->check(positive_integer());
+  cmd->add_option("--init-std", args->init_std, "Standard deviation of the matrix weights")
+      ->capture_default_str()
+      ->check(non_negative_number());
   cmd->add_option("--tokenizer", args->tokenizer,
                   "Directory with tokenizer.model (default: $INTERNLM_TOKENIZER_DIR or shared/models/internlm2-tokenizer)");
   cmd->add_option("--out", args->out, "Output directory")->required();

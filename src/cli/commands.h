@@ -12,5 +12,6 @@ void add_run_command(CLI::App& app);
 void add_logits_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
+void add_ops_command(CLI::App& app);
 
 }  // namespace ilm::cli

@@ -15,7 +15,7 @@
 namespace ilm {
 
 struct LoadOptions {
-  std::string backend = "ref";
+  std::string backend = "cpu";
   int threads = 0;  // 0: all hardware threads
 };
 

@@ -103,7 +103,9 @@ Plan make_plan(const SynthOptions& o) {
   if (!shape)
     throw Error(fmt::format("unknown preset '{}' (choose one of: {})", o.preset, synth::preset_names()));
   p.shape = *shape;
-  if (o.layers < 0) throw Error(fmt::format("layers must be positive, got {}", o.layers));
+  constexpr int64_t kMaxLayers = 100'000;
+  if (o.layers < 0 || o.layers > kMaxLayers)
+    throw Error(fmt::format("layers must be between 1 and {}, got {}", kMaxLayers, o.layers));
   if (o.layers > 0) p.shape.num_layers = o.layers;
   if (o.max_position_embeddings < 0)
     throw Error(fmt::format("max_position_embeddings must be positive, got {}", o.max_position_embeddings));

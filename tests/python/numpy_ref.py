@@ -413,7 +413,7 @@ def _naive_forward(m, ids, bases, linear_factor=None):
     (keys included). Used to check the cache mechanics of forward() against the spec's closed
     form for NTK prefill-then-decode. Written independently of forward(): explicit row formula,
     per-element rotation, per-query softmax."""
-    H, nh, nkv, hd, G = m.H, m.nh, m.nkv, m.hd, m.G
+    nh, nkv, hd, G = m.nh, m.nkv, m.hd, m.G
     T = len(ids)
     x = np.array([[float(v) for v in m.t32["model.tok_embeddings.weight"][i]] for i in ids])
     half = hd // 2

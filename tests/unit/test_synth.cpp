@@ -1,9 +1,9 @@
 // Synthetic checkpoints: files, config, tensor set and shapes, weight statistics,
 // determinism, sharding, f32, tied embeddings, option errors; and the counter-based RNG.
 //
-// The tiny preset is ~97 MB in bf16 (two 92544 x 256 matrices), so the suite writes a full
-// checkpoint only four times: A (reference, shared), A again (determinism), sharded (B) and
-// f32 + tied + 3 layers + seed 2 (D).
+// The tiny preset is ~97 MB in bf16 (two 92544 x 256 matrices), so a run of the suite writes a
+// full checkpoint four times: the reference (shared by the tests of one process), the
+// reference again (determinism), sharded, and f32 + tied + 3 layers + seed 2.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -213,27 +213,28 @@ TEST(SynthPresets, ShapesAndParameterCounts) {
 
 // ---- whole checkpoints ----------------------------------------------------------------
 
-class SynthCheckpoint : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = std::make_unique<TempDir>("ref");
-    summary_ = ilm::write_synthetic_checkpoint(tiny_options(dir_->path()), [](uint64_t done, uint64_t total) {
-      progress_.emplace_back(done, total);
-    });
+// The reference checkpoint (tiny, seed 1, bf16, one file), written once per process on first
+// use and removed at exit.
+struct Reference {
+  TempDir dir{"ref"};
+  ilm::SynthSummary summary;
+  std::vector<std::pair<uint64_t, uint64_t>> progress;
+  Reference() {
+    summary = ilm::write_synthetic_checkpoint(
+        tiny_options(dir.path()), [this](uint64_t done, uint64_t total) { progress.emplace_back(done, total); });
   }
-  static void TearDownTestSuite() { dir_.reset(); }
-  static const fs::path& ref() { return dir_->path(); }
-
-  static std::unique_ptr<TempDir> dir_;
-  static ilm::SynthSummary summary_;
-  static std::vector<std::pair<uint64_t, uint64_t>> progress_;
 };
 
-std::unique_ptr<TempDir> SynthCheckpoint::dir_;
-ilm::SynthSummary SynthCheckpoint::summary_;
-std::vector<std::pair<uint64_t, uint64_t>> SynthCheckpoint::progress_;
+const Reference& reference() {
+  static const Reference r;
+  return r;
+}
 
-TEST_F(SynthCheckpoint, TinyWritesAllFiles) {
+const fs::path& ref() { return reference().dir.path(); }
+
+TEST(SynthCheckpoint, TinyWritesAllFilesConfigAndProgress) {
+  const ilm::SynthSummary& summary_ = reference().summary;
+  const auto& progress_ = reference().progress;
   std::set<std::string> names;
   for (const auto& e : fs::directory_iterator(ref())) names.insert(e.path().filename().string());
   const std::set<std::string> expected = {"model.safetensors",      "config.json",
@@ -251,9 +252,8 @@ TEST_F(SynthCheckpoint, TinyWritesAllFiles) {
   const std::string readme = read_file(ref() / "README.md");
   EXPECT_NE(readme.find("RANDOM WEIGHTS"), std::string::npos);
   EXPECT_NE(readme.find("internlm synth --preset tiny --seed 1 --dtype bf16"), std::string::npos);
-}
 
-TEST_F(SynthCheckpoint, ProgressEndsAtTheTotal) {
+  // Progress: monotonic, constant total = the safetensors file size, ends at the total.
   ASSERT_GE(progress_.size(), 2u);
   const uint64_t total = progress_.front().second;
   EXPECT_EQ(total, fs::file_size(ref() / "model.safetensors"));
@@ -264,9 +264,8 @@ TEST_F(SynthCheckpoint, ProgressEndsAtTheTotal) {
     last = done;
   }
   EXPECT_EQ(progress_.back().first, total);
-}
 
-TEST_F(SynthCheckpoint, ConfigJsonMatchesTheHuggingFaceFile) {
+  // config.json: every field of the Hugging Face file, nothing else.
   const nlohmann::json c = read_json(ref() / "config.json");
   std::set<std::string> keys;
   for (const auto& [k, v] : c.items()) keys.insert(k);
@@ -322,7 +321,8 @@ TEST_F(SynthCheckpoint, ConfigJsonMatchesTheHuggingFaceFile) {
   EXPECT_EQ(gc.eos_token_ids, (std::vector<int64_t>{2, 92542}));
 }
 
-TEST_F(SynthCheckpoint, TensorSetAndShapesExactlyAsListed) {
+TEST(SynthCheckpoint, TinyTensorSetShapesAndValues) {
+  const ilm::SynthSummary& summary_ = reference().summary;
   const auto store = ilm::TensorStore::open(ref());
   EXPECT_FALSE(store.sharded());
   const auto expected = expected_tiny_tensors(2, false);
@@ -344,10 +344,8 @@ TEST_F(SynthCheckpoint, TensorSetAndShapesExactlyAsListed) {
   for (size_t i = 1; i < file.tensors().size(); ++i)
     EXPECT_LT(file.tensors()[i - 1].name, file.tensors()[i].name);
   EXPECT_EQ(file.header().metadata.at("format"), "pt");
-}
 
-TEST_F(SynthCheckpoint, WeightsFollowTheDocumentedDistributions) {
-  const auto store = ilm::TensorStore::open(ref());
+  // Values: N(0, 0.02) matrices, 1 + N(0, 0.1) norms.
   double mean = 0, std = 0;
   mean_std(as_f32(store.get("model.tok_embeddings.weight")), mean, std);
   EXPECT_NEAR(mean, 0.0, 1e-4);
@@ -371,7 +369,7 @@ TEST_F(SynthCheckpoint, WeightsFollowTheDocumentedDistributions) {
   EXPECT_NE(std::memcmp(emb.data, out.data, 4096), 0);
 }
 
-TEST_F(SynthCheckpoint, SameSeedGivesIdenticalBytes) {
+TEST(SynthCheckpoint, SameSeedGivesIdenticalBytes) {
   TempDir again("again");
   ilm::write_synthetic_checkpoint(tiny_options(again.path()));
   for (const char* f : {"model.safetensors", "config.json", "generation_config.json", "README.md"}) {
@@ -381,7 +379,7 @@ TEST_F(SynthCheckpoint, SameSeedGivesIdenticalBytes) {
   }
 }
 
-TEST_F(SynthCheckpoint, ShardedHoldsTheSameTensorsWithAValidIndex) {
+TEST(SynthCheckpoint, ShardedHoldsTheSameTensorsWithAValidIndex) {
   TempDir sharded("sharded");
   ilm::SynthOptions o = tiny_options(sharded.path());
   o.shard_bytes = 20'000'000;  // --shard-mb 20
@@ -431,7 +429,7 @@ TEST_F(SynthCheckpoint, ShardedHoldsTheSameTensorsWithAValidIndex) {
   EXPECT_EQ(read_file(ref() / "config.json"), read_file(sharded.path() / "config.json"));
 }
 
-TEST_F(SynthCheckpoint, F32TiedThreeLayersOtherSeedWithForce) {
+TEST(SynthCheckpoint, F32TiedThreeLayersOtherSeedWithForce) {
   TempDir d("f32");
   fs::create_directories(d.path());
   { std::ofstream(d.path() / "model-00001-of-00009.safetensors") << "stale"; }
@@ -469,13 +467,15 @@ TEST_F(SynthCheckpoint, F32TiedThreeLayersOtherSeedWithForce) {
   EXPECT_EQ(store.names(), names);
   EXPECT_FALSE(store.contains("output.weight"));
 
-  // Another seed, other values: compare with the seed-1 bf16 reference.
-  const auto ref_store = ilm::TensorStore::open(ref());
-  const auto x = as_f32(store.get("model.layers.0.attention.wqkv.weight"));
-  const auto y = as_f32(ref_store.get("model.layers.0.attention.wqkv.weight"));
-  ASSERT_EQ(x.size(), y.size());
+  // Seed 2 values are the generator's for seed 2, and unlike seed 1's.
+  const ilm::TensorRef wqkv = store.get("model.layers.0.attention.wqkv.weight");
+  const auto x = as_f32(wqkv);
+  std::vector<float> seed1(x.size()), seed2(x.size());
+  ilm::synth::fill_normal_f32(ilm::synth::stream_key(1, wqkv.name), 0, x.size(), 0.0f, 0.02f, seed1.data());
+  ilm::synth::fill_normal_f32(ilm::synth::stream_key(2, wqkv.name), 0, x.size(), 0.0f, 0.02f, seed2.data());
+  EXPECT_EQ(x, seed2);
   size_t same = 0;
-  for (size_t i = 0; i < x.size(); ++i) same += ilm::f32_to_bf16(x[i]) == ilm::f32_to_bf16(y[i]);
+  for (size_t i = 0; i < x.size(); ++i) same += ilm::f32_to_bf16(x[i]) == ilm::f32_to_bf16(seed1[i]);
   EXPECT_LT(same, x.size() / 50);
   double mean = 0, std = 0;
   mean_std(x, mean, std);

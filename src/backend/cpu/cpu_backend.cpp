@@ -1,0 +1,187 @@
+#include "backend/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace ilm {
+
+namespace {
+
+class InPlaceWeight final : public Weight {
+ public:
+  const void* data = nullptr;
+};
+
+const InPlaceWeight& in_place(const Weight& w) { return static_cast<const InPlaceWeight&>(w); }
+
+constexpr int64_t kRowBlock = 4;   // rows per work item: matches the kernels' register tile
+constexpr int64_t kKeyTile = 64;   // keys per online-softmax step
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads, const std::string& isa) : pool_(threads) {
+  if (isa.empty()) {
+    k_ = &cpu::best_kernels();
+  } else {
+    k_ = cpu::kernels_for(isa);
+    if (!k_)
+      throw Error(fmt::format("cpu backend: instruction set '{}' is not supported on this CPU "
+                              "(supported: {})",
+                              isa, fmt::join(cpu::supported_isas(), ", ")));
+  }
+}
+
+std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t) {
+  if (!is_weight_dtype(t.dtype))
+    throw Error(fmt::format("{}: tensor '{}' has dtype {}, the cpu backend needs F32, F16 or BF16",
+                            t.file, t.name, dtype_name(t.dtype)));
+  if (t.shape.empty() || t.shape.size() > 2)
+    throw Error(fmt::format("{}: tensor '{}' has shape {}, expected 1 or 2 dimensions", t.file,
+                            t.name, t.shape_str()));
+  auto w = std::make_unique<InPlaceWeight>();
+  w->name = t.name;
+  w->source_dtype = t.dtype;
+  w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
+  w->cols = t.shape.back();
+  w->data = t.data;
+  return w;
+}
+
+void CpuBackend::embedding(const Weight& table, std::span<const TokenId> ids, float* out) {
+  const auto& w = in_place(table);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= w.rows)
+      throw Error(fmt::format("token id {} is outside the vocabulary [0, {})", ids[i], w.rows));
+    float* o = out + static_cast<int64_t>(i) * w.cols;
+    for (int64_t c = 0; c < w.cols; ++c)
+      o[c] = load_as_f32(w.data, w.source_dtype, static_cast<size_t>(ids[i] * w.cols + c));
+  }
+}
+
+void CpuBackend::matmul(const float* x, int64_t T, const Weight& weight, const Weight* bias, float* y) {
+  const auto& w = in_place(weight);
+  const int64_t blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  pool_.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
+    const int64_t r0 = b0 * kRowBlock, r1 = std::min(w.rows, b1 * kRowBlock);
+    k_->matmul(x, w.cols, T, w.data, w.source_dtype, w.cols, r0, r1, y, w.rows);
+    if (bias) {
+      const auto& b = in_place(*bias);
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t r = r0; r < r1; ++r)
+          y[t * w.rows + r] += load_as_f32(b.data, b.source_dtype, static_cast<size_t>(r));
+    }
+  });
+}
+
+void CpuBackend::rmsnorm(const float* x, int64_t T, const Weight& weight, float eps, float* y) {
+  const auto& w = in_place(weight);
+  const int64_t n = w.cols;
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xt = x + t * n;
+    const float inv = 1.0f / std::sqrt(k_->dot(xt, xt, n) / static_cast<float>(n) + eps);
+    float* yt = y + t * n;
+    for (int64_t i = 0; i < n; ++i)
+      yt[i] = load_as_f32(w.data, w.source_dtype, static_cast<size_t>(i)) * (xt[i] * inv);
+  }
+}
+
+void CpuBackend::rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim, int64_t row_stride,
+                      std::span<const int64_t> positions, const RopeSpec& spec) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
+  for (int64_t t = 0; t < T; ++t) {
+    const float pos = static_cast<float>(positions[static_cast<size_t>(t)]) / spec.position_divisor;
+    for (int64_t d = 0; d < half; ++d) {
+      const float angle = pos * spec.inv_freq[static_cast<size_t>(d)];
+      cos_t[d] = static_cast<float>(std::cos(static_cast<double>(angle)));
+      sin_t[d] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    }
+    for (int64_t h = 0; h < n_heads; ++h) {
+      float* v = x + t * row_stride + h * head_dim;
+      for (int64_t d = 0; d < half; ++d) {
+        const float a = v[d], b = v[d + half];
+        v[d] = a * cos_t[d] - b * sin_t[d];
+        v[d + half] = b * cos_t[d] + a * sin_t[d];
+      }
+    }
+  }
+}
+
+void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n_kv_heads,
+                           int64_t head_dim, const KvView& kv, int64_t past, float* out) {
+  const int64_t G = n_heads / n_kv_heads;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  // One work item = one query position x one KV head: its G query heads share every K/V
+  // row read. Keys are visited in tiles with a running (max, sum) per head.
+  pool_.parallel_for(T * n_kv_heads, [&](int64_t i0, int64_t i1) {
+    std::vector<float> s(static_cast<size_t>(G * kKeyTile));
+    std::vector<float> m(static_cast<size_t>(G)), l(static_cast<size_t>(G));
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t t = i / n_kv_heads, g = i % n_kv_heads;
+      const int64_t n_keys = past + t + 1;
+      const float* qg = q + (t * n_heads + g * G) * head_dim;
+      float* og = out + (t * n_heads + g * G) * head_dim;
+      std::fill(m.begin(), m.end(), -INFINITY);
+      std::fill(l.begin(), l.end(), 0.0f);
+      std::fill(og, og + G * head_dim, 0.0f);
+      for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
+        const int64_t nj = std::min(kKeyTile, n_keys - j0);
+        for (int64_t j = 0; j < nj; ++j) {
+          const float* kj = kv.k + (j0 + j) * kv.stride + g * head_dim;
+          for (int64_t h = 0; h < G; ++h) s[h * kKeyTile + j] = k_->dot(qg + h * head_dim, kj, head_dim) * scale;
+        }
+        for (int64_t h = 0; h < G; ++h) {
+          float* sh = s.data() + h * kKeyTile;
+          const float tile_max = *std::max_element(sh, sh + nj);
+          const float new_m = std::max(m[h], tile_max);
+          float correction = std::exp(m[h] - new_m);  // 0 on the first tile (m = -inf)
+          l[h] *= correction;
+          m[h] = new_m;
+          float* oh = og + h * head_dim;
+          for (int64_t j = 0; j < nj; ++j) {
+            const float p = std::exp(sh[j] - new_m);
+            l[h] += p;
+            k_->scale_axpy(oh, correction, p, kv.v + (j0 + j) * kv.stride + g * head_dim, head_dim);
+            correction = 1.0f;
+          }
+        }
+      }
+      for (int64_t h = 0; h < G; ++h) {
+        const float inv = 1.0f / l[h];
+        for (int64_t d = 0; d < head_dim; ++d) og[h * head_dim + d] *= inv;
+      }
+    }
+  });
+}
+
+void CpuBackend::silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  pool_.parallel_for(n, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  });
+}
+
+void CpuBackend::add(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+std::vector<OperatorInfo> CpuBackend::operators() const {
+  const std::string isa(k_->isa);
+  return {
+      {"embedding", "token id -> embedding row (bf16/f16/f32 widened)"},
+      {"matmul", "register-tiled GEMM/GEMV, weights in place, " + isa + ", threaded over rows"},
+      {"rmsnorm", "f32, SIMD sum of squares"},
+      {"rope", "rotate-half RoPE, f32 angle table, dynamic NTK / linear via RopeSpec"},
+      {"attention", "GQA-aware tiled online softmax over the KV cache, " + isa},
+      {"silu_mul", "silu(gate) ⊙ up, threaded"},
+      {"add", "residual add"},
+  };
+}
+
+std::vector<std::string> CpuBackend::weight_formats() const { return {"f32", "f16", "bf16"}; }
+
+}  // namespace ilm

@@ -1,0 +1,70 @@
+#include "backend/cpu/kernels.h"
+
+#include <string>
+
+#include "backend/cpu/kernels_impl.h"
+
+namespace ilm::cpu {
+
+namespace {
+
+#if defined(__x86_64__) || defined(_M_X64)
+bool has_avx512() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+}
+bool has_avx2() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c");
+}
+#endif
+
+}  // namespace
+
+const Kernels* kernels_for(std::string_view isa) {
+#if defined(__x86_64__) || defined(_M_X64)
+  if (isa == "avx512") return has_avx512() ? &kAvx512Kernels : nullptr;
+  if (isa == "avx2") return has_avx2() ? &kAvx2Kernels : nullptr;
+#endif
+  if (isa == "generic") return &kGenericKernels;
+  return nullptr;
+}
+
+std::vector<std::string_view> supported_isas() {
+  std::vector<std::string_view> out;
+  for (std::string_view isa : {"avx512", "avx2", "generic"})
+    if (kernels_for(isa)) out.push_back(isa);
+  return out;
+}
+
+const Kernels& best_kernels() {
+  static const Kernels* best = kernels_for(supported_isas().front());
+  return *best;
+}
+
+std::vector<std::string> cpu_features() {
+  std::vector<std::string> f;
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+#define ILM_FEATURE(name) \
+  if (__builtin_cpu_supports(name)) f.emplace_back(name);
+  ILM_FEATURE("sse4.2")
+  ILM_FEATURE("avx")
+  ILM_FEATURE("avx2")
+  ILM_FEATURE("fma")
+  ILM_FEATURE("f16c")
+  ILM_FEATURE("avx512f")
+  ILM_FEATURE("avx512bw")
+  ILM_FEATURE("avx512vl")
+  ILM_FEATURE("avx512vnni")
+  ILM_FEATURE("avx512bf16")
+#undef ILM_FEATURE
+#elif defined(__aarch64__)
+  f.emplace_back("neon");
+#endif
+  return f;
+}
+
+}  // namespace ilm::cpu

@@ -1,0 +1,38 @@
+#pragma once
+// SIMD kernels of the cpu backend, one implementation per instruction set, chosen at run
+// time from what the CPU reports (never from the build machine's flags): AVX-512, AVX2+FMA,
+// or portable C++ (any CPU, ARM included, auto-vectorised by the compiler).
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "common/dtype.h"
+
+namespace ilm::cpu {
+
+// y[t * ldy + r] = Σ_k x[t * ldx + k] · W[r, k] for rows r in [r0, r1) and tokens t < T.
+// W is row-major [rows, K] of dtype wt (F32, F16 or BF16), used in place.
+using MatmulFn = void (*)(const float* x, int64_t ldx, int64_t T, const void* w, DType wt,
+                          int64_t K, int64_t r0, int64_t r1, float* y, int64_t ldy);
+// Σ a[i] · b[i]
+using DotFn = float (*)(const float* a, const float* b, int64_t n);
+// y[i] = y[i] · scale + a · x[i]
+using ScaleAxpyFn = void (*)(float* y, float scale, float a, const float* x, int64_t n);
+
+struct Kernels {
+  std::string_view isa;  // "avx512", "avx2", "generic"
+  MatmulFn matmul;
+  DotFn dot;
+  ScaleAxpyFn scale_axpy;
+};
+
+// The best kernels this CPU supports (detected once).
+const Kernels& best_kernels();
+// Kernels for a given ISA if this CPU supports it (and the build includes it), else nullptr.
+const Kernels* kernels_for(std::string_view isa);
+// Every ISA whose kernels can run here, best first.
+std::vector<std::string_view> supported_isas();
+// CPU features relevant to kernel choice, e.g. {"avx2", "fma", "avx512f", "avx512_bf16"}.
+std::vector<std::string> cpu_features();
+
+}  // namespace ilm::cpu

@@ -1,0 +1,136 @@
+// AVX2 kernels (AVX2 + FMA + F16C). Compiled with those flags for this file only and called
+// only when the CPU reports them. bf16 weights are widened to f32 in registers (a shift), so
+// the math is f32 FMA on the exact weight values.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include "backend/cpu/kernels_impl.h"
+
+namespace ilm::cpu {
+
+namespace {
+
+constexpr int kLanes = 8;
+
+inline float reduce_add(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+template <DType WT>
+inline __m256 load_w(const void* w, int64_t i) {
+  if constexpr (WT == DType::BF16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else if constexpr (WT == DType::F16) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(w) + i));
+    return _mm256_cvtph_ps(h);
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(w) + i);
+  }
+}
+
+// Scalar tail loads. Deliberately not the shared inline helpers of common/dtype.h: an inline
+// function compiled here could carry this file's instruction set into other callers.
+template <DType WT>
+inline float load_w1(const void* w, int64_t i) {
+  if constexpr (WT == DType::F32) {
+    return static_cast<const float*>(w)[i];
+  } else {
+    const uint16_t h = static_cast<const uint16_t*>(w)[i];
+    if constexpr (WT == DType::BF16) {
+      return _mm_cvtss_f32(_mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(h) << 16)));
+    } else {
+      return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
+    }
+  }
+}
+
+// TT tokens x RB rows: TT*RB accumulators stay in registers for the whole K loop.
+template <DType WT, int TT, int RB>
+inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+  __m256 acc[TT][RB];
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
+  const int64_t Kv = K / kLanes * kLanes;
+  for (int64_t k = 0; k < Kv; k += kLanes) {
+    __m256 wv[RB];
+    for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k);
+    for (int t = 0; t < TT; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x + t * ldx + k);
+      for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, wv[i], acc[t][i]);
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) {
+      float s = reduce_add(acc[t][i]);
+      for (int64_t k = Kv; k < K; ++k) s += x[t * ldx + k] * load_w1<WT>(w, (r + i) * K + k);
+      y[t * ldy + r + i] = s;
+    }
+}
+
+template <DType WT, int RB>
+inline void tokens(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 2 <= T; t += 2) tile<WT, 2, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy);
+  switch (T - t) {
+    case 1: tile<WT, 1, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy); break;
+    default: break;
+  }
+}
+
+template <DType WT>
+void matmul_typed(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r0,
+                  int64_t r1, float* y, int64_t ldy) {
+  // Token blocks sized so their activations stay in L2 while this thread's weight rows stream
+  // through once per block.
+  int64_t tb = (256 * 1024) / (K * 4) / 4 * 4;
+  if (tb < 4) tb = 4;
+  for (int64_t t0 = 0; t0 < T; t0 += tb) {
+    const int64_t nt = T - t0 < tb ? T - t0 : tb;
+    const float* xb = x + t0 * ldx;
+    float* yb = y + t0 * ldy;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) tokens<WT, 4>(xb, ldx, nt, w, K, r, yb, ldy);
+    for (; r < r1; ++r) tokens<WT, 1>(xb, ldx, nt, w, K, r, yb, ldy);
+  }
+}
+
+void matmul_avx2(const float* x, int64_t ldx, int64_t T, const void* w, DType wt, int64_t K,
+                   int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  switch (wt) {
+    case DType::BF16: matmul_typed<DType::BF16>(x, ldx, T, w, K, r0, r1, y, ldy); break;
+    case DType::F16: matmul_typed<DType::F16>(x, ldx, T, w, K, r0, r1, y, ldy); break;
+    default: matmul_typed<DType::F32>(x, ldx, T, w, K, r0, r1, y, ldy); break;
+  }
+}
+
+float dot_avx2(const float* a, const float* b, int64_t n) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+  }
+  for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+  float s = reduce_add(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void scale_axpy_avx2(float* y, float scale, float a, const float* x, int64_t n) {
+  const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(a);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_mul_ps(vs, _mm256_loadu_ps(y + i))));
+  for (; i < n; ++i) y[i] = y[i] * scale + a * x[i];
+}
+
+}  // namespace
+
+const Kernels kAvx2Kernels = {"avx2", matmul_avx2, dot_avx2, scale_axpy_avx2};
+
+}  // namespace ilm::cpu
+#endif

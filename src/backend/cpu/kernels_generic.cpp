@@ -1,0 +1,63 @@
+// Portable kernels: plain C++ the compiler can vectorise for the build target (SSE2 on any
+// x86-64, NEON on aarch64). Several independent accumulators keep the FP adds pipelined.
+#include "backend/cpu/kernels_impl.h"
+
+namespace ilm::cpu {
+
+namespace {
+
+template <typename Load>
+void matmul_rows(const float* x, int64_t ldx, int64_t T, int64_t K, int64_t r0, int64_t r1,
+                 float* y, int64_t ldy, Load load_row_elem) {
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * ldx;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      int64_t k = 0;
+      for (; k + 8 <= K; k += 8)
+        for (int j = 0; j < 8; ++j) acc[j] += xt[k + j] * load_row_elem(r, k + j);
+      for (; k < K; ++k) acc[0] += xt[k] * load_row_elem(r, k);
+      y[t * ldy + r] = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+  }
+}
+
+void matmul_generic(const float* x, int64_t ldx, int64_t T, const void* w, DType wt, int64_t K,
+                    int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  switch (wt) {
+    case DType::BF16: {
+      const auto* p = static_cast<const uint16_t*>(w);
+      matmul_rows(x, ldx, T, K, r0, r1, y, ldy, [&](int64_t r, int64_t k) { return bf16_to_f32(p[r * K + k]); });
+      break;
+    }
+    case DType::F16: {
+      const auto* p = static_cast<const uint16_t*>(w);
+      matmul_rows(x, ldx, T, K, r0, r1, y, ldy, [&](int64_t r, int64_t k) { return f16_to_f32(p[r * K + k]); });
+      break;
+    }
+    default: {
+      const auto* p = static_cast<const float*>(w);
+      matmul_rows(x, ldx, T, K, r0, r1, y, ldy, [&](int64_t r, int64_t k) { return p[r * K + k]; });
+      break;
+    }
+  }
+}
+
+float dot_generic(const float* a, const float* b, int64_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  for (; i < n; ++i) acc[0] += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+void scale_axpy_generic(float* y, float scale, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = y[i] * scale + a * x[i];
+}
+
+}  // namespace
+
+const Kernels kGenericKernels = {"generic", matmul_generic, dot_generic, scale_axpy_generic};
+
+}  // namespace ilm::cpu

@@ -1,0 +1,181 @@
+// The cpu backend against the ref backend: each kernel ISA this CPU supports, each operator
+// on random inputs, and whole-model logits / greedy output on a synthetic checkpoint.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/ref/ref_backend.h"
+#include "model/internlm2.h"
+#include "runtime/generator.h"
+#include "runtime/loaded_model.h"
+#include "synth/synth.h"
+
+namespace ilm {
+namespace {
+
+std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, peak = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(static_cast<double>(a[i]) - b[i]));
+    peak = std::max(peak, std::abs(static_cast<double>(b[i])));
+  }
+  return worst / std::max(peak, 1e-30);
+}
+
+struct HostTensor {
+  std::vector<uint16_t> half;
+  std::vector<float> f32;
+  TensorRef ref;
+  HostTensor(DType dt, std::vector<int64_t> shape, const std::vector<float>& values) {
+    ref.name = std::string(1, 'w');
+    ref.file = std::string(4, 't');
+    ref.dtype = dt;
+    ref.shape = std::move(shape);
+    if (dt == DType::F32) {
+      f32 = values;
+      ref.data = reinterpret_cast<const std::byte*>(f32.data());
+      ref.nbytes = f32.size() * 4;
+    } else {
+      for (float v : values) half.push_back(dt == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v));
+      ref.data = reinterpret_cast<const std::byte*>(half.data());
+      ref.nbytes = half.size() * 2;
+    }
+  }
+};
+
+TEST(CpuKernels, GenericIsAlwaysAvailableAndBestIsDetected) {
+  const auto isas = cpu::supported_isas();
+  ASSERT_FALSE(isas.empty());
+  EXPECT_EQ(isas.back(), "generic");
+  EXPECT_EQ(cpu::best_kernels().isa, isas.front());
+  EXPECT_EQ(cpu::kernels_for("no-such-isa"), nullptr);
+}
+
+TEST(CpuKernels, MatmulMatchesRefForEveryIsaDtypeAndTail) {
+  RefBackend ref(1);
+  for (auto isa : cpu::supported_isas()) {
+    CpuBackend cpu(2, std::string(isa));
+    for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
+      for (auto [T, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+               {1, 1, 1}, {1, 7, 37}, {3, 9, 64}, {5, 13, 100}, {9, 16, 256}, {17, 5, 33}}) {
+        HostTensor w(dt, {N, K}, random_vec(static_cast<size_t>(N * K), 1, 0.1f));
+        HostTensor b(dt, {N}, random_vec(static_cast<size_t>(N), 2));
+        auto wr = ref.load_weight(w.ref), wc = cpu.load_weight(w.ref);
+        auto br = ref.load_weight(b.ref), bc = cpu.load_weight(b.ref);
+        const auto x = random_vec(static_cast<size_t>(T * K), 3);
+        std::vector<float> yr(static_cast<size_t>(T * N)), yc(yr.size());
+        ref.matmul(x.data(), T, *wr, br.get(), yr.data());
+        cpu.matmul(x.data(), T, *wc, bc.get(), yc.data());
+        EXPECT_LT(rel_err(yc, yr), 1e-5) << isa << " " << dtype_name(dt) << " T" << T << " N" << N << " K" << K;
+      }
+    }
+  }
+}
+
+TEST(CpuBackendOps, AttentionMatchesRefAcrossKeyTiles) {
+  RefBackend ref(1);
+  for (auto isa : cpu::supported_isas()) {
+    CpuBackend cpu(2, std::string(isa));
+    for (auto [T, past] : std::vector<std::pair<int64_t, int64_t>>{{1, 0}, {1, 200}, {7, 0}, {5, 130}}) {
+      const int64_t nh = 8, nkv = 2, hd = 32;
+      KvCache cache(1, nkv, hd, past + T);
+      cache.reserve_more(past + T);
+      KvView kv = cache.layer(0, past + T);
+      const auto k = random_vec(static_cast<size_t>((past + T) * nkv * hd), 5);
+      const auto v = random_vec(k.size(), 6);
+      std::copy(k.begin(), k.end(), kv.k);
+      std::copy(v.begin(), v.end(), kv.v);
+      const auto q = random_vec(static_cast<size_t>(T * nh * hd), 7);
+      std::vector<float> outr(q.size()), outc(q.size());
+      ref.attention(q.data(), T, nh, nkv, hd, kv, past, outr.data());
+      cpu.attention(q.data(), T, nh, nkv, hd, kv, past, outc.data());
+      EXPECT_LT(rel_err(outc, outr), 1e-5) << isa << " T" << T << " past" << past;
+    }
+  }
+}
+
+TEST(CpuBackendOps, NormRopeSiluMatchRef) {
+  RefBackend ref(1);
+  CpuBackend cpu(2);
+  HostTensor w(DType::BF16, {256}, random_vec(256, 8));
+  auto wr = ref.load_weight(w.ref), wc = cpu.load_weight(w.ref);
+  const auto x = random_vec(3 * 256, 9);
+  std::vector<float> yr(x.size()), yc(x.size());
+  ref.rmsnorm(x.data(), 3, *wr, 1e-5f, yr.data());
+  cpu.rmsnorm(x.data(), 3, *wc, 1e-5f, yc.data());
+  EXPECT_LT(rel_err(yc, yr), 1e-6);
+
+  RopeSpec spec;
+  for (int d = 0; d < 16; ++d) spec.inv_freq.push_back(std::pow(1e6f, -d / 16.0f));
+  std::vector<int64_t> pos = {0, 5, 40000};
+  auto a = x, b = x;
+  ref.rope(a.data(), 3, 8, 32, 256, pos, spec);
+  cpu.rope(b.data(), 3, 8, 32, 256, pos, spec);
+  EXPECT_LT(rel_err(b, a), 1e-6);
+
+  const auto g = random_vec(1000, 10, 3.0f), u = random_vec(1000, 11);
+  std::vector<float> sr(1000), sc(1000);
+  ref.silu_mul(g.data(), u.data(), 1000, sr.data());
+  cpu.silu_mul(g.data(), u.data(), 1000, sc.data());
+  EXPECT_LT(rel_err(sc, sr), 1e-6);
+}
+
+// Whole-model precision: bf16 weights, cpu vs ref logits within 1e-3 relative
+// (max |a - b| / max |b|) for prefill and cached decode, and identical greedy output.
+class CpuModelPrecision : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::filesystem::temp_directory_path() / fmt::format("ilm-cpu-precision-{}", ::getpid());
+    SynthOptions o;
+    o.preset = "tiny";
+    o.seed = 11;
+    o.max_position_embeddings = 32;  // so the decode below runs with dynamic NTK active
+    o.out = dir_;
+    o.tokenizer_dir = INTERNLM_TEST_TOKENIZER_DIR;
+    write_synthetic_checkpoint(o);
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+  static std::filesystem::path dir_;
+};
+std::filesystem::path CpuModelPrecision::dir_;
+
+TEST_F(CpuModelPrecision, LogitsAndGreedyOutputMatchRef) {
+  LoadedModel ref = LoadedModel::load(dir_, {"ref", 2});
+  const std::vector<TokenId> prompt = ref.tokenizer->encode("Hello, 世界! def f(x): return x * 2");
+  const int64_t V = ref.config.vocab_size, P = static_cast<int64_t>(prompt.size());
+  KvCache cr = ref.lm->new_cache(128);
+  std::vector<float> lr(static_cast<size_t>(P * V));
+  ref.lm->forward(prompt, cr, lr, true);
+  GenerateOptions o;
+  o.max_tokens = 24;  // P + 24 > 32: the NTK base changes every decode step
+  const auto gr = generate(*ref.lm, prompt, o);
+
+  for (auto isa : cpu::supported_isas()) {
+    CpuBackend backend(2, std::string(isa));
+    InternLM2 lm(ref.config, *ref.store, backend);
+    KvCache cc = lm.new_cache(128);
+    std::vector<float> lc(lr.size());
+    lm.forward(prompt, cc, lc, true);
+    EXPECT_LT(rel_err(lc, lr), 1e-3) << isa << " prefill";
+    EXPECT_EQ(generate(lm, prompt, o).tokens, gr.tokens) << isa;
+  }
+}
+
+}  // namespace
+}  // namespace ilm
