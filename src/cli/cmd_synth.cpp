@@ -104,7 +104,7 @@ CLI::Validator positive_integer() {
           return "must be a positive integer, got '" + v + "'";
         return {};
       },
-      "POSITIVE");
+      "");
 }
 
 CLI::Validator non_negative_number() {
@@ -116,7 +116,7 @@ CLI::Validator non_negative_number() {
           return "must be a finite number >= 0, got '" + v + "'";
         return {};
       },
-      "NUMBER >= 0");
+      "");
 }
 
 void run_synth(const SynthArgs& a) {

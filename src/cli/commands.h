@@ -13,5 +13,6 @@ void add_logits_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_ops_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 }  // namespace ilm::cli

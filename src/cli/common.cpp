@@ -33,6 +33,7 @@ std::filesystem::path resolve_model_dir(const std::string& model) {
   SynthOptions opts;
   opts.preset = "tiny";
   opts.out = dir;
+  opts.force = true;  // an interrupted earlier attempt may have left partial files
   write_synthetic_checkpoint(opts);
   return dir;
 }

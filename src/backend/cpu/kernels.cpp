@@ -44,6 +44,14 @@ const Kernels& best_kernels() {
   return *best;
 }
 
+const Bf16DotProbe* bf16_dot_probe() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f")) return &kBf16DotProbe;
+#endif
+  return nullptr;
+}
+
 std::vector<std::string> cpu_features() {
   std::vector<std::string> f;
 #if defined(__x86_64__) || defined(_M_X64)

@@ -19,12 +19,28 @@ using DotFn = float (*)(const float* a, const float* b, int64_t n);
 // y[i] = y[i] · scale + a · x[i]
 using ScaleAxpyFn = void (*)(float* y, float scale, float a, const float* x, int64_t n);
 
+// Machine probes used by `internlm bench` to measure this machine's limits in the same run.
+// Sum of n floats, with loads as wide as the ISA allows (a read-bandwidth probe).
+using ReadSumFn = float (*)(const float* p, int64_t n);
+// `iters` iterations of independent FMA chains; returns a value that depends on all of them.
+using FmaLoopFn = float (*)(int64_t iters);
+
 struct Kernels {
   std::string_view isa;  // "avx512", "avx2", "generic"
   MatmulFn matmul;
   DotFn dot;
   ScaleAxpyFn scale_axpy;
+  ReadSumFn read_sum;
+  FmaLoopFn fma_loop;
+  int64_t fma_loop_flops_per_iter;  // floating-point operations per fma_loop iteration
 };
+
+// The BF16 dot-product peak probe (AVX512_BF16 vdpbf16ps), when the CPU has it.
+struct Bf16DotProbe {
+  FmaLoopFn loop;
+  int64_t flops_per_iter;
+};
+const Bf16DotProbe* bf16_dot_probe();
 
 // The best kernels this CPU supports (detected once).
 const Kernels& best_kernels();

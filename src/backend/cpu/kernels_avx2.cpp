@@ -128,9 +128,37 @@ void scale_axpy_avx2(float* y, float scale, float a, const float* x, int64_t n) 
   for (; i < n; ++i) y[i] = y[i] * scale + a * x[i];
 }
 
+float read_sum_avx2(const float* p, int64_t n) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
+    a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+    a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
+    a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+  }
+  float s = reduce_add(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+constexpr int kFmaChains = 10;  // 16 registers: 10 chains + constants
+
+float fma_loop_avx2(int64_t iters) {
+  __m256 acc[kFmaChains];
+  for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm256_set1_ps(static_cast<float>(c) * 1e-3f);
+  const __m256 a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm256_fmadd_ps(acc[c], a, b);
+  __m256 s = acc[0];
+  for (int c = 1; c < kFmaChains; ++c) s = _mm256_add_ps(s, acc[c]);
+  return reduce_add(s);
+}
+
 }  // namespace
 
-const Kernels kAvx2Kernels = {"avx2", matmul_avx2, dot_avx2, scale_axpy_avx2};
+const Kernels kAvx2Kernels = {"avx2", matmul_avx2, dot_avx2, scale_axpy_avx2,
+                              read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains};
 
 }  // namespace ilm::cpu
 #endif

@@ -123,9 +123,37 @@ void scale_axpy_avx512(float* y, float scale, float a, const float* x, int64_t n
   for (; i < n; ++i) y[i] = y[i] * scale + a * x[i];
 }
 
+float read_sum_avx512(const float* p, int64_t n) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + i));
+    a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + i + 16));
+    a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32));
+    a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + i + 48));
+  }
+  float s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+
+constexpr int kFmaChains = 12;  // enough independent chains to cover FMA latency x ports
+
+float fma_loop_avx512(int64_t iters) {
+  __m512 acc[kFmaChains];
+  for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm512_set1_ps(static_cast<float>(c) * 1e-3f);
+  const __m512 a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kFmaChains; ++c) acc[c] = _mm512_fmadd_ps(acc[c], a, b);
+  __m512 s = acc[0];
+  for (int c = 1; c < kFmaChains; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
+}
+
 }  // namespace
 
-const Kernels kAvx512Kernels = {"avx512", matmul_avx512, dot_avx512, scale_axpy_avx512};
+const Kernels kAvx512Kernels = {"avx512", matmul_avx512, dot_avx512, scale_axpy_avx512,
+                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains};
 
 }  // namespace ilm::cpu
 #endif

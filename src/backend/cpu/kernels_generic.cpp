@@ -56,8 +56,32 @@ void scale_axpy_generic(float* y, float scale, float a, const float* x, int64_t 
   for (int64_t i = 0; i < n; ++i) y[i] = y[i] * scale + a * x[i];
 }
 
+float read_sum_generic(const float* p, int64_t n) {
+  return [&] {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; ++j) acc[j] += p[i + j];
+    for (; i < n; ++i) acc[0] += p[i];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+  }();
+}
+
+constexpr int kChains = 8;
+
+float fma_loop_generic(int64_t iters) {
+  float acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = static_cast<float>(c) * 1e-3f;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * 0.999999f + 1e-7f;
+  float s = 0;
+  for (float a : acc) s += a;
+  return s;
+}
+
 }  // namespace
 
-const Kernels kGenericKernels = {"generic", matmul_generic, dot_generic, scale_axpy_generic};
+const Kernels kGenericKernels = {"generic", matmul_generic, dot_generic, scale_axpy_generic,
+                                 read_sum_generic, fma_loop_generic, 2 * kChains};
 
 }  // namespace ilm::cpu

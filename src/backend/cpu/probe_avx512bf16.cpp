@@ -1,0 +1,32 @@
+// The BF16 dot-product peak probe (vdpbf16ps: 32 bf16 products summed into 16 f32 lanes per
+// instruction). Compiled with AVX512_BF16 for this file only; used only when the CPU has it.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include "backend/cpu/kernels_impl.h"
+
+namespace ilm::cpu {
+
+namespace {
+
+constexpr int kChains = 12;
+
+float bf16_dot_loop(int64_t iters) {
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(static_cast<float>(c));
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80);  // 1.0 in bf16
+  const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3380);  // ~6e-8 in bf16
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+  __m512 s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm512_add_ps(s, acc[c]);
+  return _mm512_reduce_add_ps(s);
+}
+
+}  // namespace
+
+// Each vdpbf16ps: 32 multiplies + 32 adds.
+const Bf16DotProbe kBf16DotProbe = {bf16_dot_loop, 64 * kChains};
+
+}  // namespace ilm::cpu
+#endif

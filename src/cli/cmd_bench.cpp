@@ -1,0 +1,75 @@
+// `internlm bench`: pp / tg throughput with the machine's limits measured in the same run.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "perf/model_bench.h"
+#include "runtime/loaded_model.h"
+
+namespace ilm::cli {
+
+namespace {
+
+struct BenchArgs {
+  std::string model, backend = "cpu";
+  int threads = 0;
+  bool json = false;
+  BenchOptions opts;
+};
+
+void bench(const BenchArgs& a) {
+  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads});
+  BenchResult r = run_bench(m, a.opts, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
+  nlohmann::json j = r.to_json();
+  j["model"] = m.dir.string();
+  j["backend"] = m.backend->name();
+  j["threads"] = m.backend->threads();
+  j["prompt_tokens"] = a.opts.prompt_tokens;
+  j["gen_tokens"] = a.opts.gen_tokens;
+  j["reps"] = a.opts.reps;
+  j["weight_bytes"] = m.store->total_bytes();
+  if (a.json) {
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  const double gb = static_cast<double>(m.store->total_bytes()) / 1e9;
+  fmt::print("model {} ({:.2f} GB weights), backend {}, {} threads\n", m.dir.string(), gb, m.backend->name(),
+             m.backend->threads());
+  fmt::print("pp{:<5} {:8.2f} ± {:.2f} tok/s   {:.1f} GFLOP/s = {:.1f}% of f32 FMA peak {:.1f}{}\n",
+             a.opts.prompt_tokens, r.pp_tokens_per_s.mean, r.pp_tokens_per_s.stddev, r.pp_gflops,
+             100 * r.pp_gflops / r.fma_peak_gflops, r.fma_peak_gflops,
+             r.bf16_peak_gflops ? fmt::format(", {:.1f}% of bf16 dot peak {:.1f}", 100 * r.pp_gflops / *r.bf16_peak_gflops,
+                                              *r.bf16_peak_gflops)
+                                : std::string());
+  fmt::print("tg{:<5} {:8.2f} ± {:.2f} tok/s   {:.2f} GB/token; read bandwidth {:.1f}-{:.1f} GB/s around the runs;\n"
+             "              {:.1f}%-{:.1f}% of the bandwidth roofline\n",
+             a.opts.gen_tokens, r.tg_tokens_per_s.mean, r.tg_tokens_per_s.stddev, r.decode_bytes_per_token / 1e9,
+             std::min(*std::min_element(r.bandwidth_before_gbps.begin(), r.bandwidth_before_gbps.end()),
+                      *std::min_element(r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end())),
+             std::max(*std::max_element(r.bandwidth_before_gbps.begin(), r.bandwidth_before_gbps.end()),
+                      *std::max_element(r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end())),
+             100 * r.tg_roofline_ratio_low, 100 * r.tg_roofline_ratio_high);
+  fmt::print("memory  RSS {:.2f} GB, peak {:.2f} GB (includes the {:.2f} GB bandwidth-probe buffer)\n",
+             static_cast<double>(r.rss_bytes) / 1e9, static_cast<double>(r.peak_rss_bytes) / 1e9,
+             static_cast<double>(r.probe_buffer_bytes) / 1e9);
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  CLI::App* cmd = app.add_subcommand("bench", "Prefill / decode throughput vs this machine's measured limits");
+  cmd->add_option("--model,-m", a->model, "Checkpoint directory (default: built-in synthetic tiny model)");
+  cmd->add_option("-p,--prompt-tokens", a->opts.prompt_tokens, "Prompt length for pp")->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--gen-tokens", a->opts.gen_tokens, "Tokens generated for tg")->check(CLI::PositiveNumber);
+  cmd->add_option("-r,--reps", a->opts.reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
+  cmd->add_option("-t,--threads", a->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--backend", a->backend, "Backend: cpu (default) or ref");
+  cmd->add_flag("--json", a->json, "Print JSON");
+  cmd->callback([a] { bench(*a); });
+}
+
+}  // namespace ilm::cli

@@ -1,0 +1,66 @@
+#include "perf/machine_probe.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "backend/cpu/kernels.h"
+
+namespace ilm {
+
+namespace {
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+
+MachineProbe::MachineProbe(int threads, size_t buffer_bytes)
+    : pool_(threads), buffer_(buffer_bytes / sizeof(float), 1.0f) {}
+
+double MachineProbe::read_bandwidth_gbps(int passes) {
+  const auto& k = cpu::best_kernels();
+  const int64_t n = static_cast<int64_t>(buffer_.size());
+  std::vector<float> partial(static_cast<size_t>(pool_.size()), 0.0f);
+  double best = 0;
+  for (int p = 0; p < passes; ++p) {
+    const double t0 = now_s();
+    pool_.parallel_for(pool_.size(), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const int64_t lo = n * i / pool_.size(), hi = n * (i + 1) / pool_.size();
+        partial[static_cast<size_t>(i)] = k.read_sum(buffer_.data() + lo, hi - lo);
+      }
+    });
+    const double dt = now_s() - t0;
+    for (float v : partial) sink_ = sink_ + v;
+    best = std::max(best, static_cast<double>(buffer_bytes()) / dt / 1e9);
+  }
+  return best;
+}
+
+double MachineProbe::run_loop_gflops(float (*loop)(int64_t), int64_t flops_per_iter) {
+  const int64_t iters = 20'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<float> out(static_cast<size_t>(pool_.size()));
+    const double t0 = now_s();
+    pool_.parallel_for(pool_.size(), [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) out[static_cast<size_t>(i)] = loop(iters);
+    });
+    const double dt = now_s() - t0;
+    for (float v : out) sink_ = sink_ + v;
+    best = std::max(best, static_cast<double>(iters) * flops_per_iter * pool_.size() / dt / 1e9);
+  }
+  return best;
+}
+
+double MachineProbe::fma_peak_gflops() {
+  const auto& k = cpu::best_kernels();
+  return run_loop_gflops(k.fma_loop, k.fma_loop_flops_per_iter);
+}
+
+std::optional<double> MachineProbe::bf16_dot_peak_gflops() {
+  const auto* p = cpu::bf16_dot_probe();
+  if (!p) return std::nullopt;
+  return run_loop_gflops(p->loop, p->flops_per_iter);
+}
+
+}  // namespace ilm

@@ -1,0 +1,169 @@
+#include "perf/model_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "perf/machine_probe.h"
+#include "runtime/sampler.h"
+
+namespace ilm {
+
+namespace {
+
+double now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// VmRSS / VmHWM from /proc (Linux); 0 elsewhere.
+uint64_t proc_status_kb(const std::string& key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key + ":", 0) == 0) return std::stoull(line.substr(key.size() + 1)) * 1024;
+  return 0;
+}
+
+std::vector<TokenId> random_prompt(int64_t n, int64_t vocab, int64_t seed) {
+  std::mt19937_64 rng(static_cast<uint64_t>(seed));
+  // Ordinary pieces only (skip control, byte and added tokens at both ends of the vocab).
+  std::uniform_int_distribution<TokenId> d(1000, static_cast<TokenId>(std::min<int64_t>(vocab, 92000) - 1));
+  std::vector<TokenId> ids(static_cast<size_t>(n), 1);  // starts with BOS
+  for (size_t i = 1; i < ids.size(); ++i) ids[i] = d(rng);
+  return ids;
+}
+
+}  // namespace
+
+Stat Stat::of(std::vector<double> v) {
+  Stat s;
+  s.samples = std::move(v);
+  if (s.samples.empty()) return s;
+  s.mean = std::accumulate(s.samples.begin(), s.samples.end(), 0.0) / static_cast<double>(s.samples.size());
+  double var = 0;
+  for (double x : s.samples) var += (x - s.mean) * (x - s.mean);
+  s.stddev = s.samples.size() > 1 ? std::sqrt(var / static_cast<double>(s.samples.size() - 1)) : 0.0;
+  return s;
+}
+
+BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
+                      const std::function<void(const std::string&)>& progress) {
+  auto say = [&](const std::string& s) {
+    if (progress) progress(s);
+  };
+  if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.reps < 1) throw Error("bench: -p, -n and -r must be >= 1");
+  CausalLM& lm = *m.lm;
+  const ModelConfig& c = m.config;
+  if (o.prompt_tokens + o.gen_tokens + 1 > lm.context_limit())
+    throw Error(fmt::format("bench: -p + -n exceeds the context limit {}", lm.context_limit()));
+  const int64_t V = c.vocab_size, H = c.hidden_size;
+  BenchResult r;
+  MachineProbe probe(m.backend->threads());
+  r.probe_buffer_bytes = probe.buffer_bytes();
+
+  // Bytes one decode step streams: every weight once (one embedding row, the whole head),
+  // plus the KV cache read by attention (f32 K and V, all layers) at the mean context length.
+  double weights = static_cast<double>(m.store->total_bytes());
+  if (!c.tie_word_embeddings && m.store->contains("model.tok_embeddings.weight")) {
+    const double table = static_cast<double>(m.store->get("model.tok_embeddings.weight").nbytes);
+    weights += table / static_cast<double>(V) - table;  // decode reads one embedding row
+  }
+  const double kv_per_pos = 2.0 * static_cast<double>(c.num_layers * c.num_kv_heads * c.head_dim) * sizeof(float);
+  const double mean_ctx = 1.0 + (static_cast<double>(o.gen_tokens) + 1.0) / 2.0;
+  r.decode_bytes_per_token = weights + kv_per_pos * mean_ctx;
+
+  // Prefill work: matmuls of every layer for every token, the head for the last token only,
+  // attention QK and PV over the causal triangle.
+  const double layer_params = static_cast<double>(c.num_layers) *
+                              static_cast<double>((c.num_heads + 2 * c.num_kv_heads) * c.head_dim * H +
+                                                  H * c.num_heads * c.head_dim + 3 * H * c.intermediate_size);
+  const double T = static_cast<double>(o.prompt_tokens);
+  r.prefill_flops = 2.0 * T * layer_params + 2.0 * static_cast<double>(V * H) +
+                    static_cast<double>(c.num_layers) * 2.0 * 2.0 * static_cast<double>(c.num_heads * c.head_dim) * T * (T + 1) / 2.0;
+
+  const auto prompt = random_prompt(o.prompt_tokens, V, o.seed);
+  std::vector<float> logits(static_cast<size_t>(V));
+
+  say("warm-up (pages every weight in)");
+  {
+    KvCache cache = lm.new_cache(64);
+    lm.forward(std::span<const TokenId>(prompt).first(std::min<size_t>(prompt.size(), 16)), cache, logits, false);
+    const TokenId one[1] = {argmax(logits)};
+    lm.forward(one, cache, logits, false);
+  }
+
+  std::vector<double> pp, tg;
+  for (int rep = 0; rep < o.reps; ++rep) {
+    say(fmt::format("pp{} run {}/{}", o.prompt_tokens, rep + 1, o.reps));
+    KvCache cache = lm.new_cache(o.prompt_tokens);
+    const double t0 = now_s();
+    lm.forward(prompt, cache, logits, false);
+    pp.push_back(T / (now_s() - t0));
+  }
+  for (int rep = 0; rep < o.reps; ++rep) {
+    say(fmt::format("tg{} run {}/{} (bandwidth probe before and after)", o.gen_tokens, rep + 1, o.reps));
+    r.bandwidth_before_gbps.push_back(probe.read_bandwidth_gbps());
+    KvCache cache = lm.new_cache(o.gen_tokens + 1);
+    const TokenId bos[1] = {1};
+    lm.forward(bos, cache, logits, false);
+    const double t0 = now_s();
+    for (int64_t i = 0; i < o.gen_tokens; ++i) {
+      const TokenId next[1] = {argmax(logits)};
+      lm.forward(next, cache, logits, false);
+    }
+    tg.push_back(static_cast<double>(o.gen_tokens) / (now_s() - t0));
+    r.bandwidth_after_gbps.push_back(probe.read_bandwidth_gbps());
+  }
+  r.pp_tokens_per_s = Stat::of(pp);
+  r.tg_tokens_per_s = Stat::of(tg);
+  r.rss_bytes = proc_status_kb("VmRSS");
+  r.peak_rss_bytes = proc_status_kb("VmHWM");
+  r.pp_gflops = r.prefill_flops * r.pp_tokens_per_s.mean / T / 1e9;
+
+  // The bracket: the roofline at the lowest and the highest bandwidth seen around tg.
+  std::vector<double> bws = r.bandwidth_before_gbps;
+  bws.insert(bws.end(), r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end());
+  const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
+  r.tg_roofline_ratio_low = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (bw_hi * 1e9);
+  r.tg_roofline_ratio_high = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (bw_lo * 1e9);
+
+  if (o.probe_compute) {
+    say("compute peaks (f32 FMA, bf16 dot)");
+    r.fma_peak_gflops = probe.fma_peak_gflops();
+    r.bf16_peak_gflops = probe.bf16_dot_peak_gflops();
+  }
+  return r;
+}
+
+nlohmann::json BenchResult::to_json() const {
+  auto stat = [](const Stat& s) { return nlohmann::json{{"mean", s.mean}, {"stddev", s.stddev}, {"samples", s.samples}}; };
+  nlohmann::json j = {
+      {"pp_tokens_per_s", stat(pp_tokens_per_s)},
+      {"tg_tokens_per_s", stat(tg_tokens_per_s)},
+      {"bandwidth_before_gbps", bandwidth_before_gbps},
+      {"bandwidth_after_gbps", bandwidth_after_gbps},
+      {"decode_bytes_per_token", decode_bytes_per_token},
+      {"tg_roofline_ratio", {{"vs_highest_bandwidth", tg_roofline_ratio_low}, {"vs_lowest_bandwidth", tg_roofline_ratio_high}}},
+      {"prefill_flops", prefill_flops},
+      {"pp_gflops", pp_gflops},
+      {"fma_peak_gflops", fma_peak_gflops},
+      {"pp_ratio_to_fma_peak", fma_peak_gflops > 0 ? pp_gflops / fma_peak_gflops : 0.0},
+      {"rss_bytes", rss_bytes},
+      {"peak_rss_bytes", peak_rss_bytes},
+      {"probe_buffer_bytes", probe_buffer_bytes},
+  };
+  if (bf16_peak_gflops) {
+    j["bf16_dot_peak_gflops"] = *bf16_peak_gflops;
+    j["pp_ratio_to_bf16_peak"] = pp_gflops / *bf16_peak_gflops;
+  }
+  return j;
+}
+
+}  // namespace ilm

@@ -1,0 +1,44 @@
+#pragma once
+// `internlm bench`: prompt processing (pp) and text generation (tg) throughput of a loaded
+// model, with this machine's limits measured in the same run and the ratios to them.
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/loaded_model.h"
+
+namespace ilm {
+
+struct BenchOptions {
+  int64_t prompt_tokens = 512;  // pp
+  int64_t gen_tokens = 128;     // tg
+  int reps = 3;
+  int64_t seed = 1;
+  bool probe_compute = true;
+};
+
+struct Stat {
+  double mean = 0, stddev = 0;
+  std::vector<double> samples;
+  static Stat of(std::vector<double> v);
+};
+
+struct BenchResult {
+  Stat pp_tokens_per_s, tg_tokens_per_s;
+  double fma_peak_gflops = 0;
+  std::optional<double> bf16_peak_gflops;
+  std::vector<double> bandwidth_before_gbps, bandwidth_after_gbps;  // per tg repetition
+  double decode_bytes_per_token = 0;   // weights + mean KV read per generated token
+  double prefill_flops = 0;            // per pp run
+  double tg_roofline_ratio_low = 0, tg_roofline_ratio_high = 0;  // vs the faster / slower bracket
+  double pp_gflops = 0;
+  uint64_t peak_rss_bytes = 0, rss_bytes = 0, probe_buffer_bytes = 0;
+  nlohmann::json to_json() const;
+};
+
+BenchResult run_bench(LoadedModel& m, const BenchOptions& opts,
+                      const std::function<void(const std::string&)>& progress = {});
+
+}  // namespace ilm
