@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backend/quant.h"
 #include "common/dtype.h"
 #include "io/tensor_store.h"
 
@@ -25,6 +26,7 @@ class Weight {
   std::string name;
   DType source_dtype = DType::F32;  // as stored in the checkpoint
   int64_t rows = 0, cols = 0;
+  QuantSpec quant;  // format: None = used as stored
 };
 
 // One layer's slice of a sequence's KV cache: positions [0, length) of keys and values,
@@ -56,8 +58,10 @@ class Backend {
   virtual int threads() const = 0;
 
   // Takes a checkpoint tensor (F32, F16 or BF16). The backend may keep a pointer into the
-  // mapped file (the TensorStore must outlive the returned weight).
-  virtual std::unique_ptr<Weight> load_weight(const TensorRef& t) = 0;
+  // mapped file (the TensorStore must outlive the returned weight). With a quantization spec,
+  // a 2-D weight whose width fits the group is quantized (backend/quant.h) and its mapped
+  // pages are released; every backend computes with the same quantized values.
+  virtual std::unique_ptr<Weight> load_weight(const TensorRef& t, const QuantSpec& quant = {}) = 0;
 
   // out[i, :] = table[ids[i], :]. Throws ilm::Error for ids outside the table.
   virtual void embedding(const Weight& table, std::span<const TokenId> ids, float* out) = 0;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/quant.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "perf/model_bench.h"
@@ -14,6 +15,7 @@ namespace ilm::cli {
 namespace {
 
 struct BenchArgs {
+  std::string quant = "none";
   std::string model, backend = "cpu";
   int threads = 0;
   bool json = false;
@@ -21,7 +23,7 @@ struct BenchArgs {
 };
 
 void bench(const BenchArgs& a) {
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads});
+  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads, parse_quant(a.quant)});
   BenchResult r = run_bench(m, a.opts, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
   nlohmann::json j = r.to_json();
   j["model"] = m.dir.string();
@@ -67,6 +69,7 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-n,--gen-tokens", a->opts.gen_tokens, "Tokens generated for tg")->check(CLI::PositiveNumber);
   cmd->add_option("-r,--reps", a->opts.reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--quant", a->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
   cmd->add_option("--backend", a->backend, "Backend: cpu (default) or ref");
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a] { bench(*a); });

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "backend/quant.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
@@ -21,6 +22,7 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "logits files are little-endian f32");
 
 struct LogitsArgs {
+  std::string quant = "none";
   std::string model, prompt, ids, out, backend = "cpu";
   bool chat = false;
   int64_t prefill = 0;
@@ -31,7 +33,7 @@ void write_logits(const LogitsArgs& a) {
   if (static_cast<int>(!a.prompt.empty()) + static_cast<int>(!a.ids.empty()) != 1)
     throw Error("give exactly one of --prompt or --ids");
   if (a.chat && a.prompt.empty()) throw Error("--chat needs --prompt");
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads});
+  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads, parse_quant(a.quant)});
   std::vector<TokenId> ids;
   if (!a.ids.empty()) {
     ids = parse_ids(a.ids);
@@ -84,6 +86,7 @@ void add_logits_command(CLI::App& app) {
                   "Run the first K tokens in one forward, then one token per forward through the KV cache "
                   "(default: all at once)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--quant", args->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
   cmd->add_option("--backend", args->backend, "Backend: cpu (default, SIMD) or ref (the f64 oracle)");
   cmd->callback([args] { write_logits(*args); });
 }

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/quant.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
@@ -16,6 +17,7 @@ namespace ilm::cli {
 namespace {
 
 struct RunArgs {
+  std::string quant = "none";
   std::string model, prompt, prompt_file, system, backend = "cpu";
   bool chat = false, quiet = false;
   int64_t max_tokens = 256, max_context = 0;
@@ -40,7 +42,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
     throw Error("give exactly one of --prompt or --prompt-file");
   const std::string text = a.prompt_file.empty() ? a.prompt : read_text_file(a.prompt_file);
 
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads});
+  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads, parse_quant(a.quant)});
   std::vector<TokenId> prompt;
   if (a.chat) {
     std::vector<ChatMessage> msgs;
@@ -100,6 +102,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--repetition-penalty", args->sampling.repetition_penalty, "HF repetition penalty (1 = off)");
   cmd->add_option("--seed", args->sampling.seed, "Sampling seed");
   cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--quant", args->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
   cmd->add_option("--backend", args->backend, "Backend: cpu (default, SIMD) or ref (the f64 oracle)");
   cmd->add_flag("--quiet,-q", args->quiet, "No stats line");
   cmd->callback([args, cmd] { run(*args, *cmd); });

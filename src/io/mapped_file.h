@@ -32,4 +32,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Drops the resident pages fully inside [p, p + n) of a read-only file mapping (they are
+// re-read from the file if touched again). Used once a weight has been converted.
+void release_mapped_pages(const void* p, size_t n);
+
 }  // namespace ilm

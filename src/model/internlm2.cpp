@@ -10,31 +10,35 @@
 
 namespace ilm {
 
-InternLM2::InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend)
+InternLM2::InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend,
+                     const QuantSpec& quant)
     : cfg_(cfg), be_(backend), qkv_{cfg.num_heads, cfg.num_kv_heads, cfg.head_dim} {
   const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
     return be_.load_weight(store.get(name, shape));
+  };
+  auto load_matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+    return be_.load_weight(store.get(name, shape), quant);
   };
   tok_embeddings_ = load("model.tok_embeddings.weight", {V, H});
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
     Layer l;
     l.attention_norm = load(p + "attention_norm.weight", {H});
-    l.wqkv = load(p + "attention.wqkv.weight", {qkv_.width(), H});
-    l.wo = load(p + "attention.wo.weight", {H, cfg.num_heads * cfg.head_dim});
+    l.wqkv = load_matrix(p + "attention.wqkv.weight", {qkv_.width(), H});
+    l.wo = load_matrix(p + "attention.wo.weight", {H, cfg.num_heads * cfg.head_dim});
     if (cfg.bias) {
       l.wqkv_bias = load(p + "attention.wqkv.bias", {qkv_.width()});
       l.wo_bias = load(p + "attention.wo.bias", {H});
     }
     l.ffn_norm = load(p + "ffn_norm.weight", {H});
-    l.w1 = load(p + "feed_forward.w1.weight", {I, H});
-    l.w3 = load(p + "feed_forward.w3.weight", {I, H});
-    l.w2 = load(p + "feed_forward.w2.weight", {H, I});
+    l.w1 = load_matrix(p + "feed_forward.w1.weight", {I, H});
+    l.w3 = load_matrix(p + "feed_forward.w3.weight", {I, H});
+    l.w2 = load_matrix(p + "feed_forward.w2.weight", {H, I});
     layers_.push_back(std::move(l));
   }
   norm_ = load("model.norm.weight", {H});
-  if (!cfg.tie_word_embeddings) output_ = load("output.weight", {V, H});
+  if (!cfg.tie_word_embeddings) output_ = load_matrix("output.weight", {V, H});
 }
 
 KvCache InternLM2::new_cache(int64_t capacity) const {

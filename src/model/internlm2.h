@@ -28,7 +28,10 @@ class InternLM2 final : public CausalLM {
  public:
   // Checks that every tensor the config implies is present with the right shape; errors name
   // the tensor, its file, and the expected and actual shapes.
-  InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend);
+  // `quant` applies to the projection matrices and the output head; the embedding table
+  // (read one row per token) and the norms stay as stored.
+  InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend,
+            const QuantSpec& quant = {});
 
   const ModelConfig& config() const override { return cfg_; }
   void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,

@@ -13,8 +13,9 @@
 
 namespace ilm {
 
-using ModelFactory =
-    std::function<std::unique_ptr<CausalLM>(const ModelConfig&, const TensorStore&, Backend&)>;
+// quant: the weight format for the big matrices (QuantFormat::None = as stored).
+using ModelFactory = std::function<std::unique_ptr<CausalLM>(const ModelConfig&, const TensorStore&,
+                                                             Backend&, const QuantSpec&)>;
 
 struct ArchitectureEntry {
   std::string name;         // "InternLM2ForCausalLM"
@@ -25,6 +26,6 @@ struct ArchitectureEntry {
 const std::vector<ArchitectureEntry>& architectures();
 // Throws ilm::Error "unsupported architecture 'X' (supported: ...)".
 std::unique_ptr<CausalLM> create_model(const ModelConfig& cfg, const TensorStore& store,
-                                       Backend& backend);
+                                       Backend& backend, const QuantSpec& quant = {});
 
 }  // namespace ilm

@@ -40,7 +40,7 @@ LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOption
     throw Error(fmt::format("{}: tokenizer has {} tokens but config.json vocab_size is {}",
                             dir.string(), m.tokenizer->vocab_size(), m.config.vocab_size));
   m.backend = make_backend(opts.backend, opts.threads);
-  m.lm = create_model(m.config, *m.store, *m.backend);
+  m.lm = create_model(m.config, *m.store, *m.backend, opts.quant);
   return m;
 }
 

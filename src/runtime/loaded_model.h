@@ -17,6 +17,7 @@ namespace ilm {
 struct LoadOptions {
   std::string backend = "cpu";
   int threads = 0;  // 0: all hardware threads
+  QuantSpec quant;  // weight format of the big matrices (none = as stored)
 };
 
 struct LoadedModel {

@@ -12,7 +12,9 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
+#include "backend/quant.h"
 #include "backend/ref/ref_backend.h"
+#include "common/error.h"
 #include "model/internlm2.h"
 #include "runtime/generator.h"
 #include "runtime/loaded_model.h"
@@ -156,7 +158,7 @@ class CpuModelPrecision : public ::testing::Test {
 std::filesystem::path CpuModelPrecision::dir_;
 
 TEST_F(CpuModelPrecision, LogitsAndGreedyOutputMatchRef) {
-  LoadedModel ref = LoadedModel::load(dir_, {"ref", 2});
+  LoadedModel ref = LoadedModel::load(dir_, {"ref", 2, {}});
   const std::vector<TokenId> prompt = ref.tokenizer->encode("Hello, 世界! def f(x): return x * 2");
   const int64_t V = ref.config.vocab_size, P = static_cast<int64_t>(prompt.size());
   KvCache cr = ref.lm->new_cache(128);
@@ -174,6 +176,84 @@ TEST_F(CpuModelPrecision, LogitsAndGreedyOutputMatchRef) {
     lm.forward(prompt, cc, lc, true);
     EXPECT_LT(rel_err(lc, lr), 1e-3) << isa << " prefill";
     EXPECT_EQ(generate(lm, prompt, o).tokens, gr.tokens) << isa;
+  }
+}
+
+}  // namespace
+}  // namespace ilm
+
+namespace ilm {
+namespace {
+
+TEST(Quantization, ParseAndNames) {
+  EXPECT_EQ(parse_quant("int8").format, QuantFormat::Int8);
+  EXPECT_EQ(parse_quant("int4:128").group, 128);
+  EXPECT_EQ(quant_name(parse_quant("int4")), "int4:32");
+  EXPECT_EQ(parse_quant("none").format, QuantFormat::None);
+  EXPECT_THROW(parse_quant("int3"), Error);
+  EXPECT_THROW(parse_quant("int4:48"), Error);
+  EXPECT_THROW(parse_quant("int4:x"), Error);
+}
+
+TEST(Quantization, RoundTripErrorIsWithinHalfAStep) {
+  ThreadPool pool(2);
+  for (const char* fmt_name : {"int8", "int4", "int4:128"}) {
+    const QuantSpec spec = parse_quant(fmt_name);
+    HostTensor w(DType::F32, {3, 256}, random_vec(3 * 256, 21, 0.02f));
+    const QuantizedMatrix q = quantize(w.ref, spec, pool);
+    std::vector<float> row(256);
+    for (int64_t r = 0; r < 3; ++r) {
+      q.dequantize_row(r, row.data());
+      for (int64_t g = 0; g < 256 / spec.group; ++g) {
+        const float d = std::abs(f16_to_f32(q.scales[static_cast<size_t>(r * (256 / spec.group) + g)]));
+        for (int64_t k = g * spec.group; k < (g + 1) * spec.group; ++k) {
+          const float v = w.f32[static_cast<size_t>(r * 256 + k)];
+          // Rounding costs at most half a step; int4's range [-8, 7] is anchored on the
+          // largest-magnitude value, so values of the opposite sign beyond 7.5 steps clamp.
+          const float steps = std::abs(v) / d > 7.5f ? 1.0f : 0.5f;
+          EXPECT_LE(std::abs(row[static_cast<size_t>(k)] - v), steps * d * 1.01f + 1e-7f)
+              << fmt_name << " r" << r << " k" << k;
+        }
+      }
+    }
+  }
+}
+
+// Kernel error told apart from quantization error: cpu kernels vs ref on the same quantized
+// weights (ref computes with the dequantized values).
+TEST(Quantization, CpuKernelsMatchRefOnTheSameQuantizedWeights) {
+  RefBackend ref(1);
+  for (auto isa : cpu::supported_isas()) {
+    CpuBackend cpu(2, std::string(isa));
+    for (const char* fmt_name : {"int8", "int4", "int8:64", "int4:128"}) {
+      const QuantSpec spec = parse_quant(fmt_name);
+      for (auto [T, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{1, 5, 128}, {3, 9, 256}, {6, 13, 512}}) {
+        if (K % spec.group) continue;
+        HostTensor w(DType::BF16, {N, K}, random_vec(static_cast<size_t>(N * K), 31, 0.02f));
+        auto wr = ref.load_weight(w.ref, spec), wc = cpu.load_weight(w.ref, spec);
+        EXPECT_EQ(wc->quant.format, spec.format);
+        const auto x = random_vec(static_cast<size_t>(T * K), 32);
+        std::vector<float> yr(static_cast<size_t>(T * N)), yc(yr.size());
+        ref.matmul(x.data(), T, *wr, nullptr, yr.data());
+        cpu.matmul(x.data(), T, *wc, nullptr, yc.data());
+        EXPECT_LT(rel_err(yc, yr), 1e-5) << isa << " " << fmt_name << " T" << T << " N" << N << " K" << K;
+      }
+    }
+  }
+}
+
+TEST_F(CpuModelPrecision, QuantizedLogitsMatchRefOnTheSameQuantizedWeights) {
+  for (const char* fmt_name : {"int8", "int4"}) {
+    const QuantSpec spec = parse_quant(fmt_name);
+    LoadedModel ref = LoadedModel::load(dir_, {"ref", 2, spec});
+    LoadedModel cpu = LoadedModel::load(dir_, {"cpu", 2, spec});
+    const std::vector<TokenId> prompt = ref.tokenizer->encode("量化 quantization test: int main() { return 0; }");
+    const int64_t V = ref.config.vocab_size, P = static_cast<int64_t>(prompt.size());
+    KvCache cr = ref.lm->new_cache(P), cc = cpu.lm->new_cache(P);
+    std::vector<float> lr(static_cast<size_t>(P * V)), lc(lr.size());
+    ref.lm->forward(prompt, cr, lr, true);
+    cpu.lm->forward(prompt, cc, lc, true);
+    EXPECT_LT(rel_err(lc, lr), 1e-3) << fmt_name;
   }
 }
 

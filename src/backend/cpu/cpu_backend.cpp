@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "io/mapped_file.h"
 
 namespace ilm {
 
@@ -15,6 +16,7 @@ namespace {
 class InPlaceWeight final : public Weight {
  public:
   const void* data = nullptr;
+  QuantizedMatrix q;  // when quant.format != None
 };
 
 const InPlaceWeight& in_place(const Weight& w) { return static_cast<const InPlaceWeight&>(w); }
@@ -36,7 +38,7 @@ CpuBackend::CpuBackend(int threads, const std::string& isa) : pool_(threads) {
   }
 }
 
-std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t) {
+std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantSpec& quant) {
   if (!is_weight_dtype(t.dtype))
     throw Error(fmt::format("{}: tensor '{}' has dtype {}, the cpu backend needs F32, F16 or BF16",
                             t.file, t.name, dtype_name(t.dtype)));
@@ -49,6 +51,12 @@ std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t) {
   w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
   w->cols = t.shape.back();
   w->data = t.data;
+  if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
+    w->q = quantize(t, quant, pool_);
+    w->quant = quant;
+    w->data = nullptr;
+    release_mapped_pages(t.data, t.nbytes);  // keep only the quantized copy resident
+  }
   return w;
 }
 
@@ -68,7 +76,11 @@ void CpuBackend::matmul(const float* x, int64_t T, const Weight& weight, const W
   const int64_t blocks = (w.rows + kRowBlock - 1) / kRowBlock;
   pool_.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
     const int64_t r0 = b0 * kRowBlock, r1 = std::min(w.rows, b1 * kRowBlock);
-    k_->matmul(x, w.cols, T, w.data, w.source_dtype, w.cols, r0, r1, y, w.rows);
+    if (w.quant.format == QuantFormat::None)
+      k_->matmul(x, w.cols, T, w.data, w.source_dtype, w.cols, r0, r1, y, w.rows);
+    else
+      k_->matmul_quant(x, w.cols, T, w.q.data.data(), w.q.scales.data(),
+                       w.quant.format == QuantFormat::Int8 ? 8 : 4, w.cols, w.quant.group, r0, r1, y, w.rows);
     if (bias) {
       const auto& b = in_place(*bias);
       for (int64_t t = 0; t < T; ++t)
@@ -182,6 +194,6 @@ std::vector<OperatorInfo> CpuBackend::operators() const {
   };
 }
 
-std::vector<std::string> CpuBackend::weight_formats() const { return {"f32", "f16", "bf16"}; }
+std::vector<std::string> CpuBackend::weight_formats() const { return {"f32", "f16", "bf16", "int8", "int4"}; }
 
 }  // namespace ilm

@@ -14,6 +14,12 @@ namespace ilm::cpu {
 // W is row-major [rows, K] of dtype wt (F32, F16 or BF16), used in place.
 using MatmulFn = void (*)(const float* x, int64_t ldx, int64_t T, const void* w, DType wt,
                           int64_t K, int64_t r0, int64_t r1, float* y, int64_t ldy);
+// Same for a group-quantized W (layout in backend/quant.h): `data` holds int8 values
+// (bits 8) or packed int4 pairs (bits 4), `scales` one f16 per group of `group` weights.
+// K must be a multiple of 32 and of group.
+using MatmulQuantFn = void (*)(const float* x, int64_t ldx, int64_t T, const uint8_t* data,
+                               const uint16_t* scales, int bits, int64_t K, int64_t group,
+                               int64_t r0, int64_t r1, float* y, int64_t ldy);
 // Σ a[i] · b[i]
 using DotFn = float (*)(const float* a, const float* b, int64_t n);
 // y[i] = y[i] · scale + a · x[i]
@@ -28,6 +34,7 @@ using FmaLoopFn = float (*)(int64_t iters);
 struct Kernels {
   std::string_view isa;  // "avx512", "avx2", "generic"
   MatmulFn matmul;
+  MatmulQuantFn matmul_quant;
   DotFn dot;
   ScaleAxpyFn scale_axpy;
   ReadSumFn read_sum;

@@ -107,6 +107,67 @@ void matmul_avx2(const float* x, int64_t ldx, int64_t T, const void* w, DType wt
   }
 }
 
+inline float f16_scalar(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
+template <int BITS>
+inline void load_q32(const uint8_t* data, const uint16_t* scales, int64_t K, int64_t group, int64_t row,
+                     int64_t k, __m256 w[4]) {
+  const __m256 d = _mm256_set1_ps(f16_scalar(scales[row * (K / group) + k / group]));
+  if constexpr (BITS == 8) {
+    const uint8_t* p = data + row * K + k;
+    for (int j = 0; j < 4; ++j)
+      w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)))), d);
+  } else {
+    const uint8_t* p = data + (row * K + k) / 2;
+    const __m256i eight = _mm256_set1_epi32(8), mask = _mm256_set1_epi32(0x0f);
+    for (int j = 0; j < 2; ++j) {  // bytes 8j..8j+7 hold weights 8j.. (low) and 16+8j.. (high)
+      const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 8 * j)));
+      w[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_and_si256(b, mask), eight)), d);
+      w[j + 2] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(b, 4), eight)), d);
+    }
+  }
+}
+
+template <int BITS, int TT, int RB>
+inline void tile_q(const float* x, int64_t ldx, const uint8_t* data, const uint16_t* scales, int64_t K,
+                   int64_t group, int64_t r, float* y, int64_t ldy) {
+  __m256 acc[TT][RB];
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m256 w[RB][4];
+    for (int i = 0; i < RB; ++i) load_q32<BITS>(data, scales, K, group, r + i, k, w[i]);
+    for (int t = 0; t < TT; ++t)
+      for (int j = 0; j < 4; ++j) {
+        const __m256 xv = _mm256_loadu_ps(x + t * ldx + k + 8 * j);
+        for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, w[i][j], acc[t][i]);
+      }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = reduce_add(acc[t][i]);
+}
+
+template <int BITS>
+void matmul_quant_typed(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
+                        int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    int64_t t = 0;
+    for (; t + 2 <= T; t += 2) tile_q<BITS, 2, 2>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy);
+    if (t < T) tile_q<BITS, 1, 2>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy);
+  }
+  for (; r < r1; ++r)
+    for (int64_t t = 0; t < T; ++t) tile_q<BITS, 1, 1>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy);
+}
+
+void matmul_quant_avx2(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
+                       int bits, int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  if (bits == 8)
+    matmul_quant_typed<8>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
+  else
+    matmul_quant_typed<4>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
+}
+
 float dot_avx2(const float* a, const float* b, int64_t n) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -157,7 +218,7 @@ float fma_loop_avx2(int64_t iters) {
 
 }  // namespace
 
-const Kernels kAvx2Kernels = {"avx2", matmul_avx2, dot_avx2, scale_axpy_avx2,
+const Kernels kAvx2Kernels = {"avx2", matmul_avx2, matmul_quant_avx2, dot_avx2, scale_axpy_avx2,
                               read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains};
 
 }  // namespace ilm::cpu

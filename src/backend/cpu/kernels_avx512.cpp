@@ -102,6 +102,77 @@ void matmul_avx512(const float* x, int64_t ldx, int64_t T, const void* w, DType 
   }
 }
 
+inline float f16_scalar(uint16_t h) { return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h))); }
+
+// 32 dequantized weights (two vectors) of row-block `row` at column k.
+template <int BITS>
+inline void load_q32(const uint8_t* data, const uint16_t* scales, int64_t K, int64_t group, int64_t row,
+                     int64_t k, __m512& w0, __m512& w1) {
+  const __m512 d = _mm512_set1_ps(f16_scalar(scales[row * (K / group) + k / group]));
+  if constexpr (BITS == 8) {
+    const auto* p = reinterpret_cast<const __m128i*>(data + row * K + k);
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p))), d);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(p + 1))), d);
+  } else {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + (row * K + k) / 2)));
+    const __m512i eight = _mm512_set1_epi32(8);
+    w0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(b, _mm512_set1_epi32(0x0f)), eight)), d);
+    w1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(b, 4), eight)), d);
+  }
+}
+
+template <int BITS, int TT, int RB>
+inline void tile_q(const float* x, int64_t ldx, const uint8_t* data, const uint16_t* scales, int64_t K,
+                   int64_t group, int64_t r, float* y, int64_t ldy) {
+  __m512 acc[TT][RB];
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512 w0[RB], w1[RB];
+    for (int i = 0; i < RB; ++i) load_q32<BITS>(data, scales, K, group, r + i, k, w0[i], w1[i]);
+    for (int t = 0; t < TT; ++t) {
+      const __m512 x0 = _mm512_loadu_ps(x + t * ldx + k), x1 = _mm512_loadu_ps(x + t * ldx + k + 16);
+      for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_fmadd_ps(x1, w1[i], _mm512_fmadd_ps(x0, w0[i], acc[t][i]));
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = _mm512_reduce_add_ps(acc[t][i]);
+}
+
+template <int BITS, int RB>
+inline void tokens_q(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
+                     int64_t K, int64_t group, int64_t r, float* y, int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) tile_q<BITS, 4, RB>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy);
+  switch (T - t) {
+    case 3: tile_q<BITS, 3, RB>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy); break;
+    case 2: tile_q<BITS, 2, RB>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy); break;
+    case 1: tile_q<BITS, 1, RB>(x + t * ldx, ldx, data, scales, K, group, r, y + t * ldy, ldy); break;
+    default: break;
+  }
+}
+
+template <int BITS>
+void matmul_quant_typed(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
+                        int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  int64_t tb = (256 * 1024) / (K * 4) / 4 * 4;
+  if (tb < 4) tb = 4;
+  for (int64_t t0 = 0; t0 < T; t0 += tb) {
+    const int64_t nt = T - t0 < tb ? T - t0 : tb;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) tokens_q<BITS, 4>(x + t0 * ldx, ldx, nt, data, scales, K, group, r, y + t0 * ldy, ldy);
+    for (; r < r1; ++r) tokens_q<BITS, 1>(x + t0 * ldx, ldx, nt, data, scales, K, group, r, y + t0 * ldy, ldy);
+  }
+}
+
+void matmul_quant_avx512(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
+                         int bits, int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  if (bits == 8)
+    matmul_quant_typed<8>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
+  else
+    matmul_quant_typed<4>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
+}
+
 float dot_avx512(const float* a, const float* b, int64_t n) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
   int64_t i = 0;
@@ -152,7 +223,7 @@ float fma_loop_avx512(int64_t iters) {
 
 }  // namespace
 
-const Kernels kAvx512Kernels = {"avx512", matmul_avx512, dot_avx512, scale_axpy_avx512,
+const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512, scale_axpy_avx512,
                                 read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains};
 
 }  // namespace ilm::cpu

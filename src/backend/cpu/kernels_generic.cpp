@@ -1,5 +1,7 @@
 // Portable kernels: plain C++ the compiler can vectorise for the build target (SSE2 on any
 // x86-64, NEON on aarch64). Several independent accumulators keep the FP adds pipelined.
+#include <vector>
+
 #include "backend/cpu/kernels_impl.h"
 
 namespace ilm::cpu {
@@ -43,6 +45,26 @@ void matmul_generic(const float* x, int64_t ldx, int64_t T, const void* w, DType
   }
 }
 
+void matmul_quant_generic(const float* x, int64_t ldx, int64_t T, const uint8_t* data,
+                          const uint16_t* scales, int bits, int64_t K, int64_t group, int64_t r0,
+                          int64_t r1, float* y, int64_t ldy) {
+  std::vector<float> row(static_cast<size_t>(K));
+  const int64_t ng = K / group;
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t k = 0; k < K; ++k) {
+      int q;
+      if (bits == 8) {
+        q = static_cast<int8_t>(data[r * K + k]);
+      } else {
+        const uint8_t b = data[(r * K + k / 32 * 32) / 2 + k % 16];
+        q = (k % 32 < 16 ? (b & 0x0f) : (b >> 4)) - 8;
+      }
+      row[static_cast<size_t>(k)] = static_cast<float>(q) * f16_to_f32(scales[r * ng + k / group]);
+    }
+    matmul_rows(x, ldx, T, K, 0, 1, y + r, ldy, [&](int64_t, int64_t k) { return row[static_cast<size_t>(k)]; });
+  }
+}
+
 float dot_generic(const float* a, const float* b, int64_t n) {
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
@@ -81,7 +103,7 @@ float fma_loop_generic(int64_t iters) {
 
 }  // namespace
 
-const Kernels kGenericKernels = {"generic", matmul_generic, dot_generic, scale_axpy_generic,
+const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic, scale_axpy_generic,
                                  read_sum_generic, fma_loop_generic, 2 * kChains};
 
 }  // namespace ilm::cpu

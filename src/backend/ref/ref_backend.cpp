@@ -15,6 +15,7 @@ namespace {
 class MappedWeight final : public Weight {
  public:
   const void* data = nullptr;
+  std::vector<float> owned;  // quantized weights, dequantized (the same values every backend uses)
   float at(int64_t r, int64_t c) const { return load_as_f32(data, source_dtype, r * cols + c); }
   void row_to_f32(int64_t r, float* out) const {
     for (int64_t c = 0; c < cols; ++c) out[c] = at(r, c);
@@ -27,7 +28,7 @@ const MappedWeight& as_mapped(const Weight& w) { return static_cast<const Mapped
 
 RefBackend::RefBackend(int threads) : pool_(threads) {}
 
-std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t) {
+std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantSpec& quant) {
   if (!is_weight_dtype(t.dtype))
     throw Error(fmt::format("{}: tensor '{}' has dtype {}, the ref backend needs F32, F16 or BF16",
                             t.file, t.name, dtype_name(t.dtype)));
@@ -40,6 +41,14 @@ std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t) {
   w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
   w->cols = t.shape.back();
   w->data = t.data;
+  if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
+    const QuantizedMatrix q = quantize(t, quant, pool_);
+    w->owned.resize(static_cast<size_t>(w->rows * w->cols));
+    for (int64_t r = 0; r < w->rows; ++r) q.dequantize_row(r, w->owned.data() + r * w->cols);
+    w->data = w->owned.data();
+    w->source_dtype = DType::F32;
+    w->quant = quant;
+  }
   return w;
 }
 
@@ -168,6 +177,6 @@ std::vector<OperatorInfo> RefBackend::operators() const {
   };
 }
 
-std::vector<std::string> RefBackend::weight_formats() const { return {"f32", "f16", "bf16"}; }
+std::vector<std::string> RefBackend::weight_formats() const { return {"f32", "f16", "bf16", "int8", "int4"}; }
 
 }  // namespace ilm

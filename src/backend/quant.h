@@ -1,0 +1,49 @@
+#pragma once
+// Weight-only quantization, group-wise along each row (the input dimension), shared by every
+// backend so that they all see the same quantized numbers:
+//   int8: q = round(w / d), d = max|w| / 127 over the group          (like llama.cpp Q8_0)
+//   int4: q = clamp(round(w / d), -8, 7), d = w_maxabs_signed / -8     (like llama.cpp Q4_0)
+// w ≈ q · d, with d stored as f16 (one per group). Groups are 32 or a multiple of 32 weights;
+// int4 packs each 32-weight block into 16 bytes: byte i = (q[i] + 8) | (q[i + 16] + 8) << 4.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/thread_pool.h"
+#include "io/tensor_store.h"
+
+namespace ilm {
+
+enum class QuantFormat { None, Int8, Int4 };
+
+struct QuantSpec {
+  QuantFormat format = QuantFormat::None;
+  int64_t group = 32;
+};
+
+// "none" / "int8" / "int4" (with an optional ":GROUP", e.g. "int4:128"); throws ilm::Error.
+QuantSpec parse_quant(std::string_view s);
+std::string quant_name(const QuantSpec& q);  // "int4:32"
+// Bytes per weight (data + scales) of a format.
+double quant_bytes_per_weight(const QuantSpec& q);
+
+struct QuantizedMatrix {
+  QuantSpec spec;
+  int64_t rows = 0, cols = 0;
+  std::vector<uint8_t> data;     // int8: rows*cols int8 values; int4: rows*cols/2 packed bytes
+  std::vector<uint16_t> scales;  // f16, rows * cols / group
+
+  int64_t groups_per_row() const { return cols / spec.group; }
+  // Dequantized row r, as every backend must interpret it.
+  void dequantize_row(int64_t r, float* out) const;
+};
+
+// True if a [rows, cols] weight can be stored in `spec` (cols divisible by the group, group a
+// multiple of 32).
+bool quantizable(const QuantSpec& spec, int64_t cols);
+
+// Quantizes a 2-D F32/F16/BF16 tensor (rows split over the pool's threads).
+QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& pool);
+
+}  // namespace ilm
