@@ -27,6 +27,7 @@ class Weight {
   DType source_dtype = DType::F32;  // as stored in the checkpoint
   int64_t rows = 0, cols = 0;
   QuantSpec quant;  // format: None = used as stored
+  uint64_t bytes = 0;  // bytes the backend reads to use the whole weight once
 };
 
 // One layer's slice of a sequence's KV cache: positions [0, length) of keys and values,

@@ -26,6 +26,10 @@ class CausalLM {
   // A fresh, empty cache for one sequence of at most `capacity` tokens.
   virtual KvCache new_cache(int64_t capacity) const = 0;
 
+  // Weight bytes one decode step reads (in the loaded formats): the bandwidth roofline's
+  // numerator, without the KV cache.
+  virtual uint64_t decode_weight_bytes() const = 0;
+
   // Names of the checkpoint tensors the model uses (to spot unexpected extra tensors).
   virtual std::vector<std::string> weight_names() const = 0;
 

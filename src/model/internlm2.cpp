@@ -60,6 +60,19 @@ std::vector<std::string> InternLM2::weight_names() const {
   return names;
 }
 
+uint64_t InternLM2::decode_weight_bytes() const {
+  uint64_t total = 0;
+  for (const Layer& l : layers_)
+    for (const auto* w : {&l.attention_norm, &l.wqkv, &l.wqkv_bias, &l.wo, &l.wo_bias, &l.ffn_norm,
+                          &l.w1, &l.w3, &l.w2})
+      if (*w) total += (*w)->bytes;
+  total += norm_->bytes;
+  // One embedding row per token; the head is read whole (the embedding table when tied).
+  total += tok_embeddings_->bytes / static_cast<uint64_t>(cfg_.vocab_size);
+  total += output_ ? output_->bytes : tok_embeddings_->bytes;
+  return total;
+}
+
 void InternLM2::forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
                         bool all_logits) {
   const int64_t T = static_cast<int64_t>(ids.size());

@@ -38,6 +38,7 @@ class InternLM2 final : public CausalLM {
                bool all_logits) override;
   KvCache new_cache(int64_t capacity) const override;
   std::vector<std::string> weight_names() const override;
+  uint64_t decode_weight_bytes() const override;
 
   // Tokens processed per pass through the layers: bounds activation memory for long prompts.
   // Splitting is exact: chunks see earlier chunks through the cache, and every chunk of one

@@ -70,11 +70,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
 
   // Bytes one decode step streams: every weight once (one embedding row, the whole head),
   // plus the KV cache read by attention (f32 K and V, all layers) at the mean context length.
-  double weights = static_cast<double>(m.store->total_bytes());
-  if (!c.tie_word_embeddings && m.store->contains("model.tok_embeddings.weight")) {
-    const double table = static_cast<double>(m.store->get("model.tok_embeddings.weight").nbytes);
-    weights += table / static_cast<double>(V) - table;  // decode reads one embedding row
-  }
+  const double weights = static_cast<double>(lm.decode_weight_bytes());
   const double kv_per_pos = 2.0 * static_cast<double>(c.num_layers * c.num_kv_heads * c.head_dim) * sizeof(float);
   const double mean_ctx = 1.0 + (static_cast<double>(o.gen_tokens) + 1.0) / 2.0;
   r.decode_bytes_per_token = weights + kv_per_pos * mean_ctx;

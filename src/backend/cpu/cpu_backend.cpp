@@ -51,10 +51,12 @@ std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantS
   w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
   w->cols = t.shape.back();
   w->data = t.data;
+  w->bytes = t.nbytes;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
     w->q = quantize(t, quant, pool_);
     w->quant = quant;
     w->data = nullptr;
+    w->bytes = w->q.data.size() + w->q.scales.size() * sizeof(uint16_t);
     release_mapped_pages(t.data, t.nbytes);  // keep only the quantized copy resident
   }
   return w;

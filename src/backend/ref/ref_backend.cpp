@@ -41,6 +41,7 @@ std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantS
   w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
   w->cols = t.shape.back();
   w->data = t.data;
+  w->bytes = t.nbytes;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
     const QuantizedMatrix q = quantize(t, quant, pool_);
     w->owned.resize(static_cast<size_t>(w->rows * w->cols));
@@ -48,6 +49,7 @@ std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantS
     w->data = w->owned.data();
     w->source_dtype = DType::F32;
     w->quant = quant;
+    w->bytes = w->owned.size() * sizeof(float);
   }
   return w;
 }
