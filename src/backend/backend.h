@@ -28,7 +28,14 @@ class Weight {
   int64_t rows = 0, cols = 0;
   QuantSpec quant;  // format: None = used as stored
   uint64_t bytes = 0;  // bytes the backend reads to use the whole weight once
+
+  // Checks that `t` is a 1-D or 2-D F32/F16/BF16 tensor (ilm::Error naming the file, tensor
+  // and `backend` otherwise) and fills name, source_dtype, rows, cols and bytes from it.
+  void init_from(const TensorRef& t, std::string_view backend);
 };
+
+// Throws ilm::Error for an id outside [0, vocab).
+void check_token_ids(std::span<const TokenId> ids, int64_t vocab);
 
 // One layer's slice of a sequence's KV cache: positions [0, length) of keys and values,
 // each position holding n_kv_heads x head_dim f32 values, `stride` floats apart.

@@ -39,19 +39,9 @@ CpuBackend::CpuBackend(int threads, const std::string& isa) : pool_(threads) {
 }
 
 std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantSpec& quant) {
-  if (!is_weight_dtype(t.dtype))
-    throw Error(fmt::format("{}: tensor '{}' has dtype {}, the cpu backend needs F32, F16 or BF16",
-                            t.file, t.name, dtype_name(t.dtype)));
-  if (t.shape.empty() || t.shape.size() > 2)
-    throw Error(fmt::format("{}: tensor '{}' has shape {}, expected 1 or 2 dimensions", t.file,
-                            t.name, t.shape_str()));
   auto w = std::make_unique<InPlaceWeight>();
-  w->name = t.name;
-  w->source_dtype = t.dtype;
-  w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
-  w->cols = t.shape.back();
+  w->init_from(t, name());
   w->data = t.data;
-  w->bytes = t.nbytes;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
     w->q = quantize(t, quant, pool_);
     w->quant = quant;
@@ -64,9 +54,8 @@ std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantS
 
 void CpuBackend::embedding(const Weight& table, std::span<const TokenId> ids, float* out) {
   const auto& w = in_place(table);
+  check_token_ids(ids, w.rows);
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= w.rows)
-      throw Error(fmt::format("token id {} is outside the vocabulary [0, {})", ids[i], w.rows));
     float* o = out + static_cast<int64_t>(i) * w.cols;
     for (int64_t c = 0; c < w.cols; ++c)
       o[c] = load_as_f32(w.data, w.source_dtype, static_cast<size_t>(ids[i] * w.cols + c));

@@ -29,19 +29,9 @@ const MappedWeight& as_mapped(const Weight& w) { return static_cast<const Mapped
 RefBackend::RefBackend(int threads) : pool_(threads) {}
 
 std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantSpec& quant) {
-  if (!is_weight_dtype(t.dtype))
-    throw Error(fmt::format("{}: tensor '{}' has dtype {}, the ref backend needs F32, F16 or BF16",
-                            t.file, t.name, dtype_name(t.dtype)));
-  if (t.shape.empty() || t.shape.size() > 2)
-    throw Error(fmt::format("{}: tensor '{}' has shape {}, expected 1 or 2 dimensions", t.file,
-                            t.name, t.shape_str()));
   auto w = std::make_unique<MappedWeight>();
-  w->name = t.name;
-  w->source_dtype = t.dtype;
-  w->rows = t.shape.size() == 2 ? t.shape[0] : 1;
-  w->cols = t.shape.back();
+  w->init_from(t, name());
   w->data = t.data;
-  w->bytes = t.nbytes;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
     const QuantizedMatrix q = quantize(t, quant, pool_);
     w->owned.resize(static_cast<size_t>(w->rows * w->cols));
@@ -56,9 +46,8 @@ std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantS
 
 void RefBackend::embedding(const Weight& table, std::span<const TokenId> ids, float* out) {
   const auto& w = as_mapped(table);
+  check_token_ids(ids, w.rows);
   for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] < 0 || ids[i] >= w.rows)
-      throw Error(fmt::format("token id {} is outside the vocabulary [0, {})", ids[i], w.rows));
     w.row_to_f32(ids[i], out + static_cast<int64_t>(i) * w.cols);
   }
 }
