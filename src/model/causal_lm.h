@@ -12,6 +12,14 @@
 
 namespace ilm {
 
+// One sequence's part of a batched forward.
+struct SequenceInput {
+  std::span<const TokenId> ids;  // new tokens, at positions cache->length() ...
+  KvCache* cache = nullptr;      // this sequence's cache (each cache at most once per batch)
+  std::span<float> logits;       // [ids.size(), vocab] if all_logits, else [1, vocab]
+  bool all_logits = false;
+};
+
 class CausalLM {
  public:
   virtual ~CausalLM() = default;
@@ -22,6 +30,11 @@ class CausalLM {
   // position) into `logits`.
   virtual void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
                        bool all_logits) = 0;
+
+  // Runs several sequences in one pass: their tokens share every matmul (each weight is read
+  // once per pass, not once per sequence), while RoPE and attention stay per sequence. Gives
+  // each sequence the same logits as forward() on it alone.
+  virtual void forward_batch(std::span<SequenceInput> batch) = 0;
 
   // A fresh, empty cache for one sequence of at most `capacity` tokens.
   virtual KvCache new_cache(int64_t capacity) const = 0;

@@ -75,83 +75,141 @@ uint64_t InternLM2::decode_weight_bytes() const {
 
 void InternLM2::forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
                         bool all_logits) {
-  const int64_t T = static_cast<int64_t>(ids.size());
-  const int64_t H = cfg_.hidden_size, V = cfg_.vocab_size;
-  if (T == 0) throw Error("forward called with no tokens");
-  if (static_cast<int64_t>(logits.size()) < (all_logits ? T : 1) * V)
-    throw Error("forward: logits buffer too small");
-  cache.reserve_more(T);
-  // The RoPE base depends on the total length of this forward (official dynamic NTK).
-  const RopeSpec rope = rope_spec(cfg_, cache.length() + T);
-  const Weight& head = output_ ? *output_ : *tok_embeddings_;
-
-  std::vector<float> hidden;
-  for (int64_t start = 0; start < T; start += kMaxChunk) {
-    const int64_t n = std::min(kMaxChunk, T - start);
-    hidden.resize(static_cast<size_t>(n * H));
-    forward_chunk(ids.subspan(static_cast<size_t>(start), static_cast<size_t>(n)), cache, rope,
-                  hidden.data());
-    if (all_logits) {
-      be_.matmul(hidden.data(), n, head, nullptr, logits.data() + start * V);
-    } else if (start + n == T) {
-      be_.matmul(hidden.data() + (n - 1) * H, 1, head, nullptr, logits.data());
-    }
-  }
+  SequenceInput one{ids, &cache, logits, all_logits};
+  forward_batch(std::span<SequenceInput>(&one, 1));
 }
 
-// Runs the layers over `ids` (positions cache.length() ...), leaving the final-normed hidden
-// states in hidden_out [n, H] and the new keys/values in the cache.
-void InternLM2::forward_chunk(std::span<const TokenId> ids, KvCache& cache, const RopeSpec& rope,
-                              float* hidden_out) {
-  const int64_t T = static_cast<int64_t>(ids.size());
-  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size;
+void InternLM2::forward_batch(std::span<SequenceInput> batch) {
+  const int64_t V = cfg_.vocab_size;
+  // Validate everything and fix each sequence's RoPE setting before any state changes: the
+  // base depends on the total length of the sequence's forward (official dynamic NTK), also
+  // when a long prompt is split into several passes.
+  std::vector<RopeSpec> ropes;
+  for (const auto& in : batch) {
+    const int64_t T = static_cast<int64_t>(in.ids.size());
+    if (T == 0) throw Error("forward called with no tokens");
+    if (!in.cache) throw Error("forward: no KV cache");
+    if (static_cast<int64_t>(in.logits.size()) < (in.all_logits ? T : 1) * V)
+      throw Error("forward: logits buffer too small");
+    for (const auto& other : batch)
+      if (&other != &in && other.cache == in.cache) throw Error("forward: a KV cache appears twice in one batch");
+    in.cache->reserve_more(T);
+    ropes.push_back(rope_spec(cfg_, in.cache->length() + T));
+  }
+  // Pack the sequences into passes of at most kMaxChunk tokens; a sequence longer than that
+  // is split into consecutive chunks, which later passes see through the cache.
+  std::vector<Segment> pass;
+  int64_t pass_tokens = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const int64_t T = static_cast<int64_t>(batch[i].ids.size());
+    for (int64_t start = 0; start < T;) {
+      if (pass_tokens == kMaxChunk) {
+        run_pass(pass, batch, ropes);
+        pass.clear();
+        pass_tokens = 0;
+      }
+      const int64_t n = std::min(kMaxChunk - pass_tokens, T - start);
+      pass.push_back({i, start, n});
+      pass_tokens += n;
+      start += n;
+    }
+  }
+  if (!pass.empty()) run_pass(pass, batch, ropes);
+}
+
+// One pass through the layers for a set of segments (each a run of new tokens of one
+// sequence). The matmuls see all segments' tokens at once, so each weight is read once per
+// pass; RoPE and attention are per segment, against that sequence's own cache.
+void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInput> batch,
+                         const std::vector<RopeSpec>& ropes) {
+  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, V = cfg_.vocab_size;
   const int64_t nh = cfg_.num_heads, nkv = cfg_.num_kv_heads, hd = cfg_.head_dim;
-  const int64_t past = cache.length();
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
-  std::vector<int64_t> positions(static_cast<size_t>(T));
-  for (int64_t t = 0; t < T; ++t) positions[static_cast<size_t>(t)] = past + t;
+  int64_t N = 0;
+  std::vector<int64_t> row0, past;  // first row of each segment in the pass; its cache length
+  std::vector<TokenId> ids;
+  std::vector<std::vector<int64_t>> positions;
+  for (const auto& s : segs) {
+    const SequenceInput& in = batch[s.seq];
+    row0.push_back(N);
+    past.push_back(in.cache->length());
+    ids.insert(ids.end(), in.ids.begin() + s.start, in.ids.begin() + s.start + s.len);
+    positions.emplace_back(static_cast<size_t>(s.len));
+    for (int64_t t = 0; t < s.len; ++t) positions.back()[static_cast<size_t>(t)] = past.back() + t;
+    N += s.len;
+  }
 
-  std::vector<float> x(static_cast<size_t>(T * H)), h(static_cast<size_t>(T * H));
-  std::vector<float> qkv(static_cast<size_t>(T * qkv_.width()));
-  std::vector<float> q(static_cast<size_t>(T * nh * hd)), attn(static_cast<size_t>(T * nh * hd));
-  std::vector<float> gate(static_cast<size_t>(T * I)), up(static_cast<size_t>(T * I));
+  std::vector<float> x(static_cast<size_t>(N * H)), h(static_cast<size_t>(N * H));
+  std::vector<float> qkv(static_cast<size_t>(N * qkv_.width()));
+  std::vector<float> q(static_cast<size_t>(N * nh * hd)), attn(static_cast<size_t>(N * nh * hd));
+  std::vector<float> gate(static_cast<size_t>(N * I)), up(static_cast<size_t>(N * I));
 
   be_.embedding(*tok_embeddings_, ids, x.data());
   for (int64_t li = 0; li < cfg_.num_layers; ++li) {
     const Layer& L = layers_[static_cast<size_t>(li)];
-    KvView kv = cache.layer(li, past + T);
 
     // Attention block.
-    be_.rmsnorm(x.data(), T, *L.attention_norm, eps, h.data());
-    be_.matmul(h.data(), T, *L.wqkv, L.wqkv_bias.get(), qkv.data());
-    for (int64_t t = 0; t < T; ++t) {
-      const float* row = qkv.data() + t * qkv_.width();
-      for (int64_t hh = 0; hh < nh; ++hh)
-        std::memcpy(q.data() + (t * nh + hh) * hd, row + qkv_.query_offset(hh), hd * sizeof(float));
-      float* k_dst = kv.k + (past + t) * kv.stride;
-      float* v_dst = kv.v + (past + t) * kv.stride;
-      for (int64_t g = 0; g < nkv; ++g) {
-        std::memcpy(k_dst + g * hd, row + qkv_.key_offset(g), hd * sizeof(float));
-        std::memcpy(v_dst + g * hd, row + qkv_.value_offset(g), hd * sizeof(float));
+    be_.rmsnorm(x.data(), N, *L.attention_norm, eps, h.data());
+    be_.matmul(h.data(), N, *L.wqkv, L.wqkv_bias.get(), qkv.data());
+    for (size_t si = 0; si < segs.size(); ++si) {
+      const Segment& s = segs[si];
+      const int64_t r0 = row0[si], p0 = past[si];
+      KvView kv = batch[s.seq].cache->layer(li, p0 + s.len);
+      for (int64_t t = 0; t < s.len; ++t) {
+        const float* row = qkv.data() + (r0 + t) * qkv_.width();
+        for (int64_t hh = 0; hh < nh; ++hh)
+          std::memcpy(q.data() + ((r0 + t) * nh + hh) * hd, row + qkv_.query_offset(hh), hd * sizeof(float));
+        float* k_dst = kv.k + (p0 + t) * kv.stride;
+        float* v_dst = kv.v + (p0 + t) * kv.stride;
+        for (int64_t g = 0; g < nkv; ++g) {
+          std::memcpy(k_dst + g * hd, row + qkv_.key_offset(g), hd * sizeof(float));
+          std::memcpy(v_dst + g * hd, row + qkv_.value_offset(g), hd * sizeof(float));
+        }
       }
+      const RopeSpec& rope = ropes[s.seq];
+      be_.rope(q.data() + r0 * nh * hd, s.len, nh, hd, nh * hd, positions[si], rope);
+      be_.rope(kv.k + p0 * kv.stride, s.len, nkv, hd, kv.stride, positions[si], rope);
+      be_.attention(q.data() + r0 * nh * hd, s.len, nh, nkv, hd, kv, p0, attn.data() + r0 * nh * hd);
     }
-    be_.rope(q.data(), T, nh, hd, nh * hd, positions, rope);
-    be_.rope(kv.k + past * kv.stride, T, nkv, hd, kv.stride, positions, rope);
-    be_.attention(q.data(), T, nh, nkv, hd, kv, past, attn.data());
-    be_.matmul(attn.data(), T, *L.wo, L.wo_bias.get(), h.data());
-    be_.add(x.data(), h.data(), T * H);
+    be_.matmul(attn.data(), N, *L.wo, L.wo_bias.get(), h.data());
+    be_.add(x.data(), h.data(), N * H);
 
     // Feed-forward block: w2(silu(w1 x) ⊙ w3 x).
-    be_.rmsnorm(x.data(), T, *L.ffn_norm, eps, h.data());
-    be_.matmul(h.data(), T, *L.w1, nullptr, gate.data());
-    be_.matmul(h.data(), T, *L.w3, nullptr, up.data());
-    be_.silu_mul(gate.data(), up.data(), T * I, gate.data());
-    be_.matmul(gate.data(), T, *L.w2, nullptr, h.data());
-    be_.add(x.data(), h.data(), T * H);
+    be_.rmsnorm(x.data(), N, *L.ffn_norm, eps, h.data());
+    be_.matmul(h.data(), N, *L.w1, nullptr, gate.data());
+    be_.matmul(h.data(), N, *L.w3, nullptr, up.data());
+    be_.silu_mul(gate.data(), up.data(), N * I, gate.data());
+    be_.matmul(gate.data(), N, *L.w2, nullptr, h.data());
+    be_.add(x.data(), h.data(), N * H);
   }
-  cache.advance(T);
-  be_.rmsnorm(x.data(), T, *norm_, eps, hidden_out);
+
+  // Logits: every row of segments that want all of them, else the last row of a sequence's
+  // last segment. The wanted rows are gathered so the head is read once.
+  std::vector<float> rows;
+  std::vector<float*> dest;
+  for (size_t si = 0; si < segs.size(); ++si) {
+    const Segment& s = segs[si];
+    SequenceInput& in = batch[s.seq];
+    const bool last = s.start + s.len == static_cast<int64_t>(in.ids.size());
+    for (int64_t t = 0; t < s.len; ++t) {
+      float* target = nullptr;
+      if (in.all_logits)
+        target = in.logits.data() + (s.start + t) * V;
+      else if (last && t == s.len - 1)
+        target = in.logits.data();
+      if (!target) continue;
+      rows.insert(rows.end(), x.begin() + (row0[si] + t) * H, x.begin() + (row0[si] + t + 1) * H);
+      dest.push_back(target);
+    }
+    in.cache->advance(s.len);
+  }
+  if (dest.empty()) return;
+  const int64_t R = static_cast<int64_t>(dest.size());
+  be_.rmsnorm(rows.data(), R, *norm_, eps, rows.data());
+  std::vector<float> out(static_cast<size_t>(R * V));
+  be_.matmul(rows.data(), R, output_ ? *output_ : *tok_embeddings_, nullptr, out.data());
+  for (int64_t r = 0; r < R; ++r) std::memcpy(dest[static_cast<size_t>(r)], out.data() + r * V, V * sizeof(float));
 }
 
 }  // namespace ilm

@@ -36,21 +36,26 @@ class InternLM2 final : public CausalLM {
   const ModelConfig& config() const override { return cfg_; }
   void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
                bool all_logits) override;
+  void forward_batch(std::span<SequenceInput> batch) override;
   KvCache new_cache(int64_t capacity) const override;
   std::vector<std::string> weight_names() const override;
   uint64_t decode_weight_bytes() const override;
 
   // Tokens processed per pass through the layers: bounds activation memory for long prompts.
   // Splitting is exact: chunks see earlier chunks through the cache, and every chunk of one
-  // forward uses the RoPE base of the whole forward.
+  // sequence's forward uses the RoPE base of that whole forward.
   static constexpr int64_t kMaxChunk = 512;
 
  private:
   struct Layer {
     std::unique_ptr<Weight> attention_norm, wqkv, wqkv_bias, wo, wo_bias, ffn_norm, w1, w3, w2;
   };
-  void forward_chunk(std::span<const TokenId> ids, KvCache& cache, const RopeSpec& rope,
-                     float* hidden_out);
+  struct Segment {
+    size_t seq;           // index in the batch
+    int64_t start, len;   // a run of that sequence's new tokens
+  };
+  void run_pass(const std::vector<Segment>& segs, std::span<SequenceInput> batch,
+                const std::vector<RopeSpec>& ropes);
 
   ModelConfig cfg_;
   Backend& be_;

@@ -259,3 +259,55 @@ TEST_F(CpuModelPrecision, QuantizedLogitsMatchRefOnTheSameQuantizedWeights) {
 
 }  // namespace
 }  // namespace ilm
+
+namespace ilm {
+namespace {
+
+// A batched pass gives every sequence what it gets alone: mixed prefill and decode, different
+// cache lengths, a prompt long enough to be split over passes, NTK active for some sequences.
+TEST_F(CpuModelPrecision, BatchedForwardEqualsSeparateForwards) {
+  for (const char* backend : {"cpu", "ref"}) {
+    LoadedModel m = LoadedModel::load(dir_, {backend, 2, {}});
+    const int64_t V = m.config.vocab_size;
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<TokenId> tok(3, 90000);
+    auto ids_of = [&](int64_t n) {
+      std::vector<TokenId> v(static_cast<size_t>(n));
+      for (auto& t : v) t = tok(rng);
+      return v;
+    };
+    // (cached tokens, new tokens): decode steps, a prefill, and a long prompt (> kMaxChunk).
+    const std::vector<std::pair<int64_t, int64_t>> shapes = {{5, 1}, {40, 1}, {0, 12}, {3, 600}, {30, 4}};
+    std::vector<KvCache> solo, together;
+    std::vector<std::vector<TokenId>> news;
+    for (auto [past, n] : shapes) {
+      const auto prefix = ids_of(past);
+      news.push_back(ids_of(n));
+      for (auto* caches : {&solo, &together}) {
+        caches->push_back(m.lm->new_cache(past + n));
+        if (past) {
+          std::vector<float> scratch(static_cast<size_t>(V));
+          m.lm->forward(prefix, caches->back(), scratch, false);
+        }
+      }
+    }
+    std::vector<std::vector<float>> want(shapes.size()), got(shapes.size());
+    std::vector<SequenceInput> batch;
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const bool all = i == 2;  // one sequence asks for every position's logits
+      const size_t rows = all ? news[i].size() : 1;
+      want[i].resize(rows * static_cast<size_t>(V));
+      got[i].resize(want[i].size());
+      m.lm->forward(news[i], solo[i], want[i], all);
+      batch.push_back({news[i], &together[i], got[i], all});
+    }
+    m.lm->forward_batch(batch);
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      EXPECT_EQ(together[i].length(), solo[i].length());
+      EXPECT_LT(rel_err(got[i], want[i]), 1e-6) << backend << " sequence " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ilm

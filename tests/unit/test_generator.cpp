@@ -35,6 +35,9 @@ class ScriptedLM final : public CausalLM {
     const TokenId want = step < script_.size() ? script_[step] : 0;
     logits[static_cast<size_t>(want)] = 10.0f;
   }
+  void forward_batch(std::span<SequenceInput> batch) override {
+    for (auto& in : batch) forward(in.ids, *in.cache, in.logits, in.all_logits);
+  }
   KvCache new_cache(int64_t capacity) const override { return KvCache(1, 1, 2, capacity); }
   std::vector<std::string> weight_names() const override { return {}; }
   uint64_t decode_weight_bytes() const override { return 0; }
