@@ -54,6 +54,10 @@ void bench(const BenchArgs& a) {
              std::max(*std::max_element(r.bandwidth_before_gbps.begin(), r.bandwidth_before_gbps.end()),
                       *std::max_element(r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end())),
              100 * r.tg_roofline_ratio_low, 100 * r.tg_roofline_ratio_high);
+  if (r.batch > 1)
+    fmt::print("batch{:<3} {:8.2f} ± {:.2f} tok/s aggregate over {} sequences = {:.2f}x single-sequence decode\n",
+               r.batch, r.batch_tg_tokens_per_s.mean, r.batch_tg_tokens_per_s.stddev, r.batch,
+               r.batch_tg_tokens_per_s.mean / r.tg_tokens_per_s.mean);
   fmt::print("memory  RSS {:.2f} GB, peak {:.2f} GB (includes the {:.2f} GB bandwidth-probe buffer)\n",
              static_cast<double>(r.rss_bytes) / 1e9, static_cast<double>(r.peak_rss_bytes) / 1e9,
              static_cast<double>(r.probe_buffer_bytes) / 1e9);
@@ -68,6 +72,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("-p,--prompt-tokens", a->opts.prompt_tokens, "Prompt length for pp")->check(CLI::PositiveNumber);
   cmd->add_option("-n,--gen-tokens", a->opts.gen_tokens, "Tokens generated for tg")->check(CLI::PositiveNumber);
   cmd->add_option("-r,--reps", a->opts.reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
+  cmd->add_option("-b,--batch", a->opts.batch, "Also measure batched decode of this many sequences (e.g. 16)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("-t,--threads", a->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--quant", a->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
   cmd->add_option("--backend", a->backend, "Backend: cpu (default) or ref");

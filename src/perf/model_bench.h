@@ -17,6 +17,7 @@ struct BenchOptions {
   int reps = 3;
   int64_t seed = 1;
   bool probe_compute = true;
+  int64_t batch = 0;  // > 1: also measure batched decode of this many sequences
 };
 
 struct Stat {
@@ -27,6 +28,8 @@ struct Stat {
 
 struct BenchResult {
   Stat pp_tokens_per_s, tg_tokens_per_s;
+  Stat batch_tg_tokens_per_s;  // aggregate over the batch (when measured)
+  int64_t batch = 0;
   double fma_peak_gflops = 0;
   std::optional<double> bf16_peak_gflops;
   std::vector<double> bandwidth_before_gbps, bandwidth_after_gbps;  // per tg repetition
