@@ -311,3 +311,41 @@ TEST_F(CpuModelPrecision, BatchedForwardEqualsSeparateForwards) {
 
 }  // namespace
 }  // namespace ilm
+
+namespace ilm {
+namespace {
+
+// The opt-in bf16-activation kernels: the error they cost is bounded and stated, not hidden.
+TEST_F(CpuModelPrecision, Bf16ActivationKernelsStayWithinTheirStatedError) {
+  if (!cpu::kernels_for("avx512bf16")) GTEST_SKIP() << "CPU has no AVX512_BF16";
+  RefBackend ref(2);
+  CpuBackend fast(2, "avx512bf16");
+  HostTensor w(DType::BF16, {64, 512}, random_vec(64 * 512, 41, 0.02f));
+  auto wr = ref.load_weight(w.ref), wc = fast.load_weight(w.ref);
+  const auto x = random_vec(8 * 512, 42);
+  std::vector<float> yr(8 * 64), yc(yr.size());
+  ref.matmul(x.data(), 8, *wr, nullptr, yr.data());
+  fast.matmul(x.data(), 8, *wc, nullptr, yc.data());
+  const double kernel_err = rel_err(yc, yr);
+  EXPECT_GT(kernel_err, 0.0);   // it really takes the bf16 path
+  EXPECT_LT(kernel_err, 8e-3);  // bf16 rounding of activations: 2^-9 relative per element
+  std::vector<float> y1(64), r1(64);
+  ref.matmul(x.data(), 1, *wr, nullptr, r1.data());
+  fast.matmul(x.data(), 1, *wc, nullptr, y1.data());
+  EXPECT_LT(rel_err(y1, r1), 1e-5);  // one token keeps the exact path
+
+  LoadedModel m = LoadedModel::load(dir_, {"ref", 2, {}});
+  InternLM2 lm(m.config, *m.store, fast);
+  const auto prompt = m.tokenizer->encode("bf16 activations: 你好, world");
+  const int64_t V = m.config.vocab_size, P = static_cast<int64_t>(prompt.size());
+  KvCache cr = m.lm->new_cache(P), cc = lm.new_cache(P);
+  std::vector<float> lr(static_cast<size_t>(P * V)), lc(lr.size());
+  m.lm->forward(prompt, cr, lr, true);
+  lm.forward(prompt, cc, lc, true);
+  const double model_err = rel_err(lc, lr);
+  std::printf("avx512bf16: kernel rel err %.2e, logits rel err %.2e\n", kernel_err, model_err);
+  EXPECT_LT(model_err, 1e-2);
+}
+
+}  // namespace
+}  // namespace ilm

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 #include <fmt/format.h>
@@ -26,7 +27,9 @@ constexpr int64_t kKeyTile = 64;   // keys per online-softmax step
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads, const std::string& isa) : pool_(threads) {
+CpuBackend::CpuBackend(int threads, const std::string& requested) : pool_(threads) {
+  std::string isa = requested;
+  if (const char* env = std::getenv("INTERNLM_CPU_KERNELS"); isa.empty() && env && *env) isa = env;
   if (isa.empty()) {
     k_ = &cpu::best_kernels();
   } else {

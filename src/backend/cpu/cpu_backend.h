@@ -13,8 +13,9 @@ namespace ilm {
 
 class CpuBackend final : public Backend {
  public:
-  // isa: "" picks the best kernels this CPU supports; "avx512" / "avx2" / "generic" forces one
-  // (throws ilm::Error if the CPU lacks it).
+  // isa: "" picks $INTERNLM_CPU_KERNELS if set, else the best exact kernels this CPU
+  // supports; "avx512bf16" / "avx512" / "avx2" / "generic" forces one (ilm::Error if the CPU
+  // lacks it).
   explicit CpuBackend(int threads = 0, const std::string& isa = "");
 
   std::string_view name() const override { return "cpu"; }

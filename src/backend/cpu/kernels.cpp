@@ -25,6 +25,7 @@ bool has_avx2() {
 
 const Kernels* kernels_for(std::string_view isa) {
 #if defined(__x86_64__) || defined(_M_X64)
+  if (isa == "avx512bf16") return has_avx512() && __builtin_cpu_supports("avx512bf16") ? &kAvx512Bf16Kernels : nullptr;
   if (isa == "avx512") return has_avx512() ? &kAvx512Kernels : nullptr;
   if (isa == "avx2") return has_avx2() ? &kAvx2Kernels : nullptr;
 #endif

@@ -32,7 +32,7 @@ using ReadSumFn = float (*)(const float* p, int64_t n);
 using FmaLoopFn = float (*)(int64_t iters);
 
 struct Kernels {
-  std::string_view isa;  // "avx512", "avx2", "generic"
+  std::string_view isa;  // "avx512bf16", "avx512", "avx2", "generic"
   MatmulFn matmul;
   MatmulQuantFn matmul_quant;
   DotFn dot;
@@ -53,7 +53,10 @@ const Bf16DotProbe* bf16_dot_probe();
 const Kernels& best_kernels();
 // Kernels for a given ISA if this CPU supports it (and the build includes it), else nullptr.
 const Kernels* kernels_for(std::string_view isa);
-// Every ISA whose kernels can run here, best first.
+// Every exact (f32-arithmetic) kernel set that can run here, best first. Not listed:
+// "avx512bf16", which rounds activations to bf16 for multi-token matmuls on bf16 weights
+// (vdpbf16ps, 2x the FMA throughput) at ~3e-3 relative logit error, above the 1e-3 the
+// default must hold; it is opt-in via kernels_for("avx512bf16") / INTERNLM_CPU_KERNELS.
 std::vector<std::string_view> supported_isas();
 // CPU features relevant to kernel choice, e.g. {"avx2", "fma", "avx512f", "avx512_bf16"}.
 std::vector<std::string> cpu_features();

@@ -9,6 +9,7 @@ extern const Kernels kGenericKernels;
 #if defined(__x86_64__) || defined(_M_X64)
 extern const Kernels kAvx2Kernels;
 extern const Kernels kAvx512Kernels;
+extern const Kernels kAvx512Bf16Kernels;
 extern const Bf16DotProbe kBf16DotProbe;
 #endif
 

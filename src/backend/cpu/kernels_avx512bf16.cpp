@@ -1,0 +1,91 @@
+// AVX512_BF16 kernels: for bf16 weights and several tokens (prefill, batched decode), the
+// activations are rounded to bf16 once per call and each vdpbf16ps multiplies 32 weight x
+// activation pairs exactly and accumulates them in f32: twice the f32-FMA work per
+// instruction, on the weights as stored (consecutive bf16 pairs are what the instruction
+// takes, so no repacking). A single token (decode) is bandwidth-bound and keeps the exact
+// f32 path. Everything else is the AVX-512 table.
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+
+#include <vector>
+
+#include "backend/cpu/kernels_impl.h"
+
+namespace ilm::cpu {
+
+namespace {
+
+inline __m512bh load_bh(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
+
+template <int TT, int RB>
+inline void tile(const uint16_t* xb, int64_t ldxb, const uint16_t* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+  __m512 acc[TT][RB];
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512bh wv[RB];
+    for (int i = 0; i < RB; ++i) wv[i] = load_bh(w + (r + i) * K + k);
+    for (int t = 0; t < TT; ++t) {
+      const __m512bh xv = load_bh(xb + t * ldxb + k);
+      for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], wv[i], xv);
+    }
+  }
+  for (int t = 0; t < TT; ++t)
+    for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = _mm512_reduce_add_ps(acc[t][i]);
+}
+
+template <int RB>
+inline void tokens(const uint16_t* xb, int64_t ldxb, int64_t T, const uint16_t* w, int64_t K, int64_t r, float* y,
+                   int64_t ldy) {
+  int64_t t = 0;
+  for (; t + 4 <= T; t += 4) tile<4, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy);
+  switch (T - t) {
+    case 3: tile<3, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy); break;
+    case 2: tile<2, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy); break;
+    case 1: tile<1, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy); break;
+    default: break;
+  }
+}
+
+// Round-to-nearest-even f32 -> bf16 of n values (n a multiple of 16).
+void to_bf16(const float* x, uint16_t* out, int64_t n) {
+  for (int64_t i = 0; i < n; i += 32) {
+    const __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    _mm512_storeu_si512(out + i, (__m512i)v);
+  }
+}
+
+void matmul_avx512bf16(const float* x, int64_t ldx, int64_t T, const void* w, DType wt, int64_t K, int64_t r0,
+                       int64_t r1, float* y, int64_t ldy) {
+  if (wt != DType::BF16 || T < 2 || K % 32 != 0) {
+    kAvx512Kernels.matmul(x, ldx, T, w, wt, K, r0, r1, y, ldy);
+    return;
+  }
+  // Token blocks whose bf16 activations stay in L2 while the weight rows stream through.
+  int64_t tb = (256 * 1024) / (K * 2) / 4 * 4;
+  if (tb < 4) tb = 4;
+  thread_local std::vector<uint16_t> xb;
+  if (static_cast<int64_t>(xb.size()) < tb * K) xb.resize(static_cast<size_t>(tb * K));
+  const auto* wb = static_cast<const uint16_t*>(w);
+  for (int64_t t0 = 0; t0 < T; t0 += tb) {
+    const int64_t nt = T - t0 < tb ? T - t0 : tb;
+    for (int64_t t = 0; t < nt; ++t) to_bf16(x + (t0 + t) * ldx, xb.data() + t * K, K);
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) tokens<4>(xb.data(), K, nt, wb, K, r, y + t0 * ldy, ldy);
+    for (; r < r1; ++r) tokens<1>(xb.data(), K, nt, wb, K, r, y + t0 * ldy, ldy);
+  }
+}
+
+}  // namespace
+
+const Kernels kAvx512Bf16Kernels = {"avx512bf16",
+                                    matmul_avx512bf16,
+                                    kAvx512Kernels.matmul_quant,
+                                    kAvx512Kernels.dot,
+                                    kAvx512Kernels.scale_axpy,
+                                    kAvx512Kernels.read_sum,
+                                    kAvx512Kernels.fma_loop,
+                                    kAvx512Kernels.fma_loop_flops_per_iter};
+
+}  // namespace ilm::cpu
+#endif
