@@ -2,7 +2,7 @@
 # Installs every build and test dependency from Debian packages. Idempotent: skips apt when all are present.
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
-      libsentencepiece-dev nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev
+      libsentencepiece-dev nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
       python3 python3-numpy python3-sentencepiece)
 missing=()
 for p in "${PKGS[@]}"; do

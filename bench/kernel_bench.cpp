@@ -1,0 +1,111 @@
+// Kernel microbenchmarks (Google Benchmark): matmul per kernel ISA and weight format at the
+// 7B model's shapes, and attention over a growing KV cache. Not run in CI; see
+// docs/PERFORMANCE.md. Example:
+//   build/kernel_bench --benchmark_filter='Matmul/avx512/bf16' --benchmark_min_time=1
+#include <benchmark/benchmark.h>
+#include <fmt/format.h>
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/kernels.h"
+#include "backend/quant.h"
+#include "model/kv_cache.h"
+
+namespace {
+
+using namespace ilm;
+
+std::vector<float> random_vec(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 0.02f);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+struct Matrix {
+  std::vector<uint16_t> bf16;
+  TensorRef ref;
+  Matrix(int64_t rows, int64_t cols) {
+    const auto v = random_vec(static_cast<size_t>(rows * cols), 1);
+    for (float f : v) bf16.push_back(f32_to_bf16(f));
+    ref.name = fmt::format("w{}x{}", rows, cols);
+    ref.file = fmt::format("bench");
+    ref.dtype = DType::BF16;
+    ref.shape = {rows, cols};
+    ref.data = reinterpret_cast<const std::byte*>(bf16.data());
+    ref.nbytes = bf16.size() * 2;
+  }
+};
+
+// args: rows, cols, tokens
+void BM_Matmul(benchmark::State& state, const std::string& isa, const std::string& format) {
+  const int64_t N = state.range(0), K = state.range(1), T = state.range(2);
+  if (!cpu::kernels_for(isa)) {
+    state.SkipWithError("ISA not supported on this CPU");
+    return;
+  }
+  CpuBackend be(0, isa);
+  Matrix m(N, K);
+  auto w = be.load_weight(m.ref, parse_quant(format == "bf16" ? "none" : format));
+  const auto x = random_vec(static_cast<size_t>(T * K), 2);
+  std::vector<float> y(static_cast<size_t>(T * N));
+  for (auto _ : state) {
+    be.matmul(x.data(), T, *w, nullptr, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GB/s"] = benchmark::Counter(static_cast<double>(w->bytes), benchmark::Counter::kIsIterationInvariantRate,
+                                                     benchmark::Counter::kIs1000);
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(N * K * T) / 1e9,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// args: context length; one decode query, 7B head layout (32 heads, 8 KV heads, hd 128).
+void BM_AttentionDecode(benchmark::State& state) {
+  const int64_t ctx = state.range(0), nh = 32, nkv = 8, hd = 128;
+  CpuBackend be(0);
+  KvCache cache(1, nkv, hd, ctx);
+  cache.reserve_more(ctx);
+  KvView kv = cache.layer(0, ctx);
+  const auto k = random_vec(static_cast<size_t>(ctx * nkv * hd), 3);
+  std::copy(k.begin(), k.end(), kv.k);
+  std::copy(k.begin(), k.end(), kv.v);
+  const auto q = random_vec(static_cast<size_t>(nh * hd), 4);
+  std::vector<float> out(q.size());
+  for (auto _ : state) {
+    be.attention(q.data(), 1, nh, nkv, hd, kv, ctx - 1, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["kv_GB/s"] = benchmark::Counter(2.0 * static_cast<double>(ctx * nkv * hd) * 4,
+                                                 benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
+}
+
+void register_all() {
+  for (const char* isa_name : {"avx512bf16", "avx512", "avx2", "generic"}) {
+    for (const char* format_name : {"bf16", "int8", "int4"}) {
+      const std::string isa(isa_name), format(format_name);
+      if (isa == "avx512bf16" && format != "bf16") continue;
+      const std::string name = fmt::format("Matmul/{}/{}", isa, format);
+      auto* b = benchmark::RegisterBenchmark(name.c_str(),
+                                             [isa, format](benchmark::State& s) { BM_Matmul(s, isa, format); });
+      b->ArgNames({"rows", "cols", "tokens"})->Unit(benchmark::kMillisecond)->UseRealTime();
+      b->Args({4096, 4096, 1})->Args({14336, 4096, 1})->Args({4096, 14336, 1});
+      b->Args({4096, 4096, 16})->Args({4096, 4096, 128});
+    }
+  }
+  benchmark::RegisterBenchmark("AttentionDecode", BM_AttentionDecode)
+      ->Arg(1024)->Arg(4096)->Arg(16384)->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
