@@ -77,6 +77,14 @@ def main():
         assert s["completion tokens"] in ("12",) or s["finish"] == "stop", s
         assert int(s["prompt tokens"]) == 6, s  # BOS + 5 pieces
 
+    def threads_do_not_change_results():
+        # Each output is computed by one thread in a fixed order, so the thread count leaves
+        # greedy output unchanged, bit for bit.
+        args = ["run", "--model", model, "--prompt", "Threads and kernels", "--max-tokens", "10", "--temperature", "0"]
+        one = sh(*args, "--threads", "1").stdout
+        assert one == sh(*args, "--threads", "2").stdout
+        assert one == sh(*args, "--threads", "3").stdout
+
     def sampled_seeded():
         base = ["run", "--model", model, "--prompt", "hello", "--max-tokens", "16", "--temperature", "1.5",
                 "--top-k", "0", "--top-p", "1"]
@@ -185,7 +193,8 @@ def main():
         expect_error(["inspect", "--model", d], "LlamaForCausalLM", "InternLM2ForCausalLM")
 
     for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
-                     ("greedy is deterministic", greedy_deterministic), ("seeded sampling", sampled_seeded),
+                     ("greedy is deterministic", greedy_deterministic),
+                     ("threads do not change results", threads_do_not_change_results), ("seeded sampling", sampled_seeded),
                      ("chat run", chat_run), ("logits dump", logits_dump), ("default model", default_model),
                      ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints)]:
         check(name, fn)
