@@ -70,6 +70,8 @@ class Backend {
   // a 2-D weight whose width fits the group is quantized (backend/quant.h) and its mapped
   // pages are released; every backend computes with the same quantized values.
   virtual std::unique_ptr<Weight> load_weight(const TensorRef& t, const QuantSpec& quant = {}) = 0;
+  // Takes a matrix that is already quantized (read from a quantized checkpoint).
+  virtual std::unique_ptr<Weight> load_quantized(const std::string& name, QuantizedMatrix q) = 0;
 
   // out[i, :] = table[ids[i], :]. Throws ilm::Error for ids outside the table.
   virtual void embedding(const Weight& table, std::span<const TokenId> ids, float* out) = 0;

@@ -8,6 +8,8 @@
 
 #include "common/dtype.h"
 #include "common/error.h"
+#include "io/mapped_file.h"
+#include <cstring>
 
 namespace ilm {
 
@@ -72,6 +74,35 @@ void QuantizedMatrix::dequantize_row(int64_t r, float* out) const {
       out[k] = static_cast<float>(q) * d;
     }
   }
+}
+
+std::string qdata_name(const std::string& name) { return name + ".qdata"; }
+std::string qscale_name(const std::string& name) { return name + ".qscale"; }
+
+QuantizedMatrix read_quantized(const TensorStore& store, const std::string& name, int64_t rows, int64_t cols,
+                               const QuantSpec& spec) {
+  if (!quantizable(spec, cols))
+    throw Error(fmt::format("{}: tensor '{}' of width {} cannot be stored as {}", store.dir().string(), name, cols,
+                            quant_name(spec)));
+  const bool int8 = spec.format == QuantFormat::Int8;
+  const TensorRef d = store.get(qdata_name(name), {rows, int8 ? cols : cols / 2});
+  const TensorRef s = store.get(qscale_name(name), {rows, cols / spec.group});
+  if (d.dtype != (int8 ? DType::I8 : DType::U8))
+    throw Error(fmt::format("{}: tensor '{}' has dtype {}, expected {}", d.file, d.name, dtype_name(d.dtype),
+                            int8 ? "I8" : "U8"));
+  if (s.dtype != DType::F16)
+    throw Error(fmt::format("{}: tensor '{}' has dtype {}, expected F16", s.file, s.name, dtype_name(s.dtype)));
+  QuantizedMatrix m;
+  m.spec = spec;
+  m.rows = rows;
+  m.cols = cols;
+  m.data.resize(static_cast<size_t>(d.nbytes));
+  std::memcpy(m.data.data(), d.data, m.data.size());
+  m.scales.resize(static_cast<size_t>(s.nbytes / 2));
+  std::memcpy(m.scales.data(), s.data, s.nbytes);
+  release_mapped_pages(d.data, d.nbytes);
+  release_mapped_pages(s.data, s.nbytes);
+  return m;
 }
 
 QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& pool) {

@@ -46,4 +46,14 @@ bool quantizable(const QuantSpec& spec, int64_t cols);
 // Quantizes a 2-D F32/F16/BF16 tensor (rows split over the pool's threads).
 QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& pool);
 
+// How a quantized matrix `name` is stored in a checkpoint written by `internlm quantize`:
+// "<name>.qdata" (I8 [rows, cols] for int8, U8 [rows, cols / 2] for int4) and "<name>.qscale"
+// (F16 [rows, cols / group]).
+std::string qdata_name(const std::string& name);
+std::string qscale_name(const std::string& name);
+// Reads a stored quantized matrix, checking dtypes and shapes against [rows, cols] and
+// `spec` (errors name the tensor and file). The bytes are copied out of the mapping.
+QuantizedMatrix read_quantized(const TensorStore& store, const std::string& name, int64_t rows, int64_t cols,
+                               const QuantSpec& spec);
+
 }  // namespace ilm

@@ -55,6 +55,7 @@ nlohmann::json describe(const std::filesystem::path& dir) {
   j["model_dir"] = dir.string();
   j["architecture"] = c.architecture;
   j["model_type"] = c.model_type;
+  j["stored_quantization"] = quant_name(c.stored_quant);
   j["config"] = {{"hidden_size", c.hidden_size},
                  {"num_hidden_layers", c.num_layers},
                  {"num_attention_heads", c.num_heads},
@@ -150,6 +151,9 @@ void print_text(const nlohmann::json& j) {
   fmt::print("other        rms_norm_eps {}, bias {}, tie_word_embeddings {}, torch_dtype {}\n",
              c["rms_norm_eps"].get<double>(), c["bias"].get<bool>(),
              c["tie_word_embeddings"].get<bool>(), c["torch_dtype"].get<std::string>());
+  if (j["stored_quantization"] != "none")
+    fmt::print("quantization {} (stored by `internlm quantize`; 'parameters' below counts stored elements)\n",
+               j["stored_quantization"].get<std::string>());
   fmt::print("files        {} ({})\n", j["files"].size(), j["sharded"].get<bool>() ? "sharded, with index" : "single file");
   for (const auto& f : j["files"])
     fmt::print("             {}  {}  {} tensors\n", f["file"].get<std::string>(),

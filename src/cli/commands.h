@@ -14,5 +14,6 @@ void add_synth_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_ops_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 
 }  // namespace ilm::cli

@@ -45,6 +45,8 @@ class CausalLM {
 
   // Names of the checkpoint tensors the model uses (to spot unexpected extra tensors).
   virtual std::vector<std::string> weight_names() const = 0;
+  // The 2-D weights a quantization format applies to (projections and head).
+  virtual std::vector<std::string> matrix_names() const = 0;
 
   // The longest sequence the model is configured for: max_position_embeddings, times the
   // rope scaling factor when one is set.

@@ -160,6 +160,24 @@ ModelConfig model_from_json(const json& j, const std::string& source) {
   if (c.hidden_act != "silu")
     f.fail("hidden_act", fmt::format("unsupported activation \"{}\" (only \"silu\")", c.hidden_act));
   if (const json* v = f.find("torch_dtype")) c.torch_dtype = f.string("torch_dtype", *v);
+  if (const json* q = f.find("quantization_config")) {
+    if (!q->is_object()) f.fail("quantization_config", fmt::format("must be an object, got {}", json_brief(*q)));
+    const auto method = q->find("quant_method");
+    if (method == q->end() || !method->is_string() || method->get<std::string>() != "internlm.cpp")
+      f.fail("quantization_config", fmt::format("unsupported quant_method {} (only checkpoints written by "
+                                                "`internlm quantize`, quant_method \"internlm.cpp\")",
+                                                method == q->end() ? "(none)" : json_brief(*method)));
+    const auto fmt_it = q->find("format");
+    const auto group = q->find("group_size");
+    if (fmt_it == q->end() || !fmt_it->is_string() || group == q->end() || !group->is_number_integer())
+      f.fail("quantization_config", "needs \"format\" (string) and \"group_size\" (integer)");
+    try {
+      c.stored_quant = parse_quant(fmt::format("{}:{}", fmt_it->get<std::string>(), group->get<int64_t>()));
+    } catch (const Error& e) {
+      f.fail("quantization_config", e.what());
+    }
+    if (c.stored_quant.format == QuantFormat::None) f.fail("quantization_config", "format must be int8 or int4");
+  }
 
   auto token_id = [&](std::string_view field) -> int64_t {
     const json* v = f.find(field);

@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "backend/quant.h"
+
 namespace ilm {
 
 struct RopeScaling {
@@ -37,6 +39,9 @@ struct ModelConfig {
   std::string hidden_act;   // "silu"
   std::string torch_dtype;  // "bfloat16", informational
   int64_t bos_token_id = -1, eos_token_id = -1, pad_token_id = -1;  // -1: absent
+  // "quantization_config" written by `internlm quantize`: the matrices are stored quantized
+  // (QuantFormat::None for an ordinary checkpoint). Other quant_methods are rejected.
+  QuantSpec stored_quant;
 
   int64_t kv_group_size() const { return num_heads / num_kv_heads; }
 

@@ -17,7 +17,12 @@ InternLM2::InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& 
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
     return be_.load_weight(store.get(name, shape));
   };
+  // The projection matrices and the head: stored quantized (a checkpoint written by
+  // `internlm quantize`), or quantized now per `quant`, or used as stored.
   auto load_matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+    matrix_names_.push_back(name);
+    if (cfg.stored_quant.format != QuantFormat::None && store.contains(qdata_name(name)))
+      return be_.load_quantized(name, read_quantized(store, name, shape[0], shape[1], cfg.stored_quant));
     return be_.load_weight(store.get(name, shape), quant);
   };
   tok_embeddings_ = load("model.tok_embeddings.weight", {V, H});
@@ -48,7 +53,13 @@ KvCache InternLM2::new_cache(int64_t capacity) const {
 std::vector<std::string> InternLM2::weight_names() const {
   std::vector<std::string> names;
   auto add = [&](const std::unique_ptr<Weight>& w) {
-    if (w) names.push_back(w->name);
+    if (!w) return;
+    if (w->quant.format != QuantFormat::None && cfg_.stored_quant.format != QuantFormat::None) {
+      names.push_back(qdata_name(w->name));
+      names.push_back(qscale_name(w->name));
+    } else {
+      names.push_back(w->name);
+    }
   };
   add(tok_embeddings_);
   for (const Layer& l : layers_)

@@ -39,6 +39,7 @@ class InternLM2 final : public CausalLM {
   void forward_batch(std::span<SequenceInput> batch) override;
   KvCache new_cache(int64_t capacity) const override;
   std::vector<std::string> weight_names() const override;
+  std::vector<std::string> matrix_names() const override { return matrix_names_; }
   uint64_t decode_weight_bytes() const override;
 
   // Tokens processed per pass through the layers: bounds activation memory for long prompts.
@@ -62,6 +63,7 @@ class InternLM2 final : public CausalLM {
   QkvLayout qkv_;
   std::unique_ptr<Weight> tok_embeddings_, norm_, output_;
   std::vector<Layer> layers_;
+  std::vector<std::string> matrix_names_;
 };
 
 }  // namespace ilm

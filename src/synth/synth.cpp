@@ -18,6 +18,7 @@
 #include "common/thread_pool.h"
 #include "io/json_file.h"
 #include "io/safetensors_writer.h"
+#include "io/shard_plan.h"
 #include "synth/presets.h"
 #include "synth/random.h"
 
@@ -27,7 +28,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint64_t kDefaultShardBytes = 5'000'000'000ull;  // HF's "5GB"
 constexpr size_t kBatchBytes = 4u << 20;  // one generation batch; two are alive at a time
 constexpr double kNormStd = 0.1;
 constexpr const char* kTransformersVersion = "4.41.0";
@@ -124,29 +124,15 @@ Plan make_plan(const SynthOptions& o) {
 
   p.tensors = synth::tensor_list(p.shape, o.tie_word_embeddings);
 
-  // Greedy sharding in state_dict order (transformers' shard_checkpoint): start a new shard
-  // when the next tensor would push a non-empty shard past the limit; a tensor larger than
-  // the limit gets a shard of its own.
-  const uint64_t limit = o.shard_bytes ? o.shard_bytes : kDefaultShardBytes;
-  uint64_t current = 0;
-  for (size_t i = 0; i < p.tensors.size(); ++i) {
-    const uint64_t b = tensor_bytes(p.tensors[i], o.dtype);
-    if (p.shards.empty() || (!p.shards.back().empty() && current + b > limit)) {
-      p.shards.emplace_back();
-      current = 0;
-    }
-    p.shards.back().push_back(i);
-    current += b;
+  std::vector<std::string> names;
+  std::vector<uint64_t> bytes;
+  for (const auto& t : p.tensors) {
+    names.push_back(t.name);
+    bytes.push_back(tensor_bytes(t, o.dtype));
   }
-  // Inside a file the reference safetensors library orders tensors by dtype, then name.
-  for (auto& s : p.shards)
-    std::sort(s.begin(), s.end(), [&](size_t a, size_t b) { return p.tensors[a].name < p.tensors[b].name; });
-  if (p.shards.size() == 1) {
-    p.shard_names.push_back("model.safetensors");
-  } else {
-    for (size_t i = 0; i < p.shards.size(); ++i)
-      p.shard_names.push_back(fmt::format("model-{:05d}-of-{:05d}.safetensors", i + 1, p.shards.size()));
-  }
+  ShardPlan sp = plan_shards(names, bytes, o.shard_bytes ? o.shard_bytes : kDefaultShardBytes);
+  p.shards = std::move(sp.shards);
+  p.shard_names = std::move(sp.file_names);
   return p;
 }
 
@@ -426,13 +412,9 @@ SynthSummary write_synthetic_checkpoint(const SynthOptions& opts,
   };
 
   if (plan.shards.size() > 1) {
-    nlohmann::json index;
-    index["metadata"] = {{"total_size", summary.tensor_bytes}};
-    nlohmann::json map = nlohmann::json::object();
-    for (size_t s = 0; s < plan.shards.size(); ++s)
-      for (size_t i : plan.shards[s]) map[plan.tensors[i].name] = plan.shard_names[s];
-    index["weight_map"] = std::move(map);
-    write_json_file(opts.out / "model.safetensors.index.json", index);
+    std::vector<std::string> names;
+    for (const auto& t : plan.tensors) names.push_back(t.name);
+    write_shard_index(opts.out, {plan.shards, plan.shard_names}, names, summary.tensor_bytes);
     add_file(opts.out / "model.safetensors.index.json");
   }
   write_json_file(opts.out / "config.json", config_json(opts, plan));

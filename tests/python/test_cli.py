@@ -120,6 +120,26 @@ def main():
         worst = max(abs(x - y) for x, y in zip(a, b))
         assert worst < 1e-4, worst
 
+    def quantized_checkpoint():
+        for fmt in ("int8", "int4:64"):
+            q = os.path.join(TMP, "q-" + fmt.replace(":", "-"))
+            sh("quantize", "--model", model, "--quant", fmt, "--out", q, "--shard-mb", "20", "--force")
+            cfg = json.load(open(os.path.join(q, "config.json")))
+            assert cfg["quantization_config"]["quant_method"] == "internlm.cpp", cfg
+            assert os.path.exists(os.path.join(q, "model.safetensors.index.json"))
+            a, b = os.path.join(TMP, "qa.bin"), os.path.join(TMP, "qb.bin")
+            sh("logits", "--model", model, "--quant", fmt, "--ids", "1,333,352,92543", "--out", a)
+            sh("logits", "--model", q, "--ids", "1,333,352,92543", "--out", b)
+            assert open(a, "rb").read() == open(b, "rb").read(), f"{fmt}: stored != load-time quantization"
+            expect_error(["quantize", "--model", q, "--quant", "int4", "--out", os.path.join(TMP, "qq")], "already quantized")
+        bad = os.path.join(TMP, "q-gptq")
+        shutil.rmtree(bad, ignore_errors=True)
+        shutil.copytree(os.path.join(TMP, "q-int8"), bad)
+        cfg = json.load(open(os.path.join(bad, "config.json")))
+        cfg["quantization_config"]["quant_method"] = "gptq"
+        json.dump(cfg, open(os.path.join(bad, "config.json"), "w"))
+        expect_error(["inspect", "--model", bad], "quant_method")
+
     def default_model():
         d = os.path.join(TMP, "default-model")
         env = {"INTERNLM_DEFAULT_MODEL": d}
@@ -195,7 +215,7 @@ def main():
     for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
                      ("greedy is deterministic", greedy_deterministic),
                      ("threads do not change results", threads_do_not_change_results), ("seeded sampling", sampled_seeded),
-                     ("chat run", chat_run), ("logits dump", logits_dump), ("default model", default_model),
+                     ("chat run", chat_run), ("logits dump", logits_dump), ("quantized checkpoint", quantized_checkpoint), ("default model", default_model),
                      ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints)]:
         check(name, fn)
     print(f"cli: {RESULTS['passed']} passed, {RESULTS['failed']} failed")

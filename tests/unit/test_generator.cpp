@@ -41,6 +41,7 @@ class ScriptedLM final : public CausalLM {
   KvCache new_cache(int64_t capacity) const override { return KvCache(1, 1, 2, capacity); }
   std::vector<std::string> weight_names() const override { return {}; }
   uint64_t decode_weight_bytes() const override { return 0; }
+  std::vector<std::string> matrix_names() const override { return {}; }
   int forwards = 0;
 
  private:

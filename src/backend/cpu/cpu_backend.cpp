@@ -46,12 +46,22 @@ std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantS
   w->init_from(t, name());
   w->data = t.data;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
-    w->q = quantize(t, quant, pool_);
-    w->quant = quant;
-    w->data = nullptr;
-    w->bytes = w->q.data.size() + w->q.scales.size() * sizeof(uint16_t);
+    auto qw = load_quantized(t.name, quantize(t, quant, pool_));
     release_mapped_pages(t.data, t.nbytes);  // keep only the quantized copy resident
+    return qw;
   }
+  return w;
+}
+
+std::unique_ptr<Weight> CpuBackend::load_quantized(const std::string& name, QuantizedMatrix q) {
+  auto w = std::make_unique<InPlaceWeight>();
+  w->name = name;
+  w->rows = q.rows;
+  w->cols = q.cols;
+  w->source_dtype = DType::BF16;  // informational: the checkpoint's float type before quantization
+  w->quant = q.spec;
+  w->bytes = q.data.size() + q.scales.size() * sizeof(uint16_t);
+  w->q = std::move(q);
   return w;
 }
 

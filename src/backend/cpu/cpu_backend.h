@@ -22,6 +22,7 @@ class CpuBackend final : public Backend {
   int threads() const override { return pool_.size(); }
   std::string_view isa() const { return k_->isa; }
   std::unique_ptr<Weight> load_weight(const TensorRef& t, const QuantSpec& quant = {}) override;
+  std::unique_ptr<Weight> load_quantized(const std::string& name, QuantizedMatrix q) override;
   void embedding(const Weight& table, std::span<const TokenId> ids, float* out) override;
   void matmul(const float* x, int64_t T, const Weight& w, const Weight* bias, float* y) override;
   void rmsnorm(const float* x, int64_t T, const Weight& w, float eps, float* y) override;

@@ -32,15 +32,21 @@ std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantS
   auto w = std::make_unique<MappedWeight>();
   w->init_from(t, name());
   w->data = t.data;
-  if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
-    const QuantizedMatrix q = quantize(t, quant, pool_);
-    w->owned.resize(static_cast<size_t>(w->rows * w->cols));
-    for (int64_t r = 0; r < w->rows; ++r) q.dequantize_row(r, w->owned.data() + r * w->cols);
-    w->data = w->owned.data();
-    w->source_dtype = DType::F32;
-    w->quant = quant;
-    w->bytes = w->owned.size() * sizeof(float);
-  }
+  if (t.shape.size() == 2 && quantizable(quant, w->cols)) return load_quantized(t.name, quantize(t, quant, pool_));
+  return w;
+}
+
+std::unique_ptr<Weight> RefBackend::load_quantized(const std::string& name, QuantizedMatrix q) {
+  auto w = std::make_unique<MappedWeight>();
+  w->name = name;
+  w->rows = q.rows;
+  w->cols = q.cols;
+  w->quant = q.spec;
+  w->owned.resize(static_cast<size_t>(q.rows * q.cols));
+  for (int64_t r = 0; r < q.rows; ++r) q.dequantize_row(r, w->owned.data() + r * q.cols);
+  w->data = w->owned.data();
+  w->source_dtype = DType::F32;
+  w->bytes = w->owned.size() * sizeof(float);
   return w;
 }
 
