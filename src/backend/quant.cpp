@@ -96,13 +96,22 @@ QuantizedMatrix read_quantized(const TensorStore& store, const std::string& name
   m.spec = spec;
   m.rows = rows;
   m.cols = cols;
-  m.data.resize(static_cast<size_t>(d.nbytes));
-  std::memcpy(m.data.data(), d.data, m.data.size());
-  m.scales.resize(static_cast<size_t>(s.nbytes / 2));
-  std::memcpy(m.scales.data(), s.data, s.nbytes);
-  release_mapped_pages(d.data, d.nbytes);
-  release_mapped_pages(s.data, s.nbytes);
+  m.data = {reinterpret_cast<const uint8_t*>(d.data), static_cast<size_t>(d.nbytes)};
+  if (reinterpret_cast<uintptr_t>(s.data) % alignof(uint16_t) == 0) {
+    m.scales = {reinterpret_cast<const uint16_t*>(s.data), static_cast<size_t>(s.nbytes / 2)};
+  } else {  // a writer that did not align: copy the (small) scales
+    std::vector<uint16_t> sc(static_cast<size_t>(s.nbytes / 2));
+    std::memcpy(sc.data(), s.data, s.nbytes);
+    m.own(std::vector<uint8_t>(m.data.begin(), m.data.end()), std::move(sc));
+  }
   return m;
+}
+
+void QuantizedMatrix::own(std::vector<uint8_t> d, std::vector<uint16_t> s) {
+  owned_data_ = std::move(d);
+  owned_scales_ = std::move(s);
+  data = owned_data_;
+  scales = owned_scales_;
 }
 
 QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& pool) {
@@ -114,8 +123,8 @@ QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& 
   m.rows = t.shape[0];
   m.cols = t.shape[1];
   const int64_t G = spec.group, ng = m.cols / G;
-  m.scales.resize(static_cast<size_t>(m.rows * ng));
-  m.data.resize(static_cast<size_t>(spec.format == QuantFormat::Int8 ? m.rows * m.cols : m.rows * m.cols / 2));
+  std::vector<uint16_t> scales(static_cast<size_t>(m.rows * ng));
+  std::vector<uint8_t> data(static_cast<size_t>(spec.format == QuantFormat::Int8 ? m.rows * m.cols : m.rows * m.cols / 2));
   pool.parallel_for(m.rows, [&](int64_t r0, int64_t r1) {
     std::vector<float> w(static_cast<size_t>(G));
     std::vector<int> q(static_cast<size_t>(G));
@@ -131,27 +140,32 @@ QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& 
           }
         // The stored (f16) scale is the one used to round, so q·d is what every backend sees.
         const float want = spec.format == QuantFormat::Int8 ? amax / 127.0f : signed_max / -8.0f;
+        if (!std::isfinite(want) || std::abs(want) > 65504.0f)
+          throw Error(fmt::format("{}: tensor '{}' row {}: weight magnitude {} cannot be quantized with an f16 "
+                                  "group scale",
+                                  t.file, t.name, r, amax));
         const uint16_t dh = f32_to_f16(want);
         const float d = f16_to_f32(dh);
         const float inv = d != 0.0f ? 1.0f / d : 0.0f;
-        m.scales[static_cast<size_t>(r * ng + g)] = dh;
+        scales[static_cast<size_t>(r * ng + g)] = dh;
         const int lo = spec.format == QuantFormat::Int8 ? -127 : -8;
         const int hi = spec.format == QuantFormat::Int8 ? 127 : 7;
         for (int64_t k = 0; k < G; ++k)
           q[static_cast<size_t>(k)] = std::clamp(static_cast<int>(std::lrint(w[static_cast<size_t>(k)] * inv)), lo, hi);
         if (spec.format == QuantFormat::Int8) {
           for (int64_t k = 0; k < G; ++k)
-            m.data[static_cast<size_t>(r * m.cols + g * G + k)] = static_cast<uint8_t>(static_cast<int8_t>(q[static_cast<size_t>(k)]));
+            data[static_cast<size_t>(r * m.cols + g * G + k)] = static_cast<uint8_t>(static_cast<int8_t>(q[static_cast<size_t>(k)]));
         } else {
           for (int64_t b = 0; b < G / 32; ++b)
             for (int64_t i = 0; i < 16; ++i) {
               const int lo4 = q[static_cast<size_t>(b * 32 + i)] + 8, hi4 = q[static_cast<size_t>(b * 32 + 16 + i)] + 8;
-              m.data[static_cast<size_t>((r * m.cols + g * G + b * 32) / 2 + i)] = static_cast<uint8_t>(lo4 | (hi4 << 4));
+              data[static_cast<size_t>((r * m.cols + g * G + b * 32) / 2 + i)] = static_cast<uint8_t>(lo4 | (hi4 << 4));
             }
         }
       }
     }
   });
+  m.own(std::move(data), std::move(scales));
   return m;
 }
 

@@ -6,6 +6,7 @@
 // w ≈ q · d, with d stored as f16 (one per group). Groups are 32 or a multiple of 32 weights;
 // int4 packs each 32-weight block into 16 bytes: byte i = (q[i] + 8) | (q[i + 16] + 8) << 4.
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,15 +29,31 @@ std::string quant_name(const QuantSpec& q);  // "int4:32"
 // Bytes per weight (data + scales) of a format.
 double quant_bytes_per_weight(const QuantSpec& q);
 
+// The bytes are either owned (quantized at load time) or a view into a checkpoint's mapping
+// (stored quantized): used in place like any other weight. Move-only, since the views may
+// point into the owned buffers.
 struct QuantizedMatrix {
   QuantSpec spec;
   int64_t rows = 0, cols = 0;
-  std::vector<uint8_t> data;     // int8: rows*cols int8 values; int4: rows*cols/2 packed bytes
-  std::vector<uint16_t> scales;  // f16, rows * cols / group
+  std::span<const uint8_t> data;     // int8: rows*cols int8 values; int4: rows*cols/2 packed bytes
+  std::span<const uint16_t> scales;  // f16, rows * cols / group
 
+  QuantizedMatrix() = default;
+  QuantizedMatrix(QuantizedMatrix&&) noexcept = default;
+  QuantizedMatrix& operator=(QuantizedMatrix&&) noexcept = default;
+  QuantizedMatrix(const QuantizedMatrix&) = delete;
+  QuantizedMatrix& operator=(const QuantizedMatrix&) = delete;
+
+  // Takes ownership of freshly quantized bytes and points the views at them.
+  void own(std::vector<uint8_t> d, std::vector<uint16_t> s);
+  uint64_t bytes() const { return data.size() + scales.size_bytes(); }
   int64_t groups_per_row() const { return cols / spec.group; }
   // Dequantized row r, as every backend must interpret it.
   void dequantize_row(int64_t r, float* out) const;
+
+ private:
+  std::vector<uint8_t> owned_data_;
+  std::vector<uint16_t> owned_scales_;
 };
 
 // True if a [rows, cols] weight can be stored in `spec` (cols divisible by the group, group a
@@ -51,8 +68,8 @@ QuantizedMatrix quantize(const TensorRef& t, const QuantSpec& spec, ThreadPool& 
 // (F16 [rows, cols / group]).
 std::string qdata_name(const std::string& name);
 std::string qscale_name(const std::string& name);
-// Reads a stored quantized matrix, checking dtypes and shapes against [rows, cols] and
-// `spec` (errors name the tensor and file). The bytes are copied out of the mapping.
+// A stored quantized matrix, checked against [rows, cols] and `spec` (dtypes, shapes; errors
+// name the tensor and file), viewed in place in the mapping (copied only if misaligned).
 QuantizedMatrix read_quantized(const TensorStore& store, const std::string& name, int64_t rows, int64_t cols,
                                const QuantSpec& spec);
 

@@ -1,5 +1,5 @@
 // `internlm inspect`: what a checkpoint is — architecture, shapes, dtypes, parameters, memory.
-// Loading the architecture on the ref backend (pointers only, nothing is read) checks that
+// Loading the architecture on the cpu backend (pointers only, nothing is read) checks that
 // every tensor the config implies is present with the right shape.
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -48,8 +48,10 @@ std::string human_bytes(double b) {
 nlohmann::json describe(const std::filesystem::path& dir) {
   CheckpointInfo info = CheckpointInfo::load(dir);
   const ModelConfig& c = info.config;
-  auto backend = make_backend("ref", 1);
-  auto lm = create_model(c, *info.store, *backend);  // validates names and shapes
+  // The cpu backend takes every weight in place (pointers into the mapping), so this checks
+  // names, shapes and dtypes without reading or converting any weight.
+  auto backend = make_backend("cpu", 1);
+  auto lm = create_model(c, *info.store, *backend);
 
   nlohmann::json j;
   j["model_dir"] = dir.string();
@@ -170,9 +172,11 @@ void print_text(const nlohmann::json& j) {
              human_bytes(wb["f32"].get<double>()), human_bytes(wb["int8_g32"].get<double>()),
              human_bytes(wb["int4_g32"].get<double>()));
   const auto& kv = j["kv_cache"];
-  fmt::print("kv cache     {} per token (bf16), {} at the context limit\n",
-             human_bytes(kv["bytes_per_token_bf16"].get<double>()),
-             human_bytes(kv["bytes_at_context_limit_bf16"].get<double>()));
+  fmt::print("kv cache     {} per token as this engine stores it (f32), {} at the context limit; "
+             "{} per token in bf16\n",
+             human_bytes(kv["bytes_per_token_f32"].get<double>()),
+             human_bytes(kv["bytes_at_context_limit_bf16"].get<double>() * 2),
+             human_bytes(kv["bytes_per_token_bf16"].get<double>()));
   fmt::print("generation   eos ids {}\n", j["generation"]["eos_token_ids"].dump());
   if (j["tokenizer"].is_null()) {
     fmt::print("tokenizer    (no tokenizer.model)\n");

@@ -1,5 +1,7 @@
 // `internlm run`: generate from a prompt, streaming the text to stdout and a stats line to stderr.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -31,7 +33,9 @@ SamplingParams sampling_from(const GenerationConfig& gen, const CLI::App& cmd, S
   const bool do_sample = gen.do_sample.value_or(false);
   if (!cmd.count("--temperature")) s.temperature = do_sample ? static_cast<float>(gen.temperature.value_or(1.0)) : 0.0f;
   if (!cmd.count("--top-p") && do_sample && gen.top_p) s.top_p = static_cast<float>(*gen.top_p);
-  if (!cmd.count("--top-k") && do_sample && gen.top_k) s.top_k = static_cast<int32_t>(*gen.top_k);
+  // transformers' GenerationConfig defaults top_k to 50 when the file does not set it.
+  if (!cmd.count("--top-k") && do_sample)
+    s.top_k = static_cast<int32_t>(std::clamp<int64_t>(gen.top_k.value_or(50), 0, INT32_MAX));
   if (!cmd.count("--repetition-penalty") && gen.repetition_penalty)
     s.repetition_penalty = static_cast<float>(*gen.repetition_penalty);
   return s;
@@ -59,6 +63,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
   opts.sampling = sampling_from(m.generation, cmd, a.sampling);
   opts.stop_ids = m.stop_ids();
   opts.context_limit = a.max_context;
+  opts.sample_vocab = m.tokenizer->vocab_size();
 
   // Chat replies hide special tokens, as the official chat() decodes with skip_special_tokens.
   StreamDecoder decoder(*m.tokenizer, /*skip_special=*/a.chat);

@@ -43,10 +43,20 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
   wake_.notify_all();
   int64_t b, e;
   chunk_of(n, n_threads_, 0, b, e);
-  if (b < e) fn(b, e);
+  std::exception_ptr mine;
+  try {
+    if (b < e) fn(b, e);
+  } catch (...) {
+    mine = std::current_exception();
+  }
+  // Always wait for the workers before `fn` can go out of scope, then rethrow the first error.
   std::unique_lock lock(mu_);
   done_.wait(lock, [this] { return pending_ == 0; });
   job_ = nullptr;
+  std::exception_ptr err = mine ? mine : error_;
+  error_ = nullptr;
+  lock.unlock();
+  if (err) std::rethrow_exception(err);
 }
 
 void ThreadPool::worker_loop(int index) {
@@ -64,9 +74,15 @@ void ThreadPool::worker_loop(int index) {
     }
     int64_t b, e;
     chunk_of(n, n_threads_, index, b, e);
-    if (b < e) (*job)(b, e);
+    std::exception_ptr err;
+    try {
+      if (b < e) (*job)(b, e);
+    } catch (...) {
+      err = std::current_exception();
+    }
     {
       std::lock_guard lock(mu_);
+      if (err && !error_) error_ = err;
       if (--pending_ == 0) done_.notify_one();
     }
   }

@@ -2,6 +2,7 @@
 // A persistent pool of worker threads for data-parallel loops. Workers are created once and
 // sleep between jobs, so the per-call cost is a wake-up, not a thread spawn.
 #include <condition_variable>
+#include <exception>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -22,7 +23,8 @@ class ThreadPool {
 
   // Calls fn(begin, end) on disjoint chunks that cover [0, n); returns when all are done.
   // Chunks are contiguous and of near-equal size, one per thread, so the split (and with it
-  // every floating-point result) depends only on n and the thread count.
+  // every floating-point result) depends only on n and the thread count. An exception thrown
+  // by fn (on any thread) is rethrown here after every chunk has finished.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -38,6 +40,7 @@ class ThreadPool {
   uint64_t generation_ = 0;
   int pending_ = 0;
   bool stop_ = false;
+  std::exception_ptr error_;  // first exception thrown by a worker in the current job
 };
 
 }  // namespace ilm

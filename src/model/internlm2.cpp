@@ -100,6 +100,7 @@ void InternLM2::forward_batch(std::span<SequenceInput> batch) {
     const int64_t T = static_cast<int64_t>(in.ids.size());
     if (T == 0) throw Error("forward called with no tokens");
     if (!in.cache) throw Error("forward: no KV cache");
+    check_token_ids(in.ids, V);
     if (static_cast<int64_t>(in.logits.size()) < (in.all_logits ? T : 1) * V)
       throw Error("forward: logits buffer too small");
     for (const auto& other : batch)

@@ -34,7 +34,9 @@ uint64_t proc_status_kb(const std::string& key) {
 std::vector<TokenId> random_prompt(int64_t n, int64_t vocab, int64_t seed) {
   std::mt19937_64 rng(static_cast<uint64_t>(seed));
   // Ordinary pieces only (skip control, byte and added tokens at both ends of the vocab).
-  std::uniform_int_distribution<TokenId> d(1000, static_cast<TokenId>(std::min<int64_t>(vocab, 92000) - 1));
+  const auto lo = static_cast<TokenId>(std::min<int64_t>(1000, vocab / 2));
+  const auto hi = static_cast<TokenId>(std::max<int64_t>(lo, std::min<int64_t>(vocab, 92000) - 1));
+  std::uniform_int_distribution<TokenId> d(lo, hi);
   std::vector<TokenId> ids(static_cast<size_t>(n), 1);  // starts with BOS
   for (size_t i = 1; i < ids.size(); ++i) ids[i] = d(rng);
   return ids;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include <fmt/format.h>
 
@@ -52,6 +53,8 @@ GenerateResult generate(CausalLM& lm, std::span<const TokenId> prompt, const Gen
 
   auto t1 = std::chrono::steady_clock::now();
   for (;;) {
+    if (opts.sample_vocab > 0 && opts.sample_vocab < V)
+      std::fill(logits.begin() + opts.sample_vocab, logits.end(), -INFINITY);
     const TokenId next = sampler.sample(logits, prompt, res.tokens);
     ++res.completion_tokens;
     if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), next) != opts.stop_ids.end()) {

@@ -39,6 +39,11 @@ LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOption
   if (m.tokenizer->vocab_size() > m.config.vocab_size)
     throw Error(fmt::format("{}: tokenizer has {} tokens but config.json vocab_size is {}",
                             dir.string(), m.tokenizer->vocab_size(), m.config.vocab_size));
+  if (m.config.stored_quant.format != QuantFormat::None && opts.quant.format != QuantFormat::None &&
+      quant_name(opts.quant) != quant_name(m.config.stored_quant))
+    throw Error(fmt::format("{}: checkpoint is stored as {}; --quant {} cannot change that (quantize the original "
+                            "checkpoint instead)",
+                            dir.string(), quant_name(m.config.stored_quant), quant_name(opts.quant)));
   m.backend = make_backend(opts.backend, opts.threads);
   m.lm = create_model(m.config, *m.store, *m.backend, opts.quant);
   return m;

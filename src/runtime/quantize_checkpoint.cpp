@@ -37,6 +37,8 @@ struct OutTensor {
 
 void prepare_out_dir(const fs::path& out, bool force) {
   std::error_code ec;
+  if (fs::exists(out, ec) && !fs::is_directory(out, ec))
+    throw Error(fmt::format("{}: exists and is not a directory", out.string()));
   if (fs::exists(out, ec) && !fs::is_empty(out, ec)) {
     if (!force) throw Error(fmt::format("{}: directory exists and is not empty (use --force)", out.string()));
     for (const auto& e : fs::directory_iterator(out)) {
@@ -112,7 +114,7 @@ QuantizeSummary quantize_checkpoint(const QuantizeOptions& o, const std::functio
         if (t.kind == OutTensor::Kind::QData)
           w.write({reinterpret_cast<const std::byte*>(cached.data.data()), cached.data.size()});
         else
-          w.write({reinterpret_cast<const std::byte*>(cached.scales.data()), cached.scales.size() * 2});
+          w.write({reinterpret_cast<const std::byte*>(cached.scales.data()), cached.scales.size_bytes()});
       }
       release_mapped_pages(src.data, src.nbytes);
       done += t.bytes();

@@ -132,6 +132,8 @@ def main():
             sh("logits", "--model", q, "--ids", "1,333,352,92543", "--out", b)
             assert open(a, "rb").read() == open(b, "rb").read(), f"{fmt}: stored != load-time quantization"
             expect_error(["quantize", "--model", q, "--quant", "int4", "--out", os.path.join(TMP, "qq")], "already quantized")
+            other = "int4" if fmt == "int8" else "int8"
+            expect_error(["run", "--model", q, "--quant", other, "--prompt", "x"], "stored as")
         bad = os.path.join(TMP, "q-gptq")
         shutil.rmtree(bad, ignore_errors=True)
         shutil.copytree(os.path.join(TMP, "q-int8"), bad)

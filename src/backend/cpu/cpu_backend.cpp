@@ -35,9 +35,10 @@ CpuBackend::CpuBackend(int threads, const std::string& requested) : pool_(thread
   } else {
     k_ = cpu::kernels_for(isa);
     if (!k_)
-      throw Error(fmt::format("cpu backend: instruction set '{}' is not supported on this CPU "
-                              "(supported: {})",
-                              isa, fmt::join(cpu::supported_isas(), ", ")));
+      throw Error(fmt::format("cpu backend: kernel set '{}' is unknown or not supported on this CPU "
+                              "(available: {}{})",
+                              isa, fmt::join(cpu::supported_isas(), ", "),
+                              cpu::kernels_for("avx512bf16") ? ", avx512bf16" : ""));
   }
 }
 
@@ -60,7 +61,7 @@ std::unique_ptr<Weight> CpuBackend::load_quantized(const std::string& name, Quan
   w->cols = q.cols;
   w->source_dtype = DType::BF16;  // informational: the checkpoint's float type before quantization
   w->quant = q.spec;
-  w->bytes = q.data.size() + q.scales.size() * sizeof(uint16_t);
+  w->bytes = q.bytes();
   w->q = std::move(q);
   return w;
 }

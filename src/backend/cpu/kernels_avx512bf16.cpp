@@ -7,8 +7,6 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
-#include <vector>
-
 #include "backend/cpu/kernels_impl.h"
 
 namespace ilm::cpu {
@@ -17,32 +15,38 @@ namespace {
 
 inline __m512bh load_bh(const uint16_t* p) { return (__m512bh)_mm512_loadu_si512(p); }
 
+// Accumulates Σ_{k < kn} x[t][k] · w[r + i][k] into y (added to y when `add`, else stored).
+// w rows are `ldw` apart; x rows `ldxb` apart.
 template <int TT, int RB>
-inline void tile(const uint16_t* xb, int64_t ldxb, const uint16_t* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+inline void tile(const uint16_t* xb, int64_t ldxb, const uint16_t* w, int64_t ldw, int64_t K, int64_t r, float* y,
+                 int64_t ldy, bool add) {
   __m512 acc[TT][RB];
   for (int t = 0; t < TT; ++t)
     for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 32) {
     __m512bh wv[RB];
-    for (int i = 0; i < RB; ++i) wv[i] = load_bh(w + (r + i) * K + k);
+    for (int i = 0; i < RB; ++i) wv[i] = load_bh(w + (r + i) * ldw + k);
     for (int t = 0; t < TT; ++t) {
       const __m512bh xv = load_bh(xb + t * ldxb + k);
       for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], wv[i], xv);
     }
   }
   for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = _mm512_reduce_add_ps(acc[t][i]);
+    for (int i = 0; i < RB; ++i) {
+      const float v = _mm512_reduce_add_ps(acc[t][i]);
+      y[t * ldy + r + i] = add ? y[t * ldy + r + i] + v : v;
+    }
 }
 
 template <int RB>
-inline void tokens(const uint16_t* xb, int64_t ldxb, int64_t T, const uint16_t* w, int64_t K, int64_t r, float* y,
-                   int64_t ldy) {
+inline void tokens(const uint16_t* xb, int64_t ldxb, int64_t T, const uint16_t* w, int64_t ldw, int64_t K, int64_t r,
+                   float* y, int64_t ldy, bool add) {
   int64_t t = 0;
-  for (; t + 4 <= T; t += 4) tile<4, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy);
+  for (; t + 4 <= T; t += 4) tile<4, RB>(xb + t * ldxb, ldxb, w, ldw, K, r, y + t * ldy, ldy, add);
   switch (T - t) {
-    case 3: tile<3, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy); break;
-    case 2: tile<2, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy); break;
-    case 1: tile<1, RB>(xb + t * ldxb, ldxb, w, K, r, y + t * ldy, ldy); break;
+    case 3: tile<3, RB>(xb + t * ldxb, ldxb, w, ldw, K, r, y + t * ldy, ldy, add); break;
+    case 2: tile<2, RB>(xb + t * ldxb, ldxb, w, ldw, K, r, y + t * ldy, ldy, add); break;
+    case 1: tile<1, RB>(xb + t * ldxb, ldxb, w, ldw, K, r, y + t * ldy, ldy, add); break;
     default: break;
   }
 }
@@ -61,18 +65,34 @@ void matmul_avx512bf16(const float* x, int64_t ldx, int64_t T, const void* w, DT
     kAvx512Kernels.matmul(x, ldx, T, w, wt, K, r0, r1, y, ldy);
     return;
   }
-  // Token blocks whose bf16 activations stay in L2 while the weight rows stream through.
-  int64_t tb = (256 * 1024) / (K * 2) / 4 * 4;
+  // Blocking: a token block of bf16 activations (tb x kc, 256 KiB) stays in L2 while this
+  // thread's weight rows stream through in kc-wide column slices; partial sums of later
+  // slices are added into y. Each weight byte is read from memory once per token block.
+  constexpr int64_t kc_max = 2048;
+  const int64_t kc = K < kc_max ? K : kc_max;
+  int64_t tb = (256 * 1024) / (kc * 2) / 4 * 4;
   if (tb < 4) tb = 4;
-  thread_local std::vector<uint16_t> xb;
-  if (static_cast<int64_t>(xb.size()) < tb * K) xb.resize(static_cast<size_t>(tb * K));
+  // A raw buffer, not std::vector: a library template instantiated in this file could carry
+  // AVX-512 code into callers elsewhere (one weak definition wins at link time).
+  thread_local uint16_t* xbuf = nullptr;
+  thread_local int64_t xcap = 0;
+  if (xcap < tb * K) {
+    delete[] xbuf;
+    xbuf = new uint16_t[static_cast<size_t>(tb * K)];
+    xcap = tb * K;
+  }
+
   const auto* wb = static_cast<const uint16_t*>(w);
   for (int64_t t0 = 0; t0 < T; t0 += tb) {
     const int64_t nt = T - t0 < tb ? T - t0 : tb;
-    for (int64_t t = 0; t < nt; ++t) to_bf16(x + (t0 + t) * ldx, xb.data() + t * K, K);
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) tokens<4>(xb.data(), K, nt, wb, K, r, y + t0 * ldy, ldy);
-    for (; r < r1; ++r) tokens<1>(xb.data(), K, nt, wb, K, r, y + t0 * ldy, ldy);
+    for (int64_t t = 0; t < nt; ++t) to_bf16(x + (t0 + t) * ldx, xbuf + t * K, K);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kn = K - k0 < kc ? K - k0 : kc;
+      const bool add = k0 > 0;
+      int64_t r = r0;
+      for (; r + 4 <= r1; r += 4) tokens<4>(xbuf + k0, K, nt, wb + k0, K, kn, r, y + t0 * ldy, ldy, add);
+      for (; r < r1; ++r) tokens<1>(xbuf + k0, K, nt, wb + k0, K, kn, r, y + t0 * ldy, ldy, add);
+    }
   }
 }
 
