@@ -41,37 +41,40 @@ inline float load_w1(const void* w, int64_t i) {
   }
 }
 
-// TT tokens x RB rows: TT*RB accumulators stay in registers for the whole K loop.
+// TT tokens x RB rows: TT*RB accumulators stay in registers over columns [k0, k0 + kn) of
+// rows of length K; the sums are stored into y, or added to it when `add`.
 template <DType WT, int TT, int RB>
-inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t k0, int64_t kn, int64_t r, float* y,
+                 int64_t ldy, bool add) {
   __m512 acc[TT][RB];
   for (int t = 0; t < TT; ++t)
     for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
-  const int64_t Kv = K / kLanes * kLanes;
-  for (int64_t k = 0; k < Kv; k += kLanes) {
+  const int64_t kv = kn / kLanes * kLanes;
+  for (int64_t k = 0; k < kv; k += kLanes) {
     __m512 wv[RB];
-    for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k);
+    for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k0 + k);
     for (int t = 0; t < TT; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x + t * ldx + k);
+      const __m512 xv = _mm512_loadu_ps(x + t * ldx + k0 + k);
       for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_fmadd_ps(xv, wv[i], acc[t][i]);
     }
   }
   for (int t = 0; t < TT; ++t)
     for (int i = 0; i < RB; ++i) {
       float s = _mm512_reduce_add_ps(acc[t][i]);
-      for (int64_t k = Kv; k < K; ++k) s += x[t * ldx + k] * load_w1<WT>(w, (r + i) * K + k);
-      y[t * ldy + r + i] = s;
+      for (int64_t k = kv; k < kn; ++k) s += x[t * ldx + k0 + k] * load_w1<WT>(w, (r + i) * K + k0 + k);
+      y[t * ldy + r + i] = add ? y[t * ldy + r + i] + s : s;
     }
 }
 
 template <DType WT, int RB>
-inline void tokens(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+inline void tokens(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t k0, int64_t kn,
+                   int64_t r, float* y, int64_t ldy, bool add) {
   int64_t t = 0;
-  for (; t + 4 <= T; t += 4) tile<WT, 4, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy);
+  for (; t + 4 <= T; t += 4) tile<WT, 4, RB>(x + t * ldx, ldx, w, K, k0, kn, r, y + t * ldy, ldy, add);
   switch (T - t) {
-    case 3: tile<WT, 3, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy); break;
-    case 2: tile<WT, 2, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy); break;
-    case 1: tile<WT, 1, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy); break;
+    case 3: tile<WT, 3, RB>(x + t * ldx, ldx, w, K, k0, kn, r, y + t * ldy, ldy, add); break;
+    case 2: tile<WT, 2, RB>(x + t * ldx, ldx, w, K, k0, kn, r, y + t * ldy, ldy, add); break;
+    case 1: tile<WT, 1, RB>(x + t * ldx, ldx, w, K, k0, kn, r, y + t * ldy, ldy, add); break;
     default: break;
   }
 }
@@ -79,17 +82,24 @@ inline void tokens(const float* x, int64_t ldx, int64_t T, const void* w, int64_
 template <DType WT>
 void matmul_typed(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r0,
                   int64_t r1, float* y, int64_t ldy) {
-  // Token blocks sized so their activations stay in L2 while this thread's weight rows stream
-  // through once per block.
-  int64_t tb = (256 * 1024) / (K * 4) / 4 * 4;
+  // Blocking: a token block of activations (tb x kc floats, 256 KiB) stays in L2 while this
+  // thread's weight rows stream through in kc-wide column slices; later slices add into y.
+  // The slices depend only on K, so every output sums in the same order whatever T or the
+  // thread count.
+  constexpr int64_t kc_max = 1024;
+  const int64_t kc = K < kc_max ? K : kc_max;
+  int64_t tb = (256 * 1024) / (kc * 4) / 4 * 4;
   if (tb < 4) tb = 4;
   for (int64_t t0 = 0; t0 < T; t0 += tb) {
     const int64_t nt = T - t0 < tb ? T - t0 : tb;
     const float* xb = x + t0 * ldx;
     float* yb = y + t0 * ldy;
-    int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) tokens<WT, 4>(xb, ldx, nt, w, K, r, yb, ldy);
-    for (; r < r1; ++r) tokens<WT, 1>(xb, ldx, nt, w, K, r, yb, ldy);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t kn = K - k0 < kc ? K - k0 : kc;
+      int64_t r = r0;
+      for (; r + 4 <= r1; r += 4) tokens<WT, 4>(xb, ldx, nt, w, K, k0, kn, r, yb, ldy, k0 > 0);
+      for (; r < r1; ++r) tokens<WT, 1>(xb, ldx, nt, w, K, k0, kn, r, yb, ldy, k0 > 0);
+    }
   }
 }
 
