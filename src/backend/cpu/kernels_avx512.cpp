@@ -84,9 +84,10 @@ void matmul_typed(const float* x, int64_t ldx, int64_t T, const void* w, int64_t
                   int64_t r1, float* y, int64_t ldy) {
   // Blocking: a token block of activations (tb x kc floats, 256 KiB) stays in L2 while this
   // thread's weight rows stream through in kc-wide column slices; later slices add into y.
-  // The slices depend only on K, so every output sums in the same order whatever T or the
-  // thread count.
-  constexpr int64_t kc_max = 1024;
+  // The slicing depends only on T and K, so results never depend on the thread count.
+  // Few tokens (decode, small batches) fit in L2 whole: no slicing, so each weight row is one
+  // sequential stream for the prefetcher.
+  const int64_t kc_max = T * K * 4 <= 512 * 1024 ? K : 1024;
   const int64_t kc = K < kc_max ? K : kc_max;
   int64_t tb = (256 * 1024) / (kc * 4) / 4 * 4;
   if (tb < 4) tb = 4;
