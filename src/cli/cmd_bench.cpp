@@ -46,6 +46,9 @@ void bench(const BenchArgs& a) {
              r.bf16_peak_gflops ? fmt::format(", {:.1f}% of bf16 dot peak {:.1f}", 100 * r.pp_gflops / *r.bf16_peak_gflops,
                                               *r.bf16_peak_gflops)
                                 : std::string());
+  if (r.int8_peak_gops)
+    fmt::print("              int8 dot-product peak {:.1f} GOP/s (pp = {:.1f}% of it)\n", *r.int8_peak_gops,
+               100 * r.pp_gflops / *r.int8_peak_gops);
   fmt::print("tg{:<5} {:8.2f} ± {:.2f} tok/s   {:.2f} GB/token; read bandwidth {:.1f}-{:.1f} GB/s around the runs;\n"
              "              {:.1f}%-{:.1f}% of the bandwidth roofline\n",
              a.opts.gen_tokens, r.tg_tokens_per_s.mean, r.tg_tokens_per_s.stddev, r.decode_bytes_per_token / 1e9,

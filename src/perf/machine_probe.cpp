@@ -60,7 +60,13 @@ double MachineProbe::fma_peak_gflops() {
 std::optional<double> MachineProbe::bf16_dot_peak_gflops() {
   const auto* p = cpu::bf16_dot_probe();
   if (!p) return std::nullopt;
-  return run_loop_gflops(p->loop, p->flops_per_iter);
+  return run_loop_gflops(p->loop, p->ops_per_iter);
+}
+
+std::optional<double> MachineProbe::int8_dot_peak_gops() {
+  const auto* p = cpu::int8_dot_probe();
+  if (!p) return std::nullopt;
+  return run_loop_gflops(p->loop, p->ops_per_iter);
 }
 
 }  // namespace ilm

@@ -21,6 +21,8 @@ class MachineProbe {
   double fma_peak_gflops();
   // BF16 dot-product peak in GFLOP/s (vdpbf16ps), when the CPU has it.
   std::optional<double> bf16_dot_peak_gflops();
+  // int8 dot-product peak in GOP/s (vpdpbusd), when the CPU has it.
+  std::optional<double> int8_dot_peak_gops();
   size_t buffer_bytes() const { return buffer_.size() * sizeof(float); }
 
  private:

@@ -165,6 +165,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     say("compute peaks (f32 FMA, bf16 dot)");
     r.fma_peak_gflops = probe.fma_peak_gflops();
     r.bf16_peak_gflops = probe.bf16_dot_peak_gflops();
+    r.int8_peak_gops = probe.int8_dot_peak_gops();
   }
   return r;
 }
@@ -190,6 +191,10 @@ nlohmann::json BenchResult::to_json() const {
   if (batch > 1) {
     j["batch_tg_tokens_per_s"] = stat(batch_tg_tokens_per_s);
     j["batch_speedup_vs_single"] = batch_tg_tokens_per_s.mean / tg_tokens_per_s.mean;
+  }
+  if (int8_peak_gops) {
+    j["int8_dot_peak_gops"] = *int8_peak_gops;
+    j["pp_ratio_to_int8_peak"] = pp_gflops / *int8_peak_gops;
   }
   if (bf16_peak_gflops) {
     j["bf16_dot_peak_gflops"] = *bf16_peak_gflops;

@@ -31,7 +31,7 @@ struct BenchResult {
   Stat batch_tg_tokens_per_s;  // aggregate over the batch (when measured)
   int64_t batch = 0;
   double fma_peak_gflops = 0;
-  std::optional<double> bf16_peak_gflops;
+  std::optional<double> bf16_peak_gflops, int8_peak_gops;
   std::vector<double> bandwidth_before_gbps, bandwidth_after_gbps;  // per tg repetition
   double decode_bytes_per_token = 0;   // weights + mean KV read per generated token
   double prefill_flops = 0;            // per pp run

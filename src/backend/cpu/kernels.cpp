@@ -45,10 +45,18 @@ const Kernels& best_kernels() {
   return *best;
 }
 
-const Bf16DotProbe* bf16_dot_probe() {
+const DotPeakProbe* bf16_dot_probe() {
 #if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512f")) return &kBf16DotProbe;
+#endif
+  return nullptr;
+}
+
+const DotPeakProbe* int8_dot_probe() {
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512f")) return &kInt8DotProbe;
 #endif
   return nullptr;
 }

@@ -42,12 +42,14 @@ struct Kernels {
   int64_t fma_loop_flops_per_iter;  // floating-point operations per fma_loop iteration
 };
 
-// The BF16 dot-product peak probe (AVX512_BF16 vdpbf16ps), when the CPU has it.
-struct Bf16DotProbe {
+// Dot-product peak probes, when the CPU has the instruction: bf16 (AVX512_BF16 vdpbf16ps,
+// flops) and int8 (AVX512_VNNI vpdpbusd, integer ops).
+struct DotPeakProbe {
   FmaLoopFn loop;
-  int64_t flops_per_iter;
+  int64_t ops_per_iter;
 };
-const Bf16DotProbe* bf16_dot_probe();
+const DotPeakProbe* bf16_dot_probe();
+const DotPeakProbe* int8_dot_probe();
 
 // The best kernels this CPU supports (detected once).
 const Kernels& best_kernels();

@@ -10,7 +10,8 @@ extern const Kernels kGenericKernels;
 extern const Kernels kAvx2Kernels;
 extern const Kernels kAvx512Kernels;
 extern const Kernels kAvx512Bf16Kernels;
-extern const Bf16DotProbe kBf16DotProbe;
+extern const DotPeakProbe kBf16DotProbe;
+extern const DotPeakProbe kInt8DotProbe;
 #endif
 
 }  // namespace ilm::cpu

@@ -1,5 +1,6 @@
-// The BF16 dot-product peak probe (vdpbf16ps: 32 bf16 products summed into 16 f32 lanes per
-// instruction). Compiled with AVX512_BF16 for this file only; used only when the CPU has it.
+// Dot-product peak probes: vdpbf16ps (32 bf16 products into 16 f32 lanes per instruction) and
+// vpdpbusd (64 u8 x s8 products into 16 i32 lanes). Compiled with AVX512_BF16 / VNNI for this
+// file only; each is used only when the CPU has it.
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
@@ -23,10 +24,22 @@ float bf16_dot_loop(int64_t iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+float int8_dot_loop(int64_t iters) {
+  __m512i acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_epi32(c);
+  const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(1);
+  for (int64_t i = 0; i < iters; ++i)
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], a, b);
+  __m512i s = acc[0];
+  for (int c = 1; c < kChains; ++c) s = _mm512_add_epi32(s, acc[c]);
+  return static_cast<float>(_mm512_reduce_add_epi32(s));
+}
+
 }  // namespace
 
-// Each vdpbf16ps: 32 multiplies + 32 adds.
-const Bf16DotProbe kBf16DotProbe = {bf16_dot_loop, 64 * kChains};
+// Each vdpbf16ps: 32 multiplies + 32 adds. Each vpdpbusd: 64 multiplies + 64 adds.
+const DotPeakProbe kBf16DotProbe = {bf16_dot_loop, 64 * kChains};
+const DotPeakProbe kInt8DotProbe = {int8_dot_loop, 128 * kChains};
 
 }  // namespace ilm::cpu
 #endif
