@@ -64,7 +64,8 @@ StepResult utf8_step(std::string_view s, size_t i) {
 
 }  // namespace
 
-size_t Tokenizer::utf8_error_offset(std::string_view s) {
+namespace {
+size_t first_invalid_utf8(std::string_view s) {
   size_t i = 0;
   while (i < s.size()) {
     if (static_cast<uint8_t>(s[i]) < 0x80) {
@@ -77,20 +78,11 @@ size_t Tokenizer::utf8_error_offset(std::string_view s) {
   }
   return std::string_view::npos;
 }
+}  // namespace
 
-bool is_valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    if (static_cast<uint8_t>(s[i]) < 0x80) {
-      ++i;
-      continue;
-    }
-    const StepResult r = utf8_step(s, i);
-    if (r.kind != Utf8Step::kChar) return false;
-    i += r.len;
-  }
-  return true;
-}
+size_t Tokenizer::utf8_error_offset(std::string_view s) { return first_invalid_utf8(s); }
+
+bool is_valid_utf8(std::string_view s) { return first_invalid_utf8(s) == std::string_view::npos; }
 
 std::string take_valid_utf8(std::string_view bytes, std::string* rest) {
   std::string out;

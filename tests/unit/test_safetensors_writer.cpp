@@ -1,6 +1,8 @@
 // SafetensorsWriter: round trip through the reader, the exact header layout, and the
 // failure modes (too many / too few bytes, no finish(), invalid declarations).
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <unistd.h>
 
 #include <cstring>
@@ -18,23 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
+// ilm::test::TempDir with this file's tag.
+class TempDir : public ilm::test::TempDir {
  public:
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("ilm-writer-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  explicit TempDir(const std::string& tag) : ilm::test::TempDir("writer-" + tag, true) {}
 };
 
 std::vector<std::byte> read_all(const fs::path& p) {

@@ -5,6 +5,8 @@
 // full checkpoint four times: the reference (shared by the tests of one process), the
 // reference again (determinism), sharded, and f32 + tied + 3 layers + seed 2.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <unistd.h>
 
 #include <cmath>
@@ -36,22 +38,10 @@ namespace {
 
 const fs::path kTokenizerDir = INTERNLM_TEST_TOKENIZER_DIR;
 
-class TempDir {
+// ilm::test::TempDir with this file's tag.
+class TempDir : public ilm::test::TempDir {
  public:
-  explicit TempDir(const std::string& tag) {
-    static int counter = 0;
-    path_ = fs::temp_directory_path() /
-            ("ilm-synth-" + tag + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
-    fs::remove_all(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  explicit TempDir(const std::string& tag) : ilm::test::TempDir("synth-" + tag, false) {}
 };
 
 std::string read_file(const fs::path& p) {

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/rope_table.h"
 #include "common/error.h"
 #include "io/mapped_file.h"
 
@@ -112,12 +113,7 @@ void CpuBackend::rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim, in
   const int64_t half = head_dim / 2;
   std::vector<float> cos_t(static_cast<size_t>(half)), sin_t(static_cast<size_t>(half));
   for (int64_t t = 0; t < T; ++t) {
-    const float pos = static_cast<float>(positions[static_cast<size_t>(t)]) / spec.position_divisor;
-    for (int64_t d = 0; d < half; ++d) {
-      const float angle = pos * spec.inv_freq[static_cast<size_t>(d)];
-      cos_t[d] = static_cast<float>(std::cos(static_cast<double>(angle)));
-      sin_t[d] = static_cast<float>(std::sin(static_cast<double>(angle)));
-    }
+    rope_cos_sin(positions[static_cast<size_t>(t)], spec, cos_t.data(), sin_t.data());
     for (int64_t h = 0; h < n_heads; ++h) {
       float* v = x + t * row_stride + h * head_dim;
       for (int64_t d = 0; d < half; ++d) {
