@@ -50,9 +50,13 @@ class Fields {
     fail(field, fmt::format("must be an integer, got {}", json_brief(v)));
   }
 
+  // Model dimensions are bounded (2^24 is far above any real model) so that products of
+  // them cannot overflow 64-bit size arithmetic before tensor shapes are checked.
   int64_t positive_int(std::string_view field, const json& v) const {
+    constexpr int64_t kMaxDim = int64_t{1} << 24;
     const int64_t x = as_int(field, v);
     if (x <= 0) fail(field, fmt::format("must be a positive integer, got {}", x));
+    if (x > kMaxDim) fail(field, fmt::format("{} is larger than any supported model dimension ({})", x, kMaxDim));
     return x;
   }
 

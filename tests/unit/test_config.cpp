@@ -488,3 +488,16 @@ TEST_F(ConfigFileTest, JsonFileWriteAndReadBack) {
 }
 
 }  // namespace
+
+TEST(ModelConfigTest, HugeDimensionsAreRejectedBeforeAnySizeArithmetic) {
+  for (const char* field : {"hidden_size", "intermediate_size", "vocab_size", "num_hidden_layers"}) {
+    json j = real_config();
+    j[field] = int64_t{1} << 40;
+    try {
+      ModelConfig::from_json(j, kSource);
+      FAIL() << field << " accepted";
+    } catch (const ilm::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(field), std::string::npos) << e.what();
+    }
+  }
+}
