@@ -31,7 +31,13 @@ class Weight {
 
   // Checks that `t` is a 1-D or 2-D F32/F16/BF16 tensor (ilm::Error naming the file, tensor
   // and `backend` otherwise) and fills name, source_dtype, rows, cols and bytes from it.
-  void init_from(const TensorRef& t, std::string_view backend);
+  // Returns the tensor's bytes to use: the mapping itself, or — for a tensor whose offset in
+  // its file is not a multiple of its element size, which safetensors allows — an aligned
+  // copy kept in this weight.
+  const void* init_from(const TensorRef& t, std::string_view backend);
+
+ private:
+  std::vector<std::byte> aligned_copy_;
 };
 
 // Throws ilm::Error for an id outside [0, vocab).

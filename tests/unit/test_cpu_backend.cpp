@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <vector>
@@ -345,6 +346,32 @@ TEST_F(CpuModelPrecision, Bf16ActivationKernelsStayWithinTheirStatedError) {
   const double model_err = rel_err(lc, lr);
   std::printf("avx512bf16: kernel rel err %.2e, logits rel err %.2e\n", kernel_err, model_err);
   EXPECT_LT(model_err, 1e-2);
+}
+
+}  // namespace
+}  // namespace ilm
+
+namespace ilm {
+namespace {
+
+// safetensors does not require aligned offsets: a tensor at an odd address still computes
+// the same result (through an aligned copy), on every backend.
+TEST(CpuBackendOps, UnalignedTensorDataGivesTheSameResult) {
+  HostTensor w(DType::F32, {5, 40}, random_vec(200, 51));
+  std::vector<std::byte> raw(w.ref.nbytes + 1);
+  std::memcpy(raw.data() + 1, w.ref.data, w.ref.nbytes);
+  TensorRef odd = w.ref;
+  odd.data = raw.data() + 1;
+  const auto x = random_vec(2 * 40, 52);
+  RefBackend ref(1);
+  CpuBackend cpu(2);
+  for (Backend* be : {static_cast<Backend*>(&ref), static_cast<Backend*>(&cpu)}) {
+    auto a = be->load_weight(w.ref), b = be->load_weight(odd);
+    std::vector<float> ya(10), yb(10);
+    be->matmul(x.data(), 2, *a, nullptr, ya.data());
+    be->matmul(x.data(), 2, *b, nullptr, yb.data());
+    EXPECT_EQ(ya, yb) << be->name();
+  }
 }
 
 }  // namespace

@@ -45,8 +45,8 @@ CpuBackend::CpuBackend(int threads, const std::string& requested) : pool_(thread
 
 std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantSpec& quant) {
   auto w = std::make_unique<InPlaceWeight>();
-  w->init_from(t, name());
-  w->data = t.data;
+  const void* data = w->init_from(t, name());
+  w->data = data;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) {
     auto qw = load_quantized(t.name, quantize(t, quant, pool_));
     release_mapped_pages(t.data, t.nbytes);  // keep only the quantized copy resident

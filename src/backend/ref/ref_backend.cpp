@@ -31,8 +31,8 @@ RefBackend::RefBackend(int threads) : pool_(threads) {}
 
 std::unique_ptr<Weight> RefBackend::load_weight(const TensorRef& t, const QuantSpec& quant) {
   auto w = std::make_unique<MappedWeight>();
-  w->init_from(t, name());
-  w->data = t.data;
+  const void* data = w->init_from(t, name());
+  w->data = data;
   if (t.shape.size() == 2 && quantizable(quant, w->cols)) return load_quantized(t.name, quantize(t, quant, pool_));
   return w;
 }
