@@ -1,6 +1,8 @@
 // The InternLM2 chat format: rendering, ids, and equality with encoding the rendered text.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <algorithm>
 #include <random>
 #include <string>
@@ -11,17 +13,7 @@
 namespace ilm {
 namespace {
 
-class ChatTemplateTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { tok_ = new Tokenizer(Tokenizer::load(INTERNLM_TEST_TOKENIZER_DIR)); }
-  static void TearDownTestSuite() {
-    delete tok_;
-    tok_ = nullptr;
-  }
-  static const Tokenizer& tok() { return *tok_; }
-  static Tokenizer* tok_;
-};
-Tokenizer* ChatTemplateTest::tok_ = nullptr;
+class ChatTemplateTest : public test::TokenizerFixture {};
 
 TEST_F(ChatTemplateTest, RendersTheSpecExample) {
   const std::vector<ChatMessage> msgs = {{"user", "你好,请介绍一下你自己"}};

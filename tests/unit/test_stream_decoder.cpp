@@ -1,6 +1,8 @@
 // UTF-8 validation, the U+FFFD replacement rule, and StreamDecoder == Tokenizer::decode.
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include <random>
 #include <string>
 #include <vector>
@@ -113,17 +115,7 @@ TEST(Utf8Replacement, PiecewiseEqualsWholeForRandomBytes) {
   }
 }
 
-class StreamDecoderTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { tok_ = new Tokenizer(Tokenizer::load(INTERNLM_TEST_TOKENIZER_DIR)); }
-  static void TearDownTestSuite() {
-    delete tok_;
-    tok_ = nullptr;
-  }
-  static const Tokenizer& tok() { return *tok_; }
-  static Tokenizer* tok_;
-};
-Tokenizer* StreamDecoderTest::tok_ = nullptr;
+class StreamDecoderTest : public test::TokenizerFixture {};
 
 TEST_F(StreamDecoderTest, HoldsBytesUntilTheCharacterCompletes) {
   StreamDecoder d(tok());

@@ -1,5 +1,7 @@
 // The InternLM2 tokenizer against facts from the spec (section 8) and the official tokenizer.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <sentencepiece_processor.h>
 #include <unistd.h>
 
@@ -31,17 +33,7 @@ std::vector<TokenId> cat(std::vector<TokenId> a, const std::vector<TokenId>& b) 
   return a;
 }
 
-class TokenizerTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() { tok_ = new Tokenizer(Tokenizer::load(kDir)); }
-  static void TearDownTestSuite() {
-    delete tok_;
-    tok_ = nullptr;
-  }
-  static const Tokenizer& tok() { return *tok_; }
-  static Tokenizer* tok_;
-};
-Tokenizer* TokenizerTest::tok_ = nullptr;
+class TokenizerTest : public test::TokenizerFixture {};
 
 TEST_F(TokenizerTest, LoadsVocabularyAndSpecialTokens) {
   EXPECT_EQ(tok().vocab_size(), 92544);

@@ -1,9 +1,13 @@
 #pragma once
 // Helpers shared by the unit tests.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <memory>
 #include <string>
+
+#include "tokenizer/tokenizer.h"
 
 namespace ilm::test {
 
@@ -28,6 +32,17 @@ class TempDir {
 
  private:
   std::filesystem::path path_;
+};
+
+// A fixture whose tests share one tokenizer loaded from the real InternLM2 tokenizer files.
+class TokenizerFixture : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { tok_ = std::make_unique<Tokenizer>(Tokenizer::load(INTERNLM_TEST_TOKENIZER_DIR)); }
+  static void TearDownTestSuite() { tok_.reset(); }
+  static const Tokenizer& tok() { return *tok_; }
+
+ private:
+  static inline std::unique_ptr<Tokenizer> tok_;
 };
 
 }  // namespace ilm::test
