@@ -4,7 +4,6 @@
 
 #include <fmt/format.h>
 
-#include "backend/quant.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "perf/model_bench.h"
@@ -15,15 +14,13 @@ namespace ilm::cli {
 namespace {
 
 struct BenchArgs {
-  std::string quant = "none";
-  std::string model, backend = "cpu";
-  int threads = 0;
+  ModelArgs model;
   bool json = false;
   BenchOptions opts;
 };
 
 void bench(const BenchArgs& a) {
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads, parse_quant(a.quant)});
+  LoadedModel m = a.model.load();
   BenchResult r = run_bench(m, a.opts, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
   nlohmann::json j = r.to_json();
   j["model"] = m.dir.string();
@@ -71,15 +68,12 @@ void bench(const BenchArgs& a) {
 void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench", "Prefill / decode throughput vs this machine's measured limits");
-  cmd->add_option("--model,-m", a->model, "Checkpoint directory (default: built-in synthetic tiny model)");
+  a->model.add_to(*cmd);
   cmd->add_option("-p,--prompt-tokens", a->opts.prompt_tokens, "Prompt length for pp")->check(CLI::PositiveNumber);
   cmd->add_option("-n,--gen-tokens", a->opts.gen_tokens, "Tokens generated for tg")->check(CLI::PositiveNumber);
   cmd->add_option("-r,--reps", a->opts.reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
   cmd->add_option("-b,--batch", a->opts.batch, "Also measure batched decode of this many sequences (e.g. 16)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("-t,--threads", a->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--quant", a->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
-  cmd->add_option("--backend", a->backend, "Backend: cpu (default) or ref");
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a] { bench(*a); });
 }

@@ -105,13 +105,13 @@ nlohmann::json describe(const std::filesystem::path& dir) {
     if (!used.count(n)) unused.push_back(n);
   j["unused_tensors"] = unused;
 
-  // Weight memory per format: int8 / int4 are group-wise with one f16 scale per 32 weights.
+  // Weight memory per format (int8 / int4: group-wise, one f16 scale per 32 weights).
   const double p = static_cast<double>(params);
   j["weight_bytes"] = {{"as_stored", info.store->total_bytes()},
                        {"f32", p * 4},
                        {"bf16", p * 2},
-                       {"int8_g32", p * (1 + 2.0 / 32)},
-                       {"int4_g32", p * (0.5 + 2.0 / 32)}};
+                       {"int8_g32", p * quant_bytes_per_weight(parse_quant("int8"))},
+                       {"int4_g32", p * quant_bytes_per_weight(parse_quant("int4"))}};
   const double kv_per_token_bf16 = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 2;
   j["kv_cache"] = {{"bytes_per_token_bf16", kv_per_token_bf16},
                    {"bytes_per_token_f32", kv_per_token_bf16 * 2},

@@ -7,7 +7,6 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "backend/quant.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
@@ -22,18 +21,17 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "logits files are little-endian f32");
 
 struct LogitsArgs {
-  std::string quant = "none";
-  std::string model, prompt, ids, out, backend = "cpu";
+  ModelArgs model;
+  std::string prompt, ids, out;
   bool chat = false;
   int64_t prefill = 0;
-  int threads = 0;
 };
 
 void write_logits(const LogitsArgs& a) {
   if (static_cast<int>(!a.prompt.empty()) + static_cast<int>(!a.ids.empty()) != 1)
     throw Error("give exactly one of --prompt or --ids");
   if (a.chat && a.prompt.empty()) throw Error("--chat needs --prompt");
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads, parse_quant(a.quant)});
+  LoadedModel m = a.model.load();
   std::vector<TokenId> ids;
   if (!a.ids.empty()) {
     ids = parse_ids(a.ids);
@@ -77,7 +75,7 @@ void write_logits(const LogitsArgs& a) {
 void add_logits_command(CLI::App& app) {
   auto args = std::make_shared<LogitsArgs>();
   CLI::App* cmd = app.add_subcommand("logits", "Write the logits of every position to a file");
-  cmd->add_option("--model,-m", args->model, "Checkpoint directory (default: built-in synthetic tiny model)");
+  args->model.add_to(*cmd);
   cmd->add_option("--prompt,-p", args->prompt, "Prompt text (BOS added per tokenizer_config)");
   cmd->add_option("--ids", args->ids, "Token ids, comma-separated, used as given");
   cmd->add_flag("--chat", args->chat, "Wrap --prompt in the chat template (user turn + assistant prompt)");
@@ -85,9 +83,6 @@ void add_logits_command(CLI::App& app) {
   cmd->add_option("--prefill", args->prefill,
                   "Run the first K tokens in one forward, then one token per forward through the KV cache "
                   "(default: all at once)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--quant", args->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
-  cmd->add_option("--backend", args->backend, "Backend: cpu (default, SIMD) or ref (the f64 oracle)");
   cmd->callback([args] { write_logits(*args); });
 }
 

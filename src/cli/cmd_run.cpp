@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "backend/quant.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
@@ -19,11 +18,10 @@ namespace ilm::cli {
 namespace {
 
 struct RunArgs {
-  std::string quant = "none";
-  std::string model, prompt, prompt_file, system, backend = "cpu";
+  ModelArgs model;
+  std::string prompt, prompt_file, system;
   bool chat = false, quiet = false;
   int64_t max_tokens = 256, max_context = 0;
-  int threads = 0;
   SamplingParams sampling;
 };
 
@@ -46,7 +44,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
     throw Error("give exactly one of --prompt or --prompt-file");
   const std::string text = a.prompt_file.empty() ? a.prompt : read_text_file(a.prompt_file);
 
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model), {a.backend, a.threads, parse_quant(a.quant)});
+  LoadedModel m = a.model.load();
   std::vector<TokenId> prompt;
   if (a.chat) {
     std::vector<ChatMessage> msgs;
@@ -93,7 +91,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
 void add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt (streams to stdout)");
-  cmd->add_option("--model,-m", args->model, "Checkpoint directory (default: built-in synthetic tiny model)");
+  args->model.add_to(*cmd);
   cmd->add_option("--prompt,-p", args->prompt, "Prompt text");
   cmd->add_option("--prompt-file", args->prompt_file, "Read the prompt from a file");
   cmd->add_flag("--chat", args->chat, "Wrap the prompt in the InternLM2 chat template");
@@ -106,9 +104,6 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--min-p", args->sampling.min_p, "Drop tokens below min_p x the top probability");
   cmd->add_option("--repetition-penalty", args->sampling.repetition_penalty, "HF repetition penalty (1 = off)");
   cmd->add_option("--seed", args->sampling.seed, "Sampling seed");
-  cmd->add_option("--threads,-t", args->threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--quant", args->quant, "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
-  cmd->add_option("--backend", args->backend, "Backend: cpu (default, SIMD) or ref (the f64 oracle)");
   cmd->add_flag("--quiet,-q", args->quiet, "No stats line");
   cmd->callback([args, cmd] { run(*args, *cmd); });
 }

@@ -1,5 +1,6 @@
 #include "cli/common.h"
 
+#include <CLI/CLI.hpp>
 #include <cerrno>
 #include <charconv>
 #include <cstdio>
@@ -10,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "backend/quant.h"
 #include "synth/synth.h"
 
 namespace ilm::cli {
@@ -36,6 +38,18 @@ std::filesystem::path resolve_model_dir(const std::string& model) {
   opts.force = true;  // an interrupted earlier attempt may have left partial files
   write_synthetic_checkpoint(opts);
   return dir;
+}
+
+void ModelArgs::add_to(CLI::App& cmd) {
+  cmd.add_option("--model,-m", model, "Checkpoint directory (default: built-in synthetic tiny model)");
+  cmd.add_option("--backend", backend, "Backend: cpu (default, SIMD kernels) or ref (the f64 oracle)");
+  cmd.add_option("--threads,-t", threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
+  cmd.add_option("--quant", quant,
+                 "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
+}
+
+LoadedModel ModelArgs::load() const {
+  return LoadedModel::load(resolve_model_dir(model), {backend, threads, parse_quant(quant)});
 }
 
 std::vector<TokenId> parse_ids(const std::string& text) {

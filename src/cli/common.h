@@ -4,7 +4,12 @@
 #include <string>
 #include <vector>
 
+#include "runtime/loaded_model.h"
 #include "runtime/sampler.h"
+
+namespace CLI {
+class App;
+}
 
 namespace ilm::cli {
 
@@ -12,6 +17,15 @@ namespace ilm::cli {
 // checkpoint (random weights, real tokenizer) generated on first use under
 // $INTERNLM_DEFAULT_MODEL or <source dir>/models/default-tiny.
 std::filesystem::path resolve_model_dir(const std::string& model);
+
+// The options every model-running subcommand shares (--model, --backend, --threads, --quant),
+// and the load they describe.
+struct ModelArgs {
+  std::string model, backend = "cpu", quant = "none";
+  int threads = 0;
+  void add_to(CLI::App& cmd);
+  LoadedModel load() const;
+};
 
 // "1,333,352" -> ids; throws ilm::Error on anything else.
 std::vector<TokenId> parse_ids(const std::string& text);

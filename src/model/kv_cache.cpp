@@ -37,8 +37,4 @@ KvView KvCache::layer(int64_t layer, int64_t length) {
 
 void KvCache::truncate(int64_t n) { length_ = std::clamp<int64_t>(n, 0, length_); }
 
-uint64_t KvCache::bytes_allocated() const {
-  return static_cast<uint64_t>(2 * n_layers_ * allocated_ * stride_) * sizeof(float);
-}
-
 }  // namespace ilm

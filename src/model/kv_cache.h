@@ -24,7 +24,6 @@ class KvCache {
   void advance(int64_t n) { length_ += n; }
   // Forgets positions >= n (e.g. to re-run a prompt's tail).
   void truncate(int64_t n);
-  uint64_t bytes_allocated() const;
 
  private:
   int64_t n_layers_, stride_, capacity_, length_ = 0, allocated_ = 0;
