@@ -43,13 +43,18 @@ class Weight {
 // Throws ilm::Error for an id outside [0, vocab).
 void check_token_ids(std::span<const TokenId> ids, int64_t vocab);
 
-// One layer's slice of a sequence's KV cache: positions [0, length) of keys and values,
-// each position holding n_kv_heads x head_dim f32 values, `stride` floats apart.
+// One layer's slice of a sequence's paged KV cache: positions [0, length). Position p lives in
+// block p / block_size, row p % block_size; each row holds n_kv_heads x head_dim f32 values.
+// Within a block, this layer's K rows start k_offset floats from the block's base, its V rows
+// v_offset floats, rows `stride` floats apart. A contiguous cache is one big block.
 struct KvView {
-  float* k = nullptr;
-  float* v = nullptr;
+  float* const* blocks = nullptr;
+  int64_t block_size = 0;
+  int64_t k_offset = 0, v_offset = 0;
   int64_t length = 0;
   int64_t stride = 0;
+  float* k(int64_t p) const { return blocks[p / block_size] + k_offset + (p % block_size) * stride; }
+  float* v(int64_t p) const { return blocks[p / block_size] + v_offset + (p % block_size) * stride; }
 };
 
 // The per-forward rotary setting: inverse frequencies (head_dim / 2 of them, f32 as the

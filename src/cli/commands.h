@@ -15,5 +15,7 @@ void add_tokenize_command(CLI::App& app);
 void add_ops_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
+void add_bench_serve_command(CLI::App& app);
 
 }  // namespace ilm::cli

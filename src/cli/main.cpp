@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   ilm::cli::add_ops_command(app);
   ilm::cli::add_bench_command(app);
   ilm::cli::add_quantize_command(app);
+  ilm::cli::add_serve_command(app);
+  ilm::cli::add_bench_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

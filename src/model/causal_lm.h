@@ -2,6 +2,7 @@
 // What every architecture provides to the runtime: a forward pass over new tokens of one
 // sequence, on top of that sequence's KV cache.
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -18,6 +19,10 @@ struct SequenceInput {
   KvCache* cache = nullptr;      // this sequence's cache (each cache at most once per batch)
   std::span<float> logits;       // [ids.size(), vocab] if all_logits, else [1, vocab]
   bool all_logits = false;
+  // The sequence length the RoPE base is computed from, when larger than cache length + new
+  // tokens: a prompt prefilled in several chunks passes its whole length, so every chunk uses
+  // the base one forward over the whole prompt would (dynamic NTK).
+  int64_t rope_length = 0;
 };
 
 class CausalLM {
@@ -38,6 +43,10 @@ class CausalLM {
 
   // A fresh, empty cache for one sequence of at most `capacity` tokens.
   virtual KvCache new_cache(int64_t capacity) const = 0;
+  // A block pool that caches for many sequences draw on (KvCache(pool, capacity)).
+  virtual std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks) const = 0;
+  // KV bytes one cached position takes (all layers, K and V).
+  uint64_t kv_bytes_per_token() const;
 
   // Weight bytes one decode step reads (in the loaded formats): the bandwidth roofline's
   // numerator, without the KV cache.

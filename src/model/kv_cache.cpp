@@ -1,40 +1,263 @@
 #include "model/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
-#include "common/error.h"
-
 namespace ilm {
 
-KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity)
+// ---------------------------------------------------------------------------------------------
+// KvBlockPool
+
+KvBlockPool::KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
+                         int64_t block_size, int64_t max_blocks)
     : n_layers_(n_layers),
       stride_(n_kv_heads * head_dim),
-      capacity_(capacity),
-      k_(static_cast<size_t>(n_layers)),
-      v_(static_cast<size_t>(n_layers)) {}
+      block_size_(block_size),
+      max_blocks_(max_blocks),
+      block_floats_(n_layers * 2 * block_size * n_kv_heads * head_dim) {
+  if (block_size <= 0 || max_blocks <= 0 || max_blocks > INT32_MAX)
+    throw Error(fmt::format("KV pool: invalid block size {} or block count {}", block_size, max_blocks));
+  info_.reserve(static_cast<size_t>(std::min<int64_t>(max_blocks, 1 << 16)));
+}
+
+std::optional<int32_t> KvBlockPool::allocate() {
+  int32_t b = -1;
+  if (!free_.empty()) {
+    b = free_.back();
+    free_.pop_back();
+  } else if (static_cast<int64_t>(info_.size()) < max_blocks_) {
+    b = static_cast<int32_t>(info_.size());
+    info_.emplace_back();
+    memory_.push_back(std::make_unique<float[]>(static_cast<size_t>(block_floats_)));
+  } else if (!lru_.empty()) {
+    b = lru_.front();
+    lru_.pop_front();
+    unpublish(b);
+  } else {
+    return std::nullopt;
+  }
+  info_[static_cast<size_t>(b)].refs = 1;
+  ++used_;
+  return b;
+}
+
+void KvBlockPool::retain(int32_t b) {
+  Info& in = info_[static_cast<size_t>(b)];
+  if (in.refs == 0) {  // a cached block comes back into use
+    lru_.erase(in.lru_pos);
+    ++used_;
+  }
+  ++in.refs;
+}
+
+void KvBlockPool::release(int32_t b) {
+  Info& in = info_[static_cast<size_t>(b)];
+  if (in.refs <= 0) throw Error("KV pool: block released more often than retained");
+  if (--in.refs > 0) return;
+  --used_;
+  if (in.published) {
+    in.lru_pos = lru_.insert(lru_.end(), b);
+  } else {
+    free_.push_back(b);
+  }
+}
+
+float* KvBlockPool::data(int32_t b) { return memory_[static_cast<size_t>(b)].get(); }
+
+uint64_t KvBlockPool::chain_hash(uint64_t parent, std::span<const TokenId> tokens) {
+  // FNV-1a over the parent hash and the token ids, then a final avalanche (splitmix64).
+  uint64_t h = 1469598103934665603ull ^ parent;
+  auto mix = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(parent);
+  for (TokenId t : tokens) mix(static_cast<uint32_t>(t));
+  h ^= h >> 30;
+  h *= 0xbf58476d1ce4e5b9ull;
+  h ^= h >> 27;
+  h *= 0x94d049bb133111ebull;
+  h ^= h >> 31;
+  return h == 0 ? 1 : h;  // 0 is the parent of a first block
+}
+
+void KvBlockPool::publish(int32_t b, uint64_t parent, std::span<const TokenId> tokens) {
+  Info& in = info_[static_cast<size_t>(b)];
+  if (in.published || static_cast<int64_t>(tokens.size()) != block_size_) return;
+  const uint64_t h = chain_hash(parent, tokens);
+  if (registry_.count(h)) return;  // an identical block is already published
+  in.published = true;
+  in.hash = h;
+  in.parent = parent;
+  in.tokens.assign(tokens.begin(), tokens.end());
+  registry_.emplace(h, b);
+}
+
+std::optional<int32_t> KvBlockPool::lookup(uint64_t parent, std::span<const TokenId> tokens) {
+  auto it = registry_.find(chain_hash(parent, tokens));
+  if (it == registry_.end()) return std::nullopt;
+  const Info& in = info_[static_cast<size_t>(it->second)];
+  if (in.parent != parent || !std::equal(tokens.begin(), tokens.end(), in.tokens.begin(), in.tokens.end()))
+    return std::nullopt;
+  retain(it->second);
+  return it->second;
+}
+
+void KvBlockPool::unpublish(int32_t b) {
+  Info& in = info_[static_cast<size_t>(b)];
+  if (!in.published) return;
+  registry_.erase(in.hash);
+  in.published = false;
+  in.tokens.clear();
+}
+
+// ---------------------------------------------------------------------------------------------
+// KvCache
+
+namespace {
+constexpr int64_t kPrivateBlockSize = 16;
+int64_t blocks_for(int64_t positions, int64_t block_size) {
+  return (positions + block_size - 1) / block_size;
+}
+}  // namespace
+
+KvCache::KvCache(std::shared_ptr<KvBlockPool> pool, int64_t capacity)
+    : pool_(std::move(pool)), capacity_(capacity) {}
+
+KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity)
+    : pool_(std::make_shared<KvBlockPool>(n_layers, n_kv_heads, head_dim, kPrivateBlockSize,
+                                          std::max<int64_t>(1, blocks_for(capacity, kPrivateBlockSize)))),
+      capacity_(capacity) {}
+
+KvCache::~KvCache() { release_all(); }
+
+KvCache::KvCache(KvCache&& other) noexcept
+    : pool_(std::move(other.pool_)),
+      capacity_(other.capacity_),
+      length_(other.length_),
+      table_(std::move(other.table_)),
+      ptrs_(std::move(other.ptrs_)) {
+  other.length_ = 0;
+  other.table_.clear();
+  other.ptrs_.clear();
+}
+
+KvCache& KvCache::operator=(KvCache&& other) noexcept {
+  if (this != &other) {
+    release_all();
+    pool_ = std::move(other.pool_);
+    capacity_ = other.capacity_;
+    length_ = other.length_;
+    table_ = std::move(other.table_);
+    ptrs_ = std::move(other.ptrs_);
+    other.length_ = 0;
+    other.table_.clear();
+    other.ptrs_.clear();
+  }
+  return *this;
+}
+
+void KvCache::release_all() {
+  if (pool_)
+    for (int32_t b : table_) pool_->release(b);
+  table_.clear();
+  ptrs_.clear();
+}
 
 void KvCache::reserve_more(int64_t n) {
   const int64_t need = length_ + n;
   if (need > capacity_)
     throw Error(fmt::format("sequence of {} tokens exceeds the context limit of {} tokens", need,
                             capacity_));
-  if (need <= allocated_) return;
-  // Grow geometrically so a long generation does not reallocate every step.
-  const int64_t grown = std::min(capacity_, std::max(need, allocated_ * 2));
-  for (int64_t l = 0; l < n_layers_; ++l) {
-    k_[static_cast<size_t>(l)].resize(static_cast<size_t>(grown * stride_));
-    v_[static_cast<size_t>(l)].resize(static_cast<size_t>(grown * stride_));
+  const int64_t want = blocks_for(need, pool_->block_size());
+  const size_t had = table_.size();
+  while (static_cast<int64_t>(table_.size()) < want) {
+    auto b = pool_->allocate();
+    if (!b) {
+      while (table_.size() > had) {  // leave the cache as it was
+        pool_->release(table_.back());
+        table_.pop_back();
+        ptrs_.pop_back();
+      }
+      throw KvPoolExhausted(fmt::format("KV cache is full ({} blocks of {} tokens in use)",
+                                        pool_->used_blocks(), pool_->block_size()));
+    }
+    table_.push_back(*b);
+    ptrs_.push_back(pool_->data(*b));
   }
-  allocated_ = grown;
 }
 
 KvView KvCache::layer(int64_t layer, int64_t length) {
-  auto l = static_cast<size_t>(layer);
-  return KvView{k_[l].data(), v_[l].data(), length, stride_};
+  const int64_t rows = pool_->block_size() * pool_->stride();
+  KvView v;
+  v.blocks = ptrs_.data();
+  v.block_size = pool_->block_size();
+  v.k_offset = layer * 2 * rows;
+  v.v_offset = v.k_offset + rows;
+  v.length = length;
+  v.stride = pool_->stride();
+  return v;
 }
 
-void KvCache::truncate(int64_t n) { length_ = std::clamp<int64_t>(n, 0, length_); }
+int32_t KvCache::copy_of(int32_t b) const {
+  auto c = pool_->allocate();
+  if (!c) throw KvPoolExhausted("KV cache is full (no block to copy a shared block into)");
+  std::memcpy(pool_->data(*c), pool_->data(b), pool_->block_bytes());
+  return *c;
+}
+
+void KvCache::truncate(int64_t n) {
+  n = std::clamp<int64_t>(n, 0, length_);
+  const int64_t keep = blocks_for(n, pool_->block_size());
+  while (static_cast<int64_t>(table_.size()) > keep) {
+    pool_->release(table_.back());
+    table_.pop_back();
+    ptrs_.pop_back();
+  }
+  length_ = n;
+  // A partial last block will be written again: it must be this cache's own.
+  if (n % pool_->block_size() != 0) {
+    const int32_t last = table_.back();
+    if (pool_->ref_count(last) > 1 || pool_->published(last)) {
+      const int32_t mine = copy_of(last);
+      pool_->release(last);
+      table_.back() = mine;
+      ptrs_.back() = pool_->data(mine);
+    }
+  }
+}
+
+void KvCache::adopt_prefix(std::span<const int32_t> blocks) {
+  if (length_ != 0 || !table_.empty()) throw Error("adopt_prefix: the cache is not empty");
+  const int64_t n = static_cast<int64_t>(blocks.size()) * pool_->block_size();
+  if (n > capacity_) throw Error("adopt_prefix: prefix longer than the cache's capacity");
+  for (int32_t b : blocks) {
+    table_.push_back(b);
+    ptrs_.push_back(pool_->data(b));
+  }
+  length_ = n;
+}
+
+KvCache KvCache::fork() const {
+  KvCache c(pool_, capacity_);
+  const int64_t full = length_ / pool_->block_size();
+  for (int64_t i = 0; i < static_cast<int64_t>(table_.size()); ++i) {
+    const int32_t b = table_[static_cast<size_t>(i)];
+    int32_t mine = b;
+    if (i < full) {
+      pool_->retain(b);
+    } else {
+      mine = c.copy_of(b);  // the partial block: the fork will write into it
+    }
+    c.table_.push_back(mine);
+    c.ptrs_.push_back(pool_->data(mine));
+  }
+  c.length_ = length_;
+  return c;
+}
 
 }  // namespace ilm

@@ -1,33 +1,123 @@
 #pragma once
-// One sequence's key/value cache: for every layer, K and V of each cached position
-// (n_kv_heads x head_dim f32). Storage grows on demand up to `capacity`.
+// Paged key/value cache. KV memory is a pool of fixed-size blocks (block_size positions x every
+// layer's K and V); a sequence's cache is a table of block ids into that pool, so sequences
+// grow without copying, free memory block by block, and share the blocks of a common prompt
+// prefix. The pool also keeps a registry of "published" full blocks keyed by the tokens they
+// hold and the prefix before them: a new sequence whose prompt starts the same way adopts
+// those blocks instead of recomputing them. Freed published blocks stay reusable until the
+// pool needs the memory (least recently used first).
 #include <cstdint>
+#include <list>
+#include <memory>
+#include <optional>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "backend/backend.h"
+#include "common/error.h"
 
 namespace ilm {
 
+// Thrown when the pool has no block left (the caller may free some and retry).
+class KvPoolExhausted : public Error {
+ public:
+  using Error::Error;
+};
+
+class KvBlockPool {
+ public:
+  // max_blocks blocks of block_size positions; memory is allocated when a block is first used.
+  KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
+              int64_t max_blocks);
+
+  int64_t block_size() const { return block_size_; }
+  int64_t n_layers() const { return n_layers_; }
+  int64_t stride() const { return stride_; }  // floats per position per layer (K or V)
+  int64_t max_blocks() const { return max_blocks_; }
+  uint64_t block_bytes() const { return static_cast<uint64_t>(block_floats_) * sizeof(float); }
+
+  // A block with reference count 1: a never-used one, else a free one, else the least
+  // recently used cached (published, unreferenced) one, which leaves the registry.
+  // nullopt when every block is referenced.
+  std::optional<int32_t> allocate();
+  void retain(int32_t b);
+  void release(int32_t b);  // at 0 a published block becomes cached, others free
+  int32_t ref_count(int32_t b) const { return info_[static_cast<size_t>(b)].refs; }
+  float* data(int32_t b);
+
+  // Prefix registry. A block's key is the hash of the prefix before it (`parent`, 0 for the
+  // first block) and its tokens; `publish` records a full block under that key (a second
+  // block with the same key is not recorded), `lookup` finds and retains one, comparing the
+  // stored tokens and parent so a hash collision cannot hand out wrong KV.
+  static uint64_t chain_hash(uint64_t parent, std::span<const TokenId> tokens);
+  void publish(int32_t b, uint64_t parent, std::span<const TokenId> tokens);
+  std::optional<int32_t> lookup(uint64_t parent, std::span<const TokenId> tokens);
+  bool published(int32_t b) const { return info_[static_cast<size_t>(b)].published; }
+
+  int64_t used_blocks() const { return used_; }      // referenced by some sequence
+  int64_t cached_blocks() const { return static_cast<int64_t>(lru_.size()); }
+  int64_t available_blocks() const { return max_blocks_ - used_; }  // free or cached
+
+ private:
+  struct Info {
+    int32_t refs = 0;
+    bool published = false;
+    uint64_t hash = 0, parent = 0;
+    std::vector<TokenId> tokens;
+    std::list<int32_t>::iterator lru_pos;  // valid while cached
+  };
+  int64_t n_layers_, stride_, block_size_, max_blocks_, block_floats_;
+  int64_t used_ = 0;
+  std::vector<std::unique_ptr<float[]>> memory_;  // per block, allocated on first use
+  std::vector<Info> info_;
+  std::vector<int32_t> free_;   // unreferenced, unpublished, memory allocated
+  std::list<int32_t> lru_;      // unreferenced, published: front = least recently used
+  std::unordered_map<uint64_t, int32_t> registry_;
+  void unpublish(int32_t b);
+};
+
 class KvCache {
  public:
+  // A cache drawing on a shared pool, for a sequence of at most `capacity` positions.
+  KvCache(std::shared_ptr<KvBlockPool> pool, int64_t capacity);
+  // A cache with a private pool just big enough for `capacity` positions.
   KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity);
+  ~KvCache();
+  KvCache(KvCache&& other) noexcept;
+  KvCache& operator=(KvCache&& other) noexcept;
+  KvCache(const KvCache&) = delete;
+  KvCache& operator=(const KvCache&) = delete;
 
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
-  int64_t stride() const { return stride_; }  // floats per position
+  int64_t stride() const { return pool_->stride(); }
+  const std::vector<int32_t>& blocks() const { return table_; }
+  KvBlockPool& pool() const { return *pool_; }
 
-  // Makes room for `n` more positions (throws ilm::Error past capacity). Existing K/V stay.
+  // Makes room for `n` more positions. Throws ilm::Error past capacity and KvPoolExhausted
+  // when the pool has no free block (the cache is unchanged then).
   void reserve_more(int64_t n);
   // View of one layer covering positions [0, length).
   KvView layer(int64_t layer, int64_t length);
   // Marks `n` more positions as filled (after every layer wrote them).
   void advance(int64_t n) { length_ += n; }
-  // Forgets positions >= n (e.g. to re-run a prompt's tail).
+  // Forgets positions >= n and frees the blocks past it. A kept partial block that others
+  // share is copied first, so later writes never touch shared KV.
   void truncate(int64_t n);
 
+  // Starts an empty cache with shared full blocks (each already retained by the caller).
+  void adopt_prefix(std::span<const int32_t> blocks);
+  // A second cache with the same contents: full blocks shared, the partial last one copied.
+  KvCache fork() const;
+
  private:
-  int64_t n_layers_, stride_, capacity_, length_ = 0, allocated_ = 0;
-  std::vector<std::vector<float>> k_, v_;  // per layer, allocated_ * stride_ floats
+  std::shared_ptr<KvBlockPool> pool_;
+  int64_t capacity_ = 0, length_ = 0;
+  std::vector<int32_t> table_;
+  std::vector<float*> ptrs_;  // base of each block in table_
+  void release_all();
+  int32_t copy_of(int32_t b) const;
 };
 
 }  // namespace ilm

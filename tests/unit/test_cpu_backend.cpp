@@ -102,8 +102,11 @@ TEST(CpuBackendOps, AttentionMatchesRefAcrossKeyTiles) {
       KvView kv = cache.layer(0, past + T);
       const auto k = random_vec(static_cast<size_t>((past + T) * nkv * hd), 5);
       const auto v = random_vec(k.size(), 6);
-      std::copy(k.begin(), k.end(), kv.k);
-      std::copy(v.begin(), v.end(), kv.v);
+      const int64_t row = nkv * hd;
+      for (int64_t p = 0; p < past + T; ++p) {
+        std::copy_n(k.begin() + p * row, row, kv.k(p));
+        std::copy_n(v.begin() + p * row, row, kv.v(p));
+      }
       const auto q = random_vec(static_cast<size_t>(T * nh * hd), 7);
       std::vector<float> outr(q.size()), outc(q.size());
       ref.attention(q.data(), T, nh, nkv, hd, kv, past, outr.data());

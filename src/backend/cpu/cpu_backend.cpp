@@ -145,7 +145,7 @@ void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, n_keys - j0);
         for (int64_t j = 0; j < nj; ++j) {
-          const float* kj = kv.k + (j0 + j) * kv.stride + g * head_dim;
+          const float* kj = kv.k(j0 + j) + g * head_dim;
           for (int64_t h = 0; h < G; ++h) s[h * kKeyTile + j] = k_->dot(qg + h * head_dim, kj, head_dim) * scale;
         }
         for (int64_t h = 0; h < G; ++h) {
@@ -159,7 +159,7 @@ void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
           for (int64_t j = 0; j < nj; ++j) {
             const float p = std::exp(sh[j] - new_m);
             l[h] += p;
-            k_->scale_axpy(oh, correction, p, kv.v + (j0 + j) * kv.stride + g * head_dim, head_dim);
+            k_->scale_axpy(oh, correction, p, kv.v(j0 + j) + g * head_dim, head_dim);
             correction = 1.0f;
           }
         }

@@ -125,7 +125,7 @@ void RefBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       scores.assign(static_cast<size_t>(n_keys), 0.0);
       double max_s = -INFINITY;
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* kj = kv.k + j * kv.stride + kvh * head_dim;
+        const float* kj = kv.k(j) + kvh * head_dim;
         double s = 0.0;
         for (int64_t d = 0; d < head_dim; ++d) s += static_cast<double>(qv[d]) * kj[d];
         s *= scale;
@@ -136,7 +136,7 @@ void RefBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       for (auto& s : scores) denom += (s = std::exp(s - max_s));
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj = kv.v + j * kv.stride + kvh * head_dim;
+        const float* vj = kv.v(j) + kvh * head_dim;
         const double p = scores[j] / denom;
         for (int64_t d = 0; d < head_dim; ++d) acc[d] += p * vj[d];
       }
