@@ -1,0 +1,163 @@
+#include "server/generation.h"
+
+#include <cmath>
+
+#include "server/text_stream.h"
+
+namespace ilm::server {
+
+namespace {
+
+class StreamSource final : public EventSource {
+ public:
+  explicit StreamSource(std::shared_ptr<RequestStream> s) : s_(std::move(s)) {}
+  bool next(EngineEvent& ev, std::chrono::milliseconds timeout) override { return s_->next(ev, timeout); }
+  void cancel() override { s_->cancel(); }
+  int64_t cached_tokens() const override { return s_->cached_tokens(); }
+
+ private:
+  std::shared_ptr<RequestStream> s_;
+};
+
+double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+}  // namespace
+
+std::unique_ptr<EventSource> wrap(std::shared_ptr<RequestStream> stream) {
+  return std::make_unique<StreamSource>(std::move(stream));
+}
+
+struct Generation::Choice {
+  TextStream text;
+  ChoiceResult result;
+  bool done = false;
+  std::chrono::steady_clock::time_point first, last;
+};
+
+Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
+                       std::vector<std::unique_ptr<EventSource>> sources)
+    : tok_(tok), req_(req), sources_(std::move(sources)) {
+  const size_t n = static_cast<size_t>(req.n);
+  choices_.reserve(sources_.size() * n);
+  for (size_t i = 0; i < sources_.size() * n; ++i) {
+    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens), {}, false, {}, {}});
+    choices_.back().result.index = static_cast<int>(i);
+  }
+  open_.assign(sources_.size(), req.n);
+}
+
+Generation::~Generation() {
+  for (auto& s : sources_) s->cancel();
+}
+
+LogprobEntry Generation::logprob_entry(const EngineEvent& ev, size_t offset) const {
+  // JSON has no infinities; -9999 is what OpenAI-compatible servers report for "impossible".
+  auto finite = [](float lp) { return std::isfinite(lp) ? lp : -9999.0f; };
+  auto alt = [&](TokenId id, float lp) {
+    LogprobAlt a;
+    a.bytes = tok_.token_bytes(id, /*skip_special=*/false);
+    a.token = take_valid_utf8(a.bytes, nullptr);
+    a.logprob = finite(lp);
+    return a;
+  };
+  LogprobEntry e;
+  static_cast<LogprobAlt&>(e) = alt(ev.token, ev.logprob);
+  e.text_offset = offset;
+  for (const auto& t : ev.top) e.top.push_back(alt(t.id, t.logprob));
+  return e;
+}
+
+// Applies one event; false once the client is gone (on_delta said so).
+bool Generation::handle(size_t source, EngineEvent& ev, GenerationResult& result,
+                        const std::function<bool(ChoiceDelta&&)>& on_delta) {
+  if (ev.choice < 0 || ev.choice >= req_.n) return true;  // not ours; the engine never does this
+  Choice& c = choices_[source * static_cast<size_t>(req_.n) + static_cast<size_t>(ev.choice)];
+  if (c.done) return true;  // e.g. Finish("cancelled") after its stop string
+  const auto now = std::chrono::steady_clock::now();
+  ChoiceDelta delta;
+  delta.index = c.result.index;
+
+  if (ev.kind == EngineEvent::Kind::Token) {
+    if (result.time_to_first_token < 0) result.time_to_first_token = seconds(now - start_);
+    if (c.result.completion_tokens == 0) c.first = now;
+    c.last = now;
+    ++c.result.completion_tokens;
+    delta.text = c.text.push(ev.token);
+    if (req_.logprobs >= 0) delta.logprobs.push_back(logprob_entry(ev, c.text.last_token_offset()));
+    if (c.text.stopped()) delta.finish_reason = "stop";
+  } else {  // Finish
+    if (ev.finish_reason == "stop") ++c.result.completion_tokens;  // the stop id
+    delta.text = c.text.finish();
+    delta.finish_reason = c.text.stopped() ? "stop" : ev.finish_reason;
+  }
+
+  c.result.text += delta.text;
+  c.result.logprobs.insert(c.result.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
+  if (!delta.finish_reason.empty()) {
+    c.done = true;
+    c.result.finish_reason = delta.finish_reason;
+    if (c.result.completion_tokens >= 2)
+      c.result.time_per_output_token = seconds(c.last - c.first) / static_cast<double>(c.result.completion_tokens - 1);
+    // Every choice of this prompt ended by a stop string: the engine may stop now.
+    if (--open_[source] == 0 && ev.kind == EngineEvent::Kind::Token) sources_[source]->cancel();
+  }
+  if (on_delta && (!delta.text.empty() || !delta.logprobs.empty() || !delta.finish_reason.empty()))
+    return on_delta(std::move(delta));
+  return true;
+}
+
+GenerationResult Generation::run(const std::function<bool(ChoiceDelta&&)>& on_delta,
+                                 const std::function<bool()>& client_gone,
+                                 std::chrono::steady_clock::time_point start) {
+  start_ = start;
+  GenerationResult result;
+  auto cancel_all = [&] {
+    for (auto& s : sources_) s->cancel();
+  };
+  auto open_sources = [&] {
+    size_t k = 0;
+    for (int o : open_) k += o > 0 ? 1 : 0;
+    return k;
+  };
+  auto last_check = std::chrono::steady_clock::now();
+  while (open_sources() > 0) {
+    // One source: block on it. Several: short waits in turn (a stream has no shared wait).
+    const auto wait = std::chrono::milliseconds(open_sources() == 1 ? 50 : 2);
+    bool any = false;
+    for (size_t s = 0; s < sources_.size(); ++s) {
+      EngineEvent ev;
+      while (open_[s] > 0 && sources_[s]->next(ev, any ? std::chrono::milliseconds(0) : wait)) {
+        any = true;
+        if (ev.kind == EngineEvent::Kind::Error) {
+          result.error = ev.error.empty() ? "the engine failed" : ev.error;
+          cancel_all();
+          return result;
+        }
+        if (!handle(s, ev, result, on_delta)) {
+          result.client_gone = true;
+          cancel_all();
+          return result;
+        }
+      }
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (client_gone && now - last_check > std::chrono::milliseconds(any ? 100 : 20)) {
+      last_check = now;
+      if (client_gone()) {
+        result.client_gone = true;
+        cancel_all();
+        return result;
+      }
+    }
+  }
+  // Prompt tokens as the request was tokenized (each prompt once, whatever n is).
+  for (const auto& p : req_.prompts) result.prompt_tokens += static_cast<int64_t>(p.size());
+  for (auto& s : sources_) result.cached_tokens += s->cached_tokens();
+  for (auto& c : choices_) {
+    result.completion_tokens += c.result.completion_tokens;
+    result.choices.push_back(std::move(c.result));
+  }
+  return result;
+}
+
+}  // namespace ilm::server

@@ -1,0 +1,350 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <functional>
+#include <mutex>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+#include "server/generation.h"
+#include "server/metrics.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
+#include "server/peer_socket.h"
+
+namespace ilm::server {
+
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// Compares without an early exit, so the time taken does not reveal how much of a key matched.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  return diff == 0 && !b.empty();
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status();
+  res.set_content(dump_json(error_json(e)), "application/json");
+}
+
+uint64_t random_seed() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  return rng();
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  Engine& engine;
+  const Tokenizer& tok;
+  std::vector<TokenId> stop_ids;
+  ServerOptions opts;
+  ParseContext ctx;
+  httplib::Server http;
+  Metrics metrics;
+  int64_t created = static_cast<int64_t>(std::time(nullptr));
+
+  // Generation requests whose response is not finished yet (shutdown waits for them).
+  std::mutex mu;
+  std::condition_variable cv;
+  int active = 0;
+  std::atomic<bool> draining{false};
+
+  // Held by a generation request until its response is written (or abandoned).
+  struct Active {
+    Impl* impl;
+    explicit Active(Impl* i) : impl(i) {
+      std::lock_guard lock(impl->mu);
+      ++impl->active;
+    }
+    ~Active() {
+      std::lock_guard lock(impl->mu);
+      if (--impl->active == 0) impl->cv.notify_all();
+    }
+    Active(const Active&) = delete;
+    Active& operator=(const Active&) = delete;
+  };
+
+  // A streaming response in flight: the request and its Generation live until httplib has
+  // written the last chunk (or given up on the client).
+  struct StreamCall {
+    explicit StreamCall(Impl* impl) : active(impl) {}
+    Active active;
+    GenerationRequest req;
+    ResponseMeta meta;
+    std::unique_ptr<Generation> gen;
+    Clock::time_point start;
+  };
+
+  Impl(Engine& e, const Tokenizer& t, std::vector<TokenId> stops, SamplingParams defaults, ServerOptions o)
+      : engine(e), tok(t), stop_ids(std::move(stops)), opts(std::move(o)) {
+    ctx.tokenizer = &tok;
+    ctx.model_name = opts.model_name;
+    ctx.defaults = defaults;
+    ctx.max_n = std::max(1, engine.options().max_seqs);
+    routes();
+  }
+
+  void check_auth(const httplib::Request& req) const {
+    if (opts.api_key.empty()) return;
+    const std::string h = req.get_header_value("Authorization");
+    const std::string prefix = "Bearer ";
+    if (h.size() <= prefix.size() || h.compare(0, prefix.size(), prefix) != 0 ||
+        !same_secret(h.substr(prefix.size()), opts.api_key))
+      throw ApiError(401, h.empty() ? "Missing API key: send 'Authorization: Bearer <key>'" : "Incorrect API key provided",
+                     {}, "invalid_api_key");
+  }
+
+  // Runs a route body: its ApiError (or any other failure) becomes an OpenAI error object.
+  void guarded(const httplib::Request& req, httplib::Response& res, bool auth, const std::function<void()>& body) {
+    try {
+      if (auth) check_auth(req);
+      body();
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const Error& e) {
+      send_error(res, bad_request(e.what()));
+    } catch (const std::exception& e) {
+      send_error(res, ApiError(500, fmt::format("internal error: {}", e.what())));
+    }
+  }
+
+  // Reads the body with the size limit for both Content-Length and chunked uploads
+  // (httplib 0.11.4 checks the limit only for the former).
+  std::string read_body(httplib::Response& res, const httplib::ContentReader& reader) const {
+    std::string body;
+    bool too_large = false;
+    const bool ok = reader([&](const char* data, size_t len) {
+      if (body.size() + len > opts.max_body_bytes) {
+        too_large = true;
+        return false;
+      }
+      body.append(data, len);
+      return true;
+    });
+    if (too_large || res.status == 413)
+      throw ApiError(413, fmt::format("the request body exceeds {} bytes", opts.max_body_bytes), {},
+                     "request_too_large");
+    if (!ok) throw bad_request("could not read the request body");
+    return body;
+  }
+
+  void post(const std::string& path, std::function<void(const httplib::Request&, httplib::Response&, const std::string&)> fn) {
+    http.Post(path, [this, fn](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
+      guarded(req, res, /*auth=*/true, [&] { fn(req, res, read_body(res, reader)); });
+    });
+  }
+
+  void routes() {
+    post("/v1/chat/completions",
+         [this](const auto& req, auto& res, const std::string& body) { generate(req, res, body, Endpoint::Chat); });
+    post("/v1/completions",
+         [this](const auto& req, auto& res, const std::string& body) { generate(req, res, body, Endpoint::Completions); });
+    post("/tokenize", [this](const auto&, auto& res, const std::string& body) {
+      const json j = parse_body(body);
+      check_model(j);
+      const auto ids = parse_tokenize_request(j, tok);
+      res.set_content(dump_json({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine.options().max_model_len}}),
+                      "application/json");
+    });
+    post("/detokenize", [this](const auto&, auto& res, const std::string& body) {
+      const json j = parse_body(body);
+      check_model(j);
+      const auto d = parse_detokenize_request(j, tok);
+      res.set_content(dump_json({{"prompt", tok.decode(d.tokens, d.skip_special_tokens)}}), "application/json");
+    });
+    http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(req, res, true, [&] {
+        res.set_content(dump_json({{"object", "list"}, {"data", json::array({model_card()})}}), "application/json");
+      });
+    });
+    http.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(req, res, true, [&] {
+        if (req.matches[1] != opts.model_name)
+          throw ApiError(404, fmt::format("The model '{}' does not exist", req.matches[1].str()), "model",
+                         "model_not_found");
+        res.set_content(dump_json(model_card()), "application/json");
+      });
+    });
+    http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+      res.status = draining ? 503 : 200;
+      res.set_content(dump_json({{"status", draining ? "draining" : "ok"}}), "application/json");
+    });
+    http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.render(engine.stats()), "text/plain; version=0.0.4; charset=utf-8");
+    });
+
+    // Anything httplib answers by itself (unknown path, bad request line) gets a JSON error too.
+    http.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty() || res.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+      const std::string msg = res.status == 404 ? fmt::format("Unknown path: {} {}", req.method, req.path)
+                                                : fmt::format("HTTP error {}", res.status);
+      send_error(res, ApiError(res.status, msg, {}, res.status == 404 ? "not_found" : ""));
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+      metrics.count_request(req.path, res.status);
+    });
+    http.set_payload_max_length(opts.max_body_bytes);
+    http.set_keep_alive_timeout(opts.keep_alive_seconds);
+    const size_t threads = static_cast<size_t>(std::max(1, opts.http_threads));
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  }
+
+  json model_card() const {
+    return {{"id", opts.model_name},
+            {"object", "model"},
+            {"created", created},
+            {"owned_by", "internlm.cpp"},
+            {"max_model_len", engine.options().max_model_len}};
+  }
+
+  void check_model(const json& j) const {
+    auto it = j.find("model");
+    if (it == j.end() || it->is_null()) return;
+    if (!it->is_string()) throw bad_request("'model' must be a string", "model");
+    if (it->get_ref<const std::string&>() != opts.model_name)
+      throw ApiError(404, fmt::format("The model '{}' does not exist", it->get<std::string>()), "model",
+                     "model_not_found");
+  }
+
+  // Submits one engine request per prompt; on any refusal, cancels those already submitted.
+  std::vector<std::unique_ptr<EventSource>> submit(const GenerationRequest& g) {
+    const int64_t max_len = engine.options().max_model_len;
+    std::vector<int64_t> max_tokens;
+    for (const auto& p : g.prompts) max_tokens.push_back(resolve_max_tokens(g, static_cast<int64_t>(p.size()), max_len));
+    std::vector<std::unique_ptr<EventSource>> sources;
+    auto refuse = [&](const ApiError& e) {
+      for (auto& s : sources) s->cancel();
+      throw e;
+    };
+    for (size_t k = 0; k < g.prompts.size(); ++k) {
+      RequestParams p;
+      p.prompt = g.prompts[k];
+      p.max_tokens = max_tokens[k];
+      p.sampling = g.sampling;
+      p.sampling.seed += static_cast<uint64_t>(k) * static_cast<uint64_t>(g.n);  // the engine adds the choice
+      p.stop_ids = stop_ids;
+      p.n = g.n;
+      p.top_logprobs = g.logprobs;
+      try {
+        sources.push_back(wrap(engine.submit(std::move(p))));
+      } catch (const QueueFull& e) {
+        if (draining) refuse(ApiError(503, "the server is shutting down", {}, "shutting_down"));
+        refuse(ApiError(429, fmt::format("The server is busy ({}); retry shortly", e.what()), {}, "queue_full",
+                        "rate_limit_error"));
+      } catch (const Error& e) {
+        refuse(bad_request(e.what()));
+      }
+    }
+    return sources;
+  }
+
+  void record(const GenerationResult& r, Clock::time_point start) {
+    metrics.count_tokens(r.prompt_tokens, r.completion_tokens);
+    if (r.time_to_first_token >= 0) metrics.observe_time_to_first_token(r.time_to_first_token);
+    for (const auto& c : r.choices)
+      if (c.time_per_output_token >= 0) metrics.observe_time_per_output_token(c.time_per_output_token);
+    metrics.observe_e2e_latency(seconds_since(start));
+  }
+
+  void generate(const httplib::Request& req, httplib::Response& res, const std::string& body, Endpoint ep) {
+    const auto start = Clock::now();
+    auto call = std::make_shared<StreamCall>(this);
+    call->start = start;
+    const json j = parse_body(body);
+    call->req = ep == Endpoint::Chat ? parse_chat_request(j, ctx) : parse_completion_request(j, ctx);
+    if (draining) throw ApiError(503, "the server is shutting down", {}, "shutting_down");
+    GenerationRequest& g = call->req;
+    if (!g.seed_given) g.sampling.seed = random_seed();
+    call->meta = {make_response_id(ep), static_cast<int64_t>(std::time(nullptr)), opts.model_name, ep, g.logprobs >= 0};
+    call->gen = std::make_unique<Generation>(tok, g, submit(g));
+
+    if (!g.stream) {
+      const PeerWatch peer(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+      const GenerationResult r = call->gen->run({}, [&] { return peer.closed(); }, start);
+      if (r.client_gone) {
+        res.status = 499;  // nobody is left to read it (nginx's "client closed request")
+        return;
+      }
+      if (!r.error.empty()) throw ApiError(500, r.error);
+      record(r, start);
+      res.set_content(dump_json(response_json(call->meta, r)), "application/json");
+      return;
+    }
+
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");  // proxies must not buffer the stream
+    res.set_chunked_content_provider("text/event-stream", [this, call](size_t, httplib::DataSink& sink) {
+      return stream(*call, sink);
+    });
+  }
+
+  // Writes the whole event stream of one request; false (the connection is given up) when the
+  // client went away, after the engine request was cancelled.
+  bool stream(StreamCall& call, httplib::DataSink& sink) {
+    const ResponseMeta& meta = call.meta;
+    const bool usage = call.req.include_usage;
+    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    if (meta.endpoint == Endpoint::Chat) {
+      const int choices = static_cast<int>(call.req.prompts.size()) * call.req.n;
+      for (int i = 0; i < choices; ++i)
+        if (!write(sse_event(role_chunk(meta, i, usage)))) return false;  // ~Generation cancels
+    }
+    const GenerationResult r = call.gen->run(
+        [&](ChoiceDelta&& d) { return write(sse_event(delta_chunk(meta, d, usage))); },
+        [&] { return !sink.is_writable(); }, call.start);
+    if (r.client_gone) return false;
+    if (!r.error.empty()) {
+      write(sse_event(error_json(ApiError(500, r.error))));
+    } else {
+      record(r, call.start);
+      if (usage) write(sse_event(usage_chunk(meta, r)));
+    }
+    write(kSseDone);
+    sink.done();
+    return true;
+  }
+};
+
+HttpServer::HttpServer(Engine& engine, const Tokenizer& tok, std::vector<TokenId> stop_ids, SamplingParams defaults,
+                       ServerOptions opts)
+    : impl_(std::make_unique<Impl>(engine, tok, std::move(stop_ids), defaults, std::move(opts))) {}
+
+HttpServer::~HttpServer() = default;
+
+int HttpServer::bind() {
+  const auto& o = impl_->opts;
+  const int port = o.port == 0 ? impl_->http.bind_to_any_port(o.host) : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
+  if (port < 0) throw Error(fmt::format("cannot listen on {}:{} (address in use or not available)", o.host, o.port));
+  return port;
+}
+
+void HttpServer::serve() { impl_->http.listen_after_bind(); }
+
+void HttpServer::shutdown() {
+  Impl& s = *impl_;
+  s.draining = true;
+  s.engine.drain();  // every queued and running request finishes
+  {
+    // ... and its response is written to the end (the last events follow the engine's Finish).
+    std::unique_lock lock(s.mu);
+    s.cv.wait_for(lock, std::chrono::seconds(30), [&] { return s.active == 0; });
+  }
+  s.http.stop();
+}
+
+}  // namespace ilm::server

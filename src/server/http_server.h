@@ -1,0 +1,55 @@
+#pragma once
+// The OpenAI-compatible HTTP front end of one Engine (cpp-httplib): routes, API key, request
+// parsing, streaming (Server-Sent Events), client disconnects, metrics and graceful shutdown.
+//
+//   POST /v1/chat/completions, /v1/completions   generation (stream or whole)
+//   GET  /v1/models, /v1/models/{name}           the served model
+//   POST /tokenize, /detokenize                  the tokenizer, for clients that count tokens
+//   GET  /health                                 200 while serving, 503 while draining
+//   GET  /metrics                                Prometheus text
+//
+// With an API key set, every route except /health and /metrics needs "Authorization: Bearer KEY".
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/engine.h"
+#include "runtime/sampler.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ilm::server {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;                   // 0: any free port (bind() returns it)
+  std::string api_key;               // empty: no authentication
+  std::string model_name;            // the name clients must use (or omit)
+  size_t max_body_bytes = 8u << 20;  // larger request bodies get 413
+  int http_threads = 64;             // connections served at once (more wait in the accept queue)
+  int keep_alive_seconds = 5;
+};
+
+class HttpServer {
+ public:
+  // `stop_ids` end every reply; `defaults` are the sampling values for fields a request omits.
+  HttpServer(Engine& engine, const Tokenizer& tok, std::vector<TokenId> stop_ids, SamplingParams defaults,
+             ServerOptions opts);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the listening socket; returns the port (the chosen one for port 0). Throws ilm::Error.
+  int bind();
+  // Serves until shutdown() (blocks the calling thread).
+  void serve();
+  // Graceful stop, from any thread: new generation requests get 503, queued and running ones
+  // finish (Engine::drain) and their responses are written, then serve() returns.
+  void shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ilm::server

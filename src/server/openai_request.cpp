@@ -1,0 +1,322 @@
+#include "server/openai_request.h"
+
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "common/error.h"
+
+namespace ilm::server {
+
+using nlohmann::json;
+
+namespace {
+
+// The field's value, or nullptr when it is absent or null (clients send null for "not set").
+const json* field(const json& obj, const char* name) {
+  auto it = obj.find(name);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+double as_number(const json& v, const std::string& name) {
+  if (!v.is_number()) throw bad_request(fmt::format("'{}' must be a number", name), name);
+  return v.get<double>();
+}
+
+// An integer; a float with an integral value (16.0) is accepted, as JSON does not tell them apart.
+int64_t as_int(const json& v, const std::string& name) {
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      throw bad_request(fmt::format("'{}' is too large", name), name);
+    return static_cast<int64_t>(u);
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9.0e18) return static_cast<int64_t>(d);
+  }
+  throw bad_request(fmt::format("'{}' must be an integer", name), name);
+}
+
+int64_t as_int_in(const json& v, const std::string& name, int64_t lo, int64_t hi) {
+  const int64_t x = as_int(v, name);
+  if (x < lo || x > hi)
+    throw bad_request(fmt::format("'{}' must be between {} and {}, got {}", name, lo, hi, x), name);
+  return x;
+}
+
+bool as_bool(const json& v, const std::string& name) {
+  if (!v.is_boolean()) throw bad_request(fmt::format("'{}' must be a boolean", name), name);
+  return v.get<bool>();
+}
+
+const std::string& as_string(const json& v, const std::string& name) {
+  if (!v.is_string()) throw bad_request(fmt::format("'{}' must be a string", name), name);
+  return v.get_ref<const std::string&>();
+}
+
+TokenId as_token_id(const json& v, const std::string& name, const Tokenizer& tok) {
+  if (!v.is_number_integer())
+    throw bad_request(fmt::format("'{}' must be a list of integer token ids", name), name);
+  const int64_t id = as_int(v, name);
+  if (id < 0 || id >= tok.vocab_size())
+    throw bad_request(fmt::format("'{}': token id {} is out of range [0, {})", name, id, tok.vocab_size()), name);
+  return static_cast<TokenId>(id);
+}
+
+std::vector<TokenId> as_token_ids(const json& v, const std::string& name, const Tokenizer& tok) {
+  if (!v.is_array()) throw bad_request(fmt::format("'{}' must be a list of token ids", name), name);
+  std::vector<TokenId> ids;
+  ids.reserve(v.size());
+  for (const auto& x : v) ids.push_back(as_token_id(x, name, tok));
+  return ids;
+}
+
+std::vector<TokenId> encode_text(const Tokenizer& tok, const std::string& text, bool add_special) {
+  try {
+    return tok.encode(text, add_special);
+  } catch (const Error& e) {
+    throw bad_request(e.what(), "prompt");
+  }
+}
+
+void reject_unsupported(const json& body) {
+  if (const json* v = field(body, "echo"); v && as_bool(*v, "echo"))
+    throw bad_request("'echo' is not supported", "echo");
+  if (const json* v = field(body, "logit_bias"); v && !(v->is_object() && v->empty()))
+    throw bad_request("'logit_bias' is not supported", "logit_bias");
+  if (const json* v = field(body, "suffix"); v && !(v->is_string() && v->get_ref<const std::string&>().empty()))
+    throw bad_request("'suffix' is not supported", "suffix");
+  if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
+    throw bad_request("'tools' are not supported", "tools");
+  if (const json* v = field(body, "response_format")) {
+    const json* type = v->is_object() ? field(*v, "type") : nullptr;
+    if (!type || !type->is_string() || type->get_ref<const std::string&>() != "text")
+      throw bad_request("only response_format {\"type\": \"text\"} is supported", "response_format");
+  }
+}
+
+// The fields both endpoints share.
+void parse_common(const json& body, const ParseContext& ctx, GenerationRequest& r) {
+  if (!body.is_object()) throw bad_request("the request body must be a JSON object");
+  if (const json* v = field(body, "model")) {
+    r.model = as_string(*v, "model");
+    if (r.model != ctx.model_name)
+      throw ApiError(404, fmt::format("The model '{}' does not exist; this server serves '{}'", r.model, ctx.model_name),
+                     "model", "model_not_found");
+  }
+  reject_unsupported(body);
+
+  SamplingParams& s = r.sampling;
+  s = ctx.defaults;
+  if (const json* v = field(body, "temperature")) s.temperature = static_cast<float>(as_number(*v, "temperature"));
+  if (const json* v = field(body, "top_p")) s.top_p = static_cast<float>(as_number(*v, "top_p"));
+  if (const json* v = field(body, "top_k")) {
+    const int64_t k = as_int_in(*v, "top_k", -1, std::numeric_limits<int32_t>::max());
+    s.top_k = k < 0 ? 0 : static_cast<int32_t>(k);  // -1 means off (vLLM's convention)
+  }
+  if (const json* v = field(body, "min_p")) s.min_p = static_cast<float>(as_number(*v, "min_p"));
+  if (const json* v = field(body, "repetition_penalty"))
+    s.repetition_penalty = static_cast<float>(as_number(*v, "repetition_penalty"));
+  if (const json* v = field(body, "presence_penalty"))
+    s.presence_penalty = static_cast<float>(as_number(*v, "presence_penalty"));
+  if (const json* v = field(body, "frequency_penalty"))
+    s.frequency_penalty = static_cast<float>(as_number(*v, "frequency_penalty"));
+  if (const json* v = field(body, "seed")) {
+    // OpenAI seeds are signed 64-bit; the sampler takes the same bits unsigned.
+    if (v->is_number_unsigned()) s.seed = v->get<uint64_t>();
+    else s.seed = static_cast<uint64_t>(as_int(*v, "seed"));
+    r.seed_given = true;
+  }
+  try {
+    s.validate();
+  } catch (const Error& e) {
+    throw bad_request(e.what());
+  }
+
+  if (const json* v = field(body, "n")) r.n = static_cast<int>(as_int_in(*v, "n", 1, ctx.max_n));
+
+  if (const json* v = field(body, "stop")) {
+    auto add = [&](const json& x) {
+      const std::string& str = as_string(x, "stop");
+      if (!str.empty()) r.stop.push_back(str);  // an empty stop string would end every reply at once
+    };
+    if (v->is_array()) {
+      if (v->size() > kMaxStop)
+        throw bad_request(fmt::format("'stop' may hold at most {} strings, got {}", kMaxStop, v->size()), "stop");
+      for (const auto& x : *v) add(x);
+    } else {
+      add(*v);
+    }
+  }
+
+  if (const json* v = field(body, "stream")) r.stream = as_bool(*v, "stream");
+  if (const json* v = field(body, "stream_options"); v && r.stream) {
+    if (!v->is_object()) throw bad_request("'stream_options' must be an object", "stream_options");
+    if (const json* u = field(*v, "include_usage")) r.include_usage = as_bool(*u, "stream_options.include_usage");
+  }
+  if (const json* v = field(body, "skip_special_tokens")) r.skip_special_tokens = as_bool(*v, "skip_special_tokens");
+  if (const json* v = field(body, "best_of"); v && as_int(*v, "best_of") != 1 && as_int(*v, "best_of") != r.n)
+    throw bad_request("'best_of' other than n is not supported", "best_of");
+}
+
+void parse_max_tokens(const json& body, const char* name, GenerationRequest& r) {
+  if (const json* v = field(body, name))
+    r.max_tokens = as_int_in(*v, name, 1, std::numeric_limits<int64_t>::max());
+}
+
+std::string message_content(const json& content, const std::string& where) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array())
+    throw bad_request(fmt::format("'{}' must be a string or an array of text parts", where), where);
+  std::string text;
+  bool first = true;
+  for (const auto& part : content) {
+    if (!part.is_object()) throw bad_request(fmt::format("'{}' parts must be objects", where), where);
+    const json* type = field(part, "type");
+    if (!type || as_string(*type, where + ".type") != "text")
+      throw bad_request(fmt::format("'{}': only parts of type \"text\" are supported", where), where);
+    const json* t = field(part, "text");
+    if (!t) throw bad_request(fmt::format("'{}': a text part needs 'text'", where), where);
+    if (!first) text += '\n';  // vLLM joins text parts with newlines
+    text += as_string(*t, where + ".text");
+    first = false;
+  }
+  return text;
+}
+
+}  // namespace
+
+json parse_body(std::string_view body) {
+  if (!is_valid_utf8(body)) throw bad_request("the request body is not valid UTF-8");
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) throw bad_request("the request body is not valid JSON");
+  if (!j.is_object()) throw bad_request("the request body must be a JSON object");
+  return j;
+}
+
+std::vector<ChatMessage> parse_messages(const json& body) {
+  const json* msgs = field(body, "messages");
+  if (!msgs) throw bad_request("'messages' is required", "messages");
+  if (!msgs->is_array()) throw bad_request("'messages' must be an array", "messages");
+  if (msgs->empty()) throw bad_request("'messages' must not be empty", "messages");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < msgs->size(); ++i) {
+    const json& m = (*msgs)[i];
+    const std::string where = fmt::format("messages[{}]", i);
+    if (!m.is_object()) throw bad_request(fmt::format("'{}' must be an object", where), where);
+    const json* role = field(m, "role");
+    if (!role) throw bad_request(fmt::format("'{}.role' is required", where), where + ".role");
+    std::string r = as_string(*role, where + ".role");
+    if (r == "developer") r = "system";  // newer clients send system prompts as "developer"
+    if (r != "system" && r != "user" && r != "assistant")
+      throw bad_request(fmt::format("'{}.role' must be system, user or assistant, got '{}'", where, r),
+                        where + ".role");
+    const json* content = field(m, "content");
+    if (!content && r != "assistant")
+      throw bad_request(fmt::format("'{}.content' is required", where), where + ".content");
+    out.push_back({r, content ? message_content(*content, where + ".content") : std::string()});
+  }
+  return out;
+}
+
+GenerationRequest parse_chat_request(const json& body, const ParseContext& ctx) {
+  GenerationRequest r;
+  r.endpoint = Endpoint::Chat;
+  parse_common(body, ctx, r);
+  parse_max_tokens(body, "max_tokens", r);
+  parse_max_tokens(body, "max_completion_tokens", r);  // the newer name wins
+  bool want_logprobs = false;
+  if (const json* v = field(body, "logprobs")) want_logprobs = as_bool(*v, "logprobs");
+  if (const json* v = field(body, "top_logprobs")) {
+    const int k = static_cast<int>(as_int_in(*v, "top_logprobs", 0, kMaxLogprobs));
+    if (!want_logprobs) throw bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+    r.logprobs = k;
+  } else if (want_logprobs) {
+    r.logprobs = 0;
+  }
+  const auto messages = parse_messages(body);
+  r.prompts.push_back(encode_chat(*ctx.tokenizer, messages, /*add_generation_prompt=*/true));
+  return r;
+}
+
+GenerationRequest parse_completion_request(const json& body, const ParseContext& ctx) {
+  GenerationRequest r;
+  r.endpoint = Endpoint::Completions;
+  parse_common(body, ctx, r);
+  parse_max_tokens(body, "max_tokens", r);
+  if (const json* v = field(body, "logprobs")) r.logprobs = static_cast<int>(as_int_in(*v, "logprobs", 0, kMaxLogprobs));
+
+  const json* p = field(body, "prompt");
+  if (!p) throw bad_request("'prompt' is required", "prompt");
+  const Tokenizer& tok = *ctx.tokenizer;
+  if (p->is_string()) {
+    r.prompts.push_back(encode_text(tok, p->get<std::string>(), true));
+  } else if (p->is_array()) {
+    if (p->empty()) throw bad_request("'prompt' must not be empty", "prompt");
+    const json& first = p->front();
+    if (first.is_number()) {
+      r.prompts.push_back(as_token_ids(*p, "prompt", tok));  // one prompt as token ids
+    } else {
+      if (p->size() > kMaxPrompts)
+        throw bad_request(fmt::format("at most {} prompts per request, got {}", kMaxPrompts, p->size()), "prompt");
+      for (const auto& item : *p) {
+        if (item.is_string() && first.is_string()) r.prompts.push_back(encode_text(tok, item.get<std::string>(), true));
+        else if (item.is_array() && first.is_array()) r.prompts.push_back(as_token_ids(item, "prompt", tok));
+        else throw bad_request("'prompt' must be a string, a list of token ids, or a list of either", "prompt");
+      }
+    }
+  } else {
+    throw bad_request("'prompt' must be a string, a list of token ids, or a list of either", "prompt");
+  }
+  for (const auto& ids : r.prompts)
+    if (ids.empty()) throw bad_request("a prompt must hold at least one token", "prompt");
+  return r;
+}
+
+int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int64_t max_model_len) {
+  const char* what = req.endpoint == Endpoint::Chat ? "messages" : "prompt";
+  const char* param = req.endpoint == Endpoint::Chat ? "messages" : "prompt";
+  if (prompt_len >= max_model_len)
+    throw bad_request(fmt::format("This model's maximum context length is {} tokens. However, your {} "
+                                  "resulted in {} tokens, which leaves no room for a completion.",
+                                  max_model_len, what, prompt_len),
+                      param);
+  const int64_t room = max_model_len - prompt_len;
+  if (!req.max_tokens) return req.endpoint == Endpoint::Chat ? room : std::min<int64_t>(16, room);
+  if (*req.max_tokens > room)
+    throw bad_request(fmt::format("This model's maximum context length is {} tokens. However, you requested "
+                                  "{} tokens ({} in the {}, {} in the completion). Please reduce the length "
+                                  "of the {} or completion.",
+                                  max_model_len, prompt_len + *req.max_tokens, prompt_len, what,
+                                  *req.max_tokens, what),
+                      "max_tokens");
+  return *req.max_tokens;
+}
+
+std::vector<TokenId> parse_tokenize_request(const json& body, const Tokenizer& tok) {
+  if (field(body, "messages")) {
+    bool gen = true;
+    if (const json* v = field(body, "add_generation_prompt")) gen = as_bool(*v, "add_generation_prompt");
+    return encode_chat(tok, parse_messages(body), gen);
+  }
+  const json* p = field(body, "prompt");
+  if (!p) throw bad_request("give 'prompt' (a string) or 'messages'", "prompt");
+  bool add_special = true;
+  if (const json* v = field(body, "add_special_tokens")) add_special = as_bool(*v, "add_special_tokens");
+  return encode_text(tok, as_string(*p, "prompt"), add_special);
+}
+
+DetokenizeRequest parse_detokenize_request(const json& body, const Tokenizer& tok) {
+  DetokenizeRequest r;
+  const json* t = field(body, "tokens");
+  if (!t) throw bad_request("'tokens' is required", "tokens");
+  r.tokens = as_token_ids(*t, "tokens", tok);
+  if (const json* v = field(body, "skip_special_tokens")) r.skip_special_tokens = as_bool(*v, "skip_special_tokens");
+  return r;
+}
+
+}  // namespace ilm::server

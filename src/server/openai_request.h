@@ -1,0 +1,77 @@
+#pragma once
+// Parsing and validation of OpenAI request bodies (/v1/chat/completions, /v1/completions,
+// /tokenize, /detokenize) into plain structs. Everything a client can get wrong is reported
+// here as an ApiError (400 naming the field), before anything reaches the engine. Unknown
+// fields are ignored, as OpenAI-compatible servers do; a known field of the wrong type is 400.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "runtime/sampler.h"
+#include "server/api_error.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ilm::server {
+
+enum class Endpoint { Chat, Completions };
+
+// What a generation request asks for, with prompts already tokenized.
+struct GenerationRequest {
+  Endpoint endpoint = Endpoint::Chat;
+  std::string model;                          // as sent; empty if absent
+  std::vector<std::vector<TokenId>> prompts;  // chat: exactly one; completions: one per prompt
+  std::optional<int64_t> max_tokens;          // absent: resolve_max_tokens decides
+  SamplingParams sampling;
+  bool seed_given = false;                    // else the server draws a seed
+  std::vector<std::string> stop;              // non-empty strings, at most kMaxStop
+  int n = 1;                                  // choices per prompt
+  bool stream = false, include_usage = false;
+  int logprobs = -1;  // -1: off; else how many alternatives per token (0..kMaxLogprobs)
+  bool skip_special_tokens = true;  // special tokens are left out of the text (as HF decode)
+};
+
+// What the parser needs to know about the model and server.
+struct ParseContext {
+  const Tokenizer* tokenizer = nullptr;
+  std::string model_name;   // the served name: a request naming another model is a 404
+  SamplingParams defaults;  // sampling values used for fields the request leaves out
+  int max_n = 16;           // most choices per prompt
+};
+
+inline constexpr size_t kMaxStop = 16;
+inline constexpr int kMaxLogprobs = 20;
+inline constexpr size_t kMaxPrompts = 64;
+
+// The body as a JSON object; invalid UTF-8, invalid JSON or a non-object is a 400.
+nlohmann::json parse_body(std::string_view body);
+
+GenerationRequest parse_chat_request(const nlohmann::json& body, const ParseContext& ctx);
+GenerationRequest parse_completion_request(const nlohmann::json& body, const ParseContext& ctx);
+
+// The chat messages of a body (also used by /tokenize): roles system (or developer), user,
+// assistant; content a string or an array of {"type": "text", "text": ...} parts (joined with
+// "\n"); at least one message.
+std::vector<ChatMessage> parse_messages(const nlohmann::json& body);
+
+// max_tokens for one prompt of `prompt_len` tokens: the requested value, or by default the
+// rest of the context (chat, as OpenAI) or min(16, rest) (completions, as OpenAI). A prompt
+// that leaves no room, or prompt + max_tokens beyond max_model_len, is a 400 naming the numbers.
+int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int64_t max_model_len);
+
+// /tokenize: {"prompt": str, "add_special_tokens": bool} or {"messages": [...],
+// "add_generation_prompt": bool} -> ids.
+std::vector<TokenId> parse_tokenize_request(const nlohmann::json& body, const Tokenizer& tok);
+
+// /detokenize: {"tokens": [ids], "skip_special_tokens": bool (default false)}.
+struct DetokenizeRequest {
+  std::vector<TokenId> tokens;
+  bool skip_special_tokens = false;
+};
+DetokenizeRequest parse_detokenize_request(const nlohmann::json& body, const Tokenizer& tok);
+
+}  // namespace ilm::server

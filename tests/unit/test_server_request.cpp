@@ -1,0 +1,209 @@
+// OpenAI request parsing and validation: every client mistake is an ApiError with the right
+// status and field, before anything reaches the engine.
+#include <gtest/gtest.h>
+
+#include "test_util.h"
+
+#include <string>
+
+#include "server/openai_request.h"
+#include "tokenizer/chat_template.h"
+
+namespace ilm::server {
+namespace {
+
+using nlohmann::json;
+
+class ServerRequest : public test::TokenizerFixture {
+ protected:
+  ParseContext ctx() const {
+    ParseContext c;
+    c.tokenizer = &tok();
+    c.model_name = "tiny";
+    c.defaults.temperature = 0.7f;
+    c.max_n = 4;
+    return c;
+  }
+  GenerationRequest chat(const std::string& body) const { return parse_chat_request(parse_body(body), ctx()); }
+  GenerationRequest completion(const std::string& body) const {
+    return parse_completion_request(parse_body(body), ctx());
+  }
+};
+
+// Runs `fn`, expecting an ApiError with `status` whose param is `param` (when given).
+template <typename F>
+void expect_api_error(F&& fn, int status, const std::string& param = "", const std::string& code = "") {
+  try {
+    fn();
+    ADD_FAILURE() << "no ApiError";
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), status) << e.what();
+    if (!param.empty()) {
+      EXPECT_EQ(e.param(), param) << e.what();
+    }
+    if (!code.empty()) {
+      EXPECT_EQ(e.code(), code) << e.what();
+    }
+    EXPECT_FALSE(std::string(e.what()).empty());
+  }
+}
+
+TEST_F(ServerRequest, BodyMustBeUtf8JsonObject) {
+  expect_api_error([] { parse_body("{\"a\": \"\xC3\x28\"}"); }, 400);
+  expect_api_error([] { parse_body("{\"a\": "); }, 400);
+  expect_api_error([] { parse_body(""); }, 400);
+  expect_api_error([] { parse_body("[1, 2]"); }, 400);
+  expect_api_error([] { parse_body("{\"a\": \"\\ud800\"}"); }, 400);  // lone surrogate escape
+  EXPECT_TRUE(parse_body("{\"a\": \"\\u00e9\"}").is_object());
+}
+
+TEST_F(ServerRequest, ChatMessagesAreRenderedWithTheTemplate) {
+  const auto r = chat(R"({"model": "tiny", "messages": [{"role": "system", "content": "be brief"},
+      {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]}],
+      "some_unknown_field": {"x": 1}})");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0], encode_chat(tok(), {{"system", "be brief"}, {"user", "hi\nthere"}}, true));
+  EXPECT_EQ(r.endpoint, Endpoint::Chat);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.7f);  // the server's default
+  EXPECT_FALSE(r.max_tokens.has_value());
+  EXPECT_EQ(r.n, 1);
+  EXPECT_EQ(r.logprobs, -1);
+  // "developer" is the newer name of the system role.
+  EXPECT_EQ(chat(R"({"messages": [{"role": "developer", "content": "x"}]})").prompts[0],
+            encode_chat(tok(), {{"system", "x"}}, true));
+}
+
+TEST_F(ServerRequest, ChatFieldsAreParsed) {
+  const auto r = chat(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
+      "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "top_k": -1, "min_p": 0.1, "seed": -3,
+      "repetition_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5, "n": 2,
+      "stop": ["a", "", "bc"], "stream": true, "stream_options": {"include_usage": true},
+      "logprobs": true, "top_logprobs": 3})");
+  EXPECT_EQ(r.max_tokens, 7);
+  EXPECT_FLOAT_EQ(r.sampling.temperature, 0.0f);
+  EXPECT_FLOAT_EQ(r.sampling.top_p, 0.5f);
+  EXPECT_EQ(r.sampling.top_k, 0);
+  EXPECT_FLOAT_EQ(r.sampling.min_p, 0.1f);
+  EXPECT_TRUE(r.seed_given);
+  EXPECT_EQ(r.sampling.seed, static_cast<uint64_t>(-3));
+  EXPECT_FLOAT_EQ(r.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(r.n, 2);
+  EXPECT_EQ(r.stop, (std::vector<std::string>{"a", "bc"}));  // empty stop strings are ignored
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+  EXPECT_EQ(r.logprobs, 3);
+  EXPECT_EQ(chat(R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true})").logprobs, 0);
+  EXPECT_EQ(chat(R"({"messages": [{"role": "user", "content": "x"}], "stop": "zz", "max_tokens": 3.0})").stop,
+            std::vector<std::string>{"zz"});
+  // null means "not set".
+  const auto n = chat(R"({"messages": [{"role": "user", "content": "x"}], "temperature": null, "stop": null})");
+  EXPECT_FLOAT_EQ(n.sampling.temperature, 0.7f);
+}
+
+TEST_F(ServerRequest, ChatMistakesAre400NamingTheField) {
+  const std::string m = R"("messages": [{"role": "user", "content": "x"}])";
+  expect_api_error([&] { chat("{}"); }, 400, "messages");
+  expect_api_error([&] { chat(R"({"messages": []})"); }, 400, "messages");
+  expect_api_error([&] { chat(R"({"messages": "hi"})"); }, 400, "messages");
+  expect_api_error([&] { chat(R"({"messages": [{"role": "robot", "content": "x"}]})"); }, 400, "messages[0].role");
+  expect_api_error([&] { chat(R"({"messages": [{"content": "x"}]})"); }, 400, "messages[0].role");
+  expect_api_error([&] { chat(R"({"messages": [{"role": "user"}]})"); }, 400, "messages[0].content");
+  expect_api_error([&] { chat(R"({"messages": [{"role": "user", "content": 5}]})"); }, 400, "messages[0].content");
+  expect_api_error([&] { chat(R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})"); }, 400,
+                   "messages[0].content");
+  expect_api_error([&] { chat("{" + m + R"(, "temperature": "hot"})"); }, 400, "temperature");
+  expect_api_error([&] { chat("{" + m + R"(, "temperature": true})"); }, 400, "temperature");
+  expect_api_error([&] { chat("{" + m + R"(, "temperature": -1})"); }, 400);
+  expect_api_error([&] { chat("{" + m + R"(, "top_p": 0})"); }, 400);
+  expect_api_error([&] { chat("{" + m + R"(, "max_tokens": 0})"); }, 400, "max_tokens");
+  expect_api_error([&] { chat("{" + m + R"(, "max_tokens": 1.5})"); }, 400, "max_tokens");
+  expect_api_error([&] { chat("{" + m + R"(, "max_tokens": "10"})"); }, 400, "max_tokens");
+  expect_api_error([&] { chat("{" + m + R"(, "n": 5})"); }, 400, "n");
+  expect_api_error([&] { chat("{" + m + R"(, "n": 0})"); }, 400, "n");
+  expect_api_error([&] { chat("{" + m + R"(, "stop": 3})"); }, 400, "stop");
+  expect_api_error([&] { chat("{" + m + R"(, "stop": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]})"); },
+                   400, "stop");
+  expect_api_error([&] { chat("{" + m + R"(, "stream": "yes"})"); }, 400, "stream");
+  expect_api_error([&] { chat("{" + m + R"(, "logprobs": 1})"); }, 400, "logprobs");
+  expect_api_error([&] { chat("{" + m + R"(, "top_logprobs": 2})"); }, 400, "top_logprobs");
+  expect_api_error([&] { chat("{" + m + R"(, "logprobs": true, "top_logprobs": 21})"); }, 400, "top_logprobs");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"5": 10}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "tools": [{"type": "function"}]})"); }, 400, "tools");
+  expect_api_error([&] { chat("{" + m + R"(, "model": 5})"); }, 400, "model");
+  expect_api_error([&] { chat("{" + m + R"(, "model": "gpt-4"})"); }, 404, "model", "model_not_found");
+}
+
+TEST_F(ServerRequest, CompletionPromptForms) {
+  const auto ids = tok().encode("hello world", true);
+  EXPECT_EQ(completion(R"({"prompt": "hello world"})").prompts, std::vector<std::vector<TokenId>>{ids});
+  EXPECT_EQ(completion(R"({"prompt": [1, 2, 3]})").prompts, (std::vector<std::vector<TokenId>>{{1, 2, 3}}));
+  const auto batch = completion(R"({"prompt": ["hello world", "a"], "logprobs": 2})");
+  ASSERT_EQ(batch.prompts.size(), 2u);
+  EXPECT_EQ(batch.prompts[0], ids);
+  EXPECT_EQ(batch.prompts[1], tok().encode("a", true));
+  EXPECT_EQ(batch.logprobs, 2);
+  EXPECT_EQ(completion(R"({"prompt": [[5, 6], [7]]})").prompts, (std::vector<std::vector<TokenId>>{{5, 6}, {7}}));
+  EXPECT_EQ(completion(R"({"prompt": ""})").prompts[0], tok().encode("", true));  // BOS only
+
+  expect_api_error([&] { completion("{}"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": []})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": [[]]})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": 5})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": ["a", [1]]})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": [1, "a"]})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": [1, -1]})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": [1, 99999999]})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": [1.5]})"); }, 400, "prompt");
+  expect_api_error([&] { completion(R"({"prompt": "x", "echo": true})"); }, 400, "echo");
+  expect_api_error([&] { completion(R"({"prompt": "x", "logprobs": true})"); }, 400, "logprobs");
+  expect_api_error([&] { completion(R"({"prompt": "x", "logprobs": 21})"); }, 400, "logprobs");
+}
+
+TEST_F(ServerRequest, MaxTokensAgainstTheContext) {
+  GenerationRequest chat_req;
+  chat_req.endpoint = Endpoint::Chat;
+  EXPECT_EQ(resolve_max_tokens(chat_req, 10, 100), 90);  // chat: the rest of the context
+  GenerationRequest comp;
+  comp.endpoint = Endpoint::Completions;
+  EXPECT_EQ(resolve_max_tokens(comp, 10, 100), 16);  // completions: OpenAI's 16
+  EXPECT_EQ(resolve_max_tokens(comp, 95, 100), 5);
+  comp.max_tokens = 90;
+  EXPECT_EQ(resolve_max_tokens(comp, 10, 100), 90);
+  comp.max_tokens = 91;
+  try {
+    resolve_max_tokens(comp, 10, 100);
+    ADD_FAILURE();
+  } catch (const ApiError& e) {
+    EXPECT_EQ(e.status(), 400);
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("100"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("101"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("91"), std::string::npos) << msg;
+  }
+  try {
+    resolve_max_tokens(chat_req, 150, 100);
+    ADD_FAILURE();
+  } catch (const ApiError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("100"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("150"), std::string::npos) << msg;
+  }
+}
+
+TEST_F(ServerRequest, TokenizeAndDetokenize) {
+  EXPECT_EQ(parse_tokenize_request(parse_body(R"({"prompt": "hi"})"), tok()), tok().encode("hi", true));
+  EXPECT_EQ(parse_tokenize_request(parse_body(R"({"prompt": "hi", "add_special_tokens": false})"), tok()),
+            tok().encode("hi", false));
+  EXPECT_EQ(parse_tokenize_request(parse_body(R"({"messages": [{"role": "user", "content": "hi"}]})"), tok()),
+            encode_chat(tok(), {{"user", "hi"}}, true));
+  expect_api_error([&] { parse_tokenize_request(parse_body("{}"), tok()); }, 400, "prompt");
+  expect_api_error([&] { parse_tokenize_request(parse_body(R"({"prompt": 1})"), tok()); }, 400, "prompt");
+  const auto d = parse_detokenize_request(parse_body(R"({"tokens": [1, 2], "skip_special_tokens": true})"), tok());
+  EXPECT_EQ(d.tokens, (std::vector<TokenId>{1, 2}));
+  EXPECT_TRUE(d.skip_special_tokens);
+  expect_api_error([&] { parse_detokenize_request(parse_body(R"({"tokens": "1"})"), tok()); }, 400, "tokens");
+  expect_api_error([&] { parse_detokenize_request(parse_body(R"({"tokens": [100000000]})"), tok()); }, 400, "tokens");
+}
+
+}  // namespace
+}  // namespace ilm::server
