@@ -76,6 +76,8 @@ ScenarioResult run_throughput_scenario(const ApiClient& api, const std::string& 
     lo.concurrency = c;
     LevelResult lr = run_level(api, model, reqs, lo, progress, fmt::format("throughput concurrency {}", c));
     failed += lr.metrics.failed;
+    for (const ErrorCount& e : lr.metrics.errors)
+      log(fmt::format("throughput: concurrency {}: {} x {}", c, e.count, e.error));
     metrics.push_back(lr.metrics);
     levels.push_back(level_json(lr));
   }
@@ -324,7 +326,7 @@ ScenarioResult run_chunked_prefill_scenario(const ApiClient& api, const std::str
   res.op = "<=";
   res.target = 4;
   constexpr size_t kStreams = 4;
-  constexpr size_t kWarmTokens = 8;  // each stream has decoded this much before the long prompt goes out
+  constexpr size_t kWarmTokens = 16;  // each stream has decoded this much before the long prompt goes out
   const auto stream_reqs =
       random_token_requests(static_cast<int>(kStreams), o.input_len, o.stream_tokens, sub_seed(o.seed, 31));
   BenchRequest long_req = random_token_requests(1, o.long_prompt_len, 2, sub_seed(o.seed, 37))[0];
