@@ -283,10 +283,6 @@ class Streams {
   bool wait_all_after(double t, double timeout_s) {
     return wait(timeout_s, [&](size_t i) { return last_[i] > t; });
   }
-  size_t ended() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return static_cast<size_t>(std::count(ended_.begin(), ended_.end(), true));
-  }
   // Cancels what still streams and joins; the records are final afterwards.
   const std::vector<RequestRecord>& stop() {
     cancel_ = true;
@@ -331,9 +327,20 @@ ScenarioResult run_chunked_prefill_scenario(const ApiClient& api, const std::str
       random_token_requests(static_cast<int>(kStreams), o.input_len, o.stream_tokens, sub_seed(o.seed, 31));
   BenchRequest long_req = random_token_requests(1, o.long_prompt_len, 2, sub_seed(o.seed, 37))[0];
 
+  // The same length alone on the idle server first (other ids: no prefix reuse), so the streams
+  // can decode for about as long as the prefill will take before the long prompt goes out.
+  const BenchRequest probe = random_token_requests(1, o.long_prompt_len, 1, sub_seed(o.seed, 41))[0];
+  const RequestRecord probe_rec =
+      api.stream(endpoint_of(probe), request_body(probe, model), false, probe.prompt_len, probe.max_tokens);
+  log(fmt::format("chunked-prefill: a {}-token prompt alone: TTFT {:.1f} ms{}", o.long_prompt_len, ms(probe_rec.ttft),
+                  probe_rec.ok ? "" : fmt::format(" FAILED: {}", probe_rec.error)));
+  const double lead_s = probe_rec.ok ? 1.5 * probe_rec.ttft : 0;
+
   Streams streams(api, model, stream_reqs);
   if (!streams.wait_all_have(kWarmTokens, o.timeout_s)) log("chunked-prefill: timed out waiting for the streams");
-  log(fmt::format("chunked-prefill: {} streams decoding; sending a {}-token prompt", kStreams, o.long_prompt_len));
+  std::this_thread::sleep_for(std::chrono::duration<double>(std::min(lead_s, o.timeout_s)));
+  log(fmt::format("chunked-prefill: {} streams decoding; sending another {}-token prompt", kStreams,
+                  o.long_prompt_len));
   const RequestRecord long_rec =
       api.stream(endpoint_of(long_req), request_body(long_req, model), false, long_req.prompt_len, long_req.max_tokens);
   const double t_send = long_rec.start;
@@ -341,8 +348,10 @@ ScenarioResult run_chunked_prefill_scenario(const ApiClient& api, const std::str
   // Keep the streams until each has a token after the long prompt's first one, so a stall that
   // ends after the window is still measured.
   const bool after_ok = long_rec.ok && streams.wait_all_after(t_first, o.timeout_s);
-  const size_t ended_early = streams.ended();
   const std::vector<RequestRecord>& recs = streams.stop();
+  size_t ended_early = 0;  // finished on their own before the long prompt's first token
+  for (const RequestRecord& r : recs)
+    if (!r.cancelled && r.end < t_first) ++ended_early;
 
   const double window = t_first - t_send;
   const double t0 = t_send - window;
@@ -353,30 +362,36 @@ ScenarioResult run_chunked_prefill_scenario(const ApiClient& api, const std::str
   const Summary during = summarize(gaps_overlapping(recs, t_send, t_first));
   const Summary before = summarize(gaps_overlapping(recs, t0, t_send));
   res.ratio = all.median > 0 ? all.p99 / all.median : std::numeric_limits<double>::quiet_NaN();
-  log(fmt::format("chunked-prefill: long prompt TTFT {:.1f} ms{}", ms(long_rec.ttft),
+  const double before_s = std::min(window, t_send - streams_first);
+  log(fmt::format("chunked-prefill: long prompt TTFT {:.1f} ms alongside the streams{}", ms(long_rec.ttft),
                   long_rec.ok ? "" : fmt::format(" FAILED: {}", long_rec.error)));
-  log(fmt::format("chunked-prefill: ITL over the {:.2f} s window: median {:.1f} ms, P99 {:.1f} ms, max {:.1f} ms "
-                  "({} gaps); during the prefill: median {:.1f} ms, max {:.1f} ms; before: median {:.1f} ms",
-                  2 * window, ms(all.median), ms(all.p99), ms(all.max), all.count, ms(during.median),
+  log(fmt::format("chunked-prefill: stream ITL over {:.2f} s before + {:.2f} s of prefill: median {:.1f} ms, "
+                  "P99 {:.1f} ms, max {:.1f} ms ({} gaps); during the prefill: median {:.1f} ms, max {:.1f} ms; "
+                  "before: median {:.1f} ms",
+                  before_s, window, ms(all.median), ms(all.p99), ms(all.max), all.count, ms(during.median),
                   ms(during.max), ms(before.median)));
 
   int failed_streams = 0;
   for (const RequestRecord& r : recs)
     if (!r.ok && !r.cancelled) ++failed_streams;
-  if (!long_rec.ok) res.note = fmt::format("the long prompt failed: {}", long_rec.error);
+  if (!probe_rec.ok) res.note = fmt::format("the long prompt alone failed: {}", probe_rec.error);
+  else if (!long_rec.ok) res.note = fmt::format("the long prompt failed: {}", long_rec.error);
   else if (failed_streams > 0) res.note = fmt::format("{} of the streams failed", failed_streams);
   else if (ended_early > 0 || !after_ok)
     res.note = "a stream ended before the long prompt's first token (raise --stream-tokens)";
   else if (during.count == 0) res.note = "no stream gap overlapped the prefill";
-  if (streams_first > t0 && res.note.empty())
-    log(fmt::format("chunked-prefill: note: the streams began {:.2f} s before the long prompt, less than the window",
-                    t_send - streams_first));
+  if (before_s < window && res.note.empty())
+    log(fmt::format("chunked-prefill: note: the streams began {:.2f} s before the long prompt, less than the "
+                    "{:.2f} s prefill window",
+                    before_s, window));
   nlohmann::json stream_json = nlohmann::json::array();
   for (const RequestRecord& r : recs) stream_json.push_back(record_json(r, t0));
   res.details = {{"long_prompt_len", o.long_prompt_len},
                  {"long_prompt_tokens", long_rec.prompt_tokens},
                  {"long_ttft_ms", ms(long_rec.ttft)},
+                 {"long_ttft_idle_ms", ms(probe_rec.ttft)},
                  {"window_s", window},
+                 {"before_s", before_s},
                  {"itl_window_ms", summary_json(scaled(all, 1e3))},
                  {"itl_during_prefill_ms", summary_json(scaled(during, 1e3))},
                  {"itl_before_ms", summary_json(scaled(before, 1e3))},

@@ -407,7 +407,55 @@ def real_server():
     if "not yet available" in helptext or "--port" not in helptext:
         print("skip: internlm serve is not built yet")
         return
-    print("(real-server check not written yet)")
+    deadline = time.monotonic() + 90
+    model = os.path.join(TMP, "tiny")
+    subprocess.run([BIN, "synth", "--preset", "tiny", "--seed", "5", "--out", model], check=True,
+                   capture_output=True, timeout=60)
+    log = open(os.path.join(TMP, "serve.log"), "wb")  # a file: a full stderr pipe would block the server
+    server = subprocess.Popen([BIN, "serve", "--model", model, "--port", "0", "--max-seqs", "16"],
+                              stdout=subprocess.PIPE, stderr=log)
+    try:
+        port = None
+        lines = []
+        while port is None and time.monotonic() < deadline:
+            line = server.stdout.readline().decode()
+            if not line:
+                break
+            lines.append(line)
+            m = re.search(r"http://[0-9.]+:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+        assert port, f"serve printed no address: {lines}"
+        url = f"http://127.0.0.1:{port}"
+        out_json = os.path.join(TMP, "real.json")
+        _, out, _ = bench(url, "--concurrency", "1,4", "--num-prompts", "4", "--input-len", "32", "--output-len", "8",
+                          "--json", out_json, "--no-progress", timeout=max(5, deadline - time.monotonic()))
+        j = load(out_json)
+        assert j["server"]["model"] == "tiny", j["server"]  # the first id of /v1/models
+        for lv in j["levels"]:
+            assert lv["completed"] == 4 and lv["failed"] == 0, lv["errors"]
+            assert lv["ttft_ms"]["median"] > 0 and lv["output_throughput"] > 0, lv
+            for r in lv["requests"]:
+                assert r["usage_reported"] and 1 <= r["output_tokens"] <= 8 and r["prompt_tokens"] == 32, r
+        out_json = os.path.join(TMP, "real-scen.json")
+        _, out, _ = bench(url, "--scenario", "all", "--num-prompts", "16", "--input-len", "16", "--output-len", "8",
+                          "--prefix-len", "300", "--prefix-decode-tokens", "64", "--long-prompt-len", "500",
+                          "--stream-tokens", "2000", "--json", out_json, "--no-progress",
+                          timeout=max(5, deadline - time.monotonic()))
+        for name in ("throughput", "prefix", "chunked-prefill"):
+            assert re.search(rf"^(PASS|FAIL) {name}: ", out, re.M), out
+        for sc in load(out_json)["scenarios"]:
+            assert "fail" not in sc["note"], (sc["name"], sc["note"])  # no failed request, whatever the timing
+            assert sc["ratio"] == sc["ratio"], sc  # not NaN
+        print("\n".join(l for l in out.splitlines() if l.startswith(("PASS", "FAIL"))))
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
 
 
 if __name__ == "__main__":
