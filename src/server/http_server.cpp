@@ -37,6 +37,9 @@ bool same_secret(const std::string& a, const std::string& b) {
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status();
+  if (e.status() == 429) res.set_header("Retry-After", "1");
+  // An unread rest of a too-large body would be parsed as the next request: the client must not reuse it.
+  if (e.status() == 413) res.set_header("Connection", "close");
   res.set_content(dump_json(error_json(e)), "application/json");
 }
 

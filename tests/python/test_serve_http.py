@@ -1,0 +1,466 @@
+#!/usr/bin/env python3
+"""`internlm serve` over raw HTTP (http.client and sockets, 127.0.0.1 only) on a tiny synthetic
+checkpoint: hostile inputs (each followed by a good request that must still succeed), usage
+counts, stop strings, concurrent greedy streams equal to the same requests alone, client
+disconnects freeing their sequences, arbitrary token sequences (temperature 2 on random
+weights: byte-fallback and special tokens) giving valid UTF-8 JSON events, queue full (429),
+API keys, and SIGTERM while a request streams. Run by ctest with INTERNLM_BIN and
+INTERNLM_TEST_TMP set; every loop is bounded in count and time."""
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+BIN = os.environ.get("INTERNLM_BIN", "build/internlm")
+TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_http")
+RESULTS = {"passed": 0, "failed": 0}
+HOST = "127.0.0.1"
+CTX = 4096  # --max-model-len
+
+
+def check(name, fn):
+    t = time.time()
+    try:
+        fn()
+        RESULTS["passed"] += 1
+        print(f"ok   {name} ({time.time() - t:.1f}s)", flush=True)
+    except Exception as e:  # noqa: BLE001 - report every failure and go on
+        RESULTS["failed"] += 1
+        print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+
+
+class Server:
+    """A running `internlm serve`; the port comes from its "listening on" line (--port 0)."""
+
+    def __init__(self, model, *extra):
+        self.log = open(os.path.join(TMP, f"server-{time.time_ns()}.log"), "wb")
+        self.proc = subprocess.Popen([BIN, "serve", "--model", model, "--port", "0", "--threads", "2",
+                                      "--max-model-len", str(CTX), *extra],
+                                     stdout=subprocess.PIPE, stderr=self.log)
+        deadline = time.time() + 60
+        line = b""
+        while time.time() < deadline and b"\n" not in line:
+            r, _, _ = select.select([self.proc.stdout], [], [], 0.5)
+            if r:
+                b = self.proc.stdout.read1(4096) if hasattr(self.proc.stdout, "read1") else self.proc.stdout.read(1)
+                if not b:
+                    break
+                line += b
+        m = re.search(rb"listening on http://127\.0\.0\.1:(\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.port = int(m.group(1))
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection(HOST, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = self.conn(timeout)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, dict(r.getheaders()), data
+
+    def post(self, path, body, headers=None, expect=200):
+        status, hdrs, data = self.request("POST", path, body, headers)
+        j = json.loads(data.decode("utf-8"))
+        assert status == expect, f"{path}: {status} {data[:300]!r}"
+        return j
+
+    def stream(self, path, body, on_event=None):
+        """POSTs a streaming request; returns the JSON events (checking each is UTF-8 JSON) and
+        whether [DONE] came last. on_event(i, event) may return False to stop reading."""
+        c = self.conn()
+        c.request("POST", path, body=json.dumps({**body, "stream": True}).encode(),
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        assert r.status == 200, (r.status, r.read()[:300])
+        assert r.getheader("Content-Type", "").startswith("text/event-stream")
+        events, done, buf = [], False, b""
+        while True:
+            line = r.readline()
+            if not line:
+                break
+            if line != b"\n":
+                buf += line
+                continue
+            assert buf.startswith(b"data: ") and buf.endswith(b"\n"), buf[:200]
+            payload = buf[6:-1]
+            buf = b""
+            assert not done, "event after [DONE]"
+            if payload == b"[DONE]":
+                done = True
+                continue
+            ev = json.loads(payload.decode("utf-8"))  # strict UTF-8: raises on any invalid byte
+            events.append(ev)
+            if on_event and on_event(len(events) - 1, ev) is False:
+                break
+        c.close()
+        return events, done
+
+    def metric(self, name):
+        _, _, data = self.request("GET", "/metrics")
+        m = re.search(rb"^" + name.encode() + rb" (\S+)$", data, re.M)
+        return float(m.group(1)) if m else None
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.log.close()
+
+
+def chat(content, **kw):
+    return {"messages": [{"role": "user", "content": content}], **kw}
+
+
+def stream_text(events):
+    """Per choice index: concatenated text, finish_reason (chat or completions chunks)."""
+    text, finish = {}, {}
+    for ev in events:
+        for ch in ev.get("choices", []):
+            i = ch["index"]
+            piece = ch["delta"].get("content") if "delta" in ch else ch.get("text")
+            text[i] = text.get(i, "") + (piece or "")
+            if ch.get("finish_reason"):
+                assert i not in finish, f"two finish_reasons for choice {i}"
+                finish[i] = ch["finish_reason"]
+    return text, finish
+
+
+def main():
+    shutil.rmtree(TMP, ignore_errors=True)
+    os.makedirs(TMP)
+    model = os.path.join(TMP, "tiny")
+    subprocess.run([BIN, "synth", "--preset", "tiny", "--seed", "11", "--out", model], check=True,
+                   capture_output=True, timeout=120)
+    srv = Server(model, "--max-body-mb", "1", "--max-seqs", "16")
+    try:
+        run_all(srv, model)
+    finally:
+        srv.stop()
+    print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
+    return 1 if RESULTS["failed"] else 0
+
+
+def run_all(srv, model):
+    good = chat("hello", max_tokens=4, temperature=0)
+
+    def assert_good():
+        j = srv.post("/v1/chat/completions", good)
+        assert j["choices"][0]["message"]["role"] == "assistant"
+
+    def basics():
+        status, _, data = srv.request("GET", "/health")
+        assert status == 200, data
+        j = json.loads(srv.request("GET", "/v1/models")[2])
+        assert [m["id"] for m in j["data"]] == ["tiny"], j  # the checkpoint dir's name
+        j = srv.post("/v1/chat/completions", chat("hi", max_tokens=5, temperature=0, model="tiny"))
+        assert j["object"] == "chat.completion" and j["id"].startswith("chatcmpl-"), j
+        assert j["model"] == "tiny" and isinstance(j["created"], int)
+        ch = j["choices"][0]
+        assert ch["index"] == 0 and ch["finish_reason"] in ("stop", "length"), ch
+
+    def hostile_inputs():
+        def expect_error(status, body=None, method="POST", path="/v1/chat/completions", param=None, code=None,
+                         needles=(), headers=None):
+            st, hdrs, data = srv.request(method, path, body, headers)
+            assert st == status, f"{body!r:.80}: expected {status}, got {st}: {data[:200]!r}"
+            err = json.loads(data.decode("utf-8"))["error"]
+            assert err["message"] and err["type"], err
+            if param:
+                assert err["param"] == param, err
+            if code:
+                assert err["code"] == code, err
+            for n in needles:
+                assert n in err["message"], (n, err["message"])
+            assert_good()
+
+        expect_error(400, b"{not json")
+        expect_error(400, b"")
+        expect_error(400, b"[1, 2, 3]")
+        expect_error(400, b'{"messages": [{"role": "user", "content": "\xff\xfe"}]}')
+        expect_error(400, b'{"messages": [{"role": "user", "content": "\\ud800"}]}')
+        expect_error(400, b"[" * 200000 + b"]" * 200000)  # deep nesting must not overflow the stack
+        expect_error(400, b"{" * 100000)
+        expect_error(400, {"messages": []}, param="messages")
+        expect_error(400, {"messages": "hi"}, param="messages")
+        expect_error(400, {"messages": [{"role": "user", "content": 5}]}, param="messages[0].content")
+        expect_error(400, chat("x", temperature="hot"), param="temperature")
+        expect_error(400, chat("x", max_tokens=-1), param="max_tokens")
+        expect_error(400, chat("x", n=1000), param="n")
+        expect_error(400, chat("x", stop=[1, 2]), param="stop")
+        expect_error(400, chat("x", top_p=7))
+        expect_error(404, chat("x", model="gpt-4o"), param="model", code="model_not_found")
+        expect_error(400, chat("x", max_tokens=CTX + 5), needles=(str(CTX), str(CTX + 5)))
+        long_prompt = list(range(1000, 1000 + CTX + 10))
+        expect_error(400, {"prompt": long_prompt, "max_tokens": 1}, path="/v1/completions",
+                     needles=(str(CTX), str(CTX + 10)))
+        expect_error(400, {"prompt": [5, 10 ** 9]}, path="/v1/completions", param="prompt")
+        expect_error(413, b'{"prompt": "' + b"a" * (1536 * 1024) + b'"}', path="/v1/completions")
+        expect_error(404, None, method="GET", path="/v1/nothing", code="not_found")
+        expect_error(404, None, method="GET", path="/v1/chat/completions")
+        expect_error(404, None, method="GET", path="/v1/models/other", code="model_not_found")
+        # Not HTTP at all, a truncated body, and a connection dropped mid-headers.
+        for raw in (b"\x00\x01garbage\r\n\r\n", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Length: 1000\r\n\r\n{\"prompt\": ", b"POST /v1/comp"):
+            s = socket.create_connection((HOST, srv.port), timeout=10)
+            s.sendall(raw)
+            s.shutdown(socket.SHUT_WR)
+            try:
+                s.recv(4096)
+            except OSError:
+                pass
+            s.close()
+            assert_good()
+
+    def usage_counts():
+        msgs = [{"role": "system", "content": "be terse"}, {"role": "user", "content": "count: 1 2 3"}]
+        n_prompt = srv.post("/tokenize", {"messages": msgs})["count"]
+        j = srv.post("/v1/chat/completions", {"messages": msgs, "max_tokens": 9, "temperature": 0,
+                                              "logprobs": True, "top_logprobs": 2})
+        u, ch = j["usage"], j["choices"][0]
+        assert u["prompt_tokens"] == n_prompt, (u, n_prompt)
+        assert u["total_tokens"] == u["prompt_tokens"] + u["completion_tokens"], u
+        content = ch["logprobs"]["content"]
+        if ch["finish_reason"] == "length":
+            assert u["completion_tokens"] == 9 == len(content), (u, len(content))
+        else:  # ended by a stop id: counted, but has no text of its own
+            assert u["completion_tokens"] == len(content) + 1 <= 9, (u, len(content))
+        for e in content:
+            assert len(e["top_logprobs"]) == 2 and isinstance(e["bytes"], list), e
+            assert e["logprob"] <= 0
+        # Completions: a batch of prompts, n=2 each -> 4 choices in order; prompt tokens once each.
+        p = ["one", "two three"]
+        n_tok = sum(srv.post("/tokenize", {"prompt": s})["count"] for s in p)
+        j = srv.post("/v1/completions", {"prompt": p, "n": 2, "max_tokens": 3, "temperature": 0, "logprobs": 1})
+        assert [c["index"] for c in j["choices"]] == [0, 1, 2, 3], j["choices"]
+        assert j["choices"][0]["text"] == j["choices"][1]["text"]  # greedy: both choices alike
+        assert j["usage"]["prompt_tokens"] == n_tok, (j["usage"], n_tok)
+        lp = j["choices"][0]["logprobs"]
+        assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["text_offset"]) == len(lp["top_logprobs"])
+
+    def stop_strings():
+        base = srv.post("/v1/completions", {"prompt": "The answer is", "max_tokens": 24, "temperature": 0})
+        text = base["choices"][0]["text"]
+        assert len(text) >= 6, text
+        # A stop string from the middle of the greedy text: everything before its first
+        # occurrence comes back, never the stop string itself.
+        stop = text[len(text) // 2: len(text) // 2 + 3]
+        cut = text.find(stop)
+        for body in ({"prompt": "The answer is", "max_tokens": 24, "temperature": 0, "stop": [stop, "\x00never"]},):
+            j = srv.post("/v1/completions", body)
+            ch = j["choices"][0]
+            assert ch["text"] == text[:cut] and ch["finish_reason"] == "stop", (ch, text, stop)
+            assert j["usage"]["completion_tokens"] <= base["usage"]["completion_tokens"]
+            events, done = srv.stream("/v1/completions", body)
+            t, f = stream_text(events)
+            assert done and t[0] == text[:cut] and f[0] == "stop", (t, f, text, stop)
+        # A stop string that never appears changes nothing.
+        j = srv.post("/v1/completions", {"prompt": "The answer is", "max_tokens": 24, "temperature": 0,
+                                         "stop": "\x01zz"})
+        assert j["choices"][0]["text"] == text
+
+    def streaming_chat_with_usage():
+        body = chat("stream please", max_tokens=6, temperature=0, n=2, stream_options={"include_usage": True},
+                    logprobs=True, top_logprobs=1)
+        events, done = srv.stream("/v1/chat/completions", body)
+        assert done
+        assert all(e["object"] == "chat.completion.chunk" for e in events)
+        assert {e["choices"][0]["delta"].get("role") for e in events[:2]} == {"assistant"}, events[:2]
+        assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] > 0, events[-1]
+        assert all("usage" in e and e["usage"] is None for e in events[:-1])
+        t, f = stream_text(events)
+        assert set(f) == {0, 1} and t[0] == t[1], (t, f)
+        whole = srv.post("/v1/chat/completions", chat("stream please", max_tokens=6, temperature=0))
+        assert whole["choices"][0]["message"]["content"] == t[0]
+        assert events[-1]["usage"]["completion_tokens"] == 2 * whole["usage"]["completion_tokens"]
+        n_lp = sum(len(ch["logprobs"]["content"]) for e in events for ch in e["choices"] if ch.get("logprobs"))
+        assert n_lp >= 2, n_lp
+
+    def concurrent_greedy_streams_match_solo():
+        prompts = [f"request number {i}: {'abc ' * (i % 5)}" for i in range(16)]
+        bodies = [chat(p, max_tokens=12, temperature=0) for p in prompts]
+        solo = []
+        for b in bodies:
+            ev, done = srv.stream("/v1/chat/completions", b)
+            assert done
+            solo.append(stream_text(ev))
+        results = [None] * len(bodies)
+
+        def worker(i):
+            try:
+                ev, done = srv.stream("/v1/chat/completions", bodies[i])
+                results[i] = stream_text(ev) if done else "no [DONE]"
+            except Exception as e:  # noqa: BLE001
+                results[i] = repr(e)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(bodies))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for i, (a, b) in enumerate(zip(solo, results)):
+            assert a == b, f"request {i}: alone {a!r}, concurrent {b!r}"
+
+    def wait_running(pred, seconds=10):
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            v = srv.metric("internlm_sequences_running")
+            if v is not None and pred(v):
+                return v
+            time.sleep(0.05)
+        raise AssertionError(f"running sequences did not reach the expected value: {v}")
+
+    def disconnect_frees_sequence():
+        # Streaming: read a few events, then hang up.
+        c = srv.conn()
+        c.request("POST", "/v1/completions", body=json.dumps(
+            {"prompt": "go on and on", "max_tokens": CTX - 16, "temperature": 0, "stream": True}).encode())
+        r = c.getresponse()
+        for _ in range(3):
+            assert r.readline()
+        wait_running(lambda v: v >= 1)
+        t = time.time()
+        c.sock.shutdown(socket.SHUT_RDWR)
+        c.close()
+        wait_running(lambda v: v == 0)
+        assert time.time() - t < 5
+        # Non-streaming: the client gives up before the reply.
+        s = socket.create_connection((HOST, srv.port), timeout=10)
+        body = json.dumps({"prompt": "go on", "max_tokens": CTX - 16, "temperature": 0}).encode()
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        wait_running(lambda v: v >= 1)
+        s.close()
+        wait_running(lambda v: v == 0)
+        assert_good()
+
+    def arbitrary_tokens_stay_valid_utf8():
+        # Random weights at temperature 2: any of the 92544 ids can come, byte-fallback pieces
+        # (about 1 token in 600 here) and special tokens included. Every event must be strict
+        # UTF-8 JSON and every choice must finish. 16 choices per request keep it cheap (they
+        # share each step's weight reads).
+        byte_tokens = 0
+        for path, body in (
+            ("/v1/completions", {"prompt": "x", "max_tokens": 160, "temperature": 2.0, "top_p": 1, "n": 16,
+                                 "seed": 1, "logprobs": 0, "skip_special_tokens": False}),
+            ("/v1/chat/completions", chat("y", max_tokens=160, temperature=2.0, top_p=1, n=16, seed=2,
+                                          logprobs=True)),
+        ):
+            events, done = srv.stream(path, body)
+            assert done, path
+            text, finish = stream_text(events)
+            assert set(finish) == set(range(16)), finish
+            assert all(v in ("stop", "length") for v in finish.values()), finish
+            for e in events:
+                for ch in e["choices"]:
+                    lp = ch.get("logprobs") or {}
+                    byte_tokens += sum(1 for t in lp.get("tokens") or [] if t == "\ufffd")
+                    byte_tokens += sum(1 for item in lp.get("content") or []
+                                       if len(item["bytes"]) == 1 and item["bytes"][0] >= 0x80)
+        assert byte_tokens > 0, "no byte-fallback token was sampled; the test lost its point"
+        # The same seed gives the same text streamed or whole, U+FFFD placement included.
+        for path, body in (("/v1/completions", {"prompt": "z", "max_tokens": 24, "temperature": 2.0, "seed": 5,
+                                                "n": 2, "skip_special_tokens": False}),
+                           ("/v1/chat/completions", chat("w", max_tokens=24, temperature=2.0, seed=6))):
+            events, done = srv.stream(path, body)
+            text, _ = stream_text(events)
+            whole = srv.post(path, body)
+            for ch in whole["choices"]:
+                got = ch["message"]["content"] if "message" in ch else ch["text"]
+                assert got == text[ch["index"]], (path, got, text[ch["index"]])
+
+    def tokenize_roundtrip():
+        j = srv.post("/tokenize", {"prompt": "héllo 世界"})
+        assert j["count"] == len(j["tokens"]) and j["max_model_len"] == CTX, j
+        d = srv.post("/detokenize", {"tokens": j["tokens"]})
+        assert d["prompt"] == "<s>héllo 世界", d
+        srv.post("/detokenize", {"tokens": "x"}, expect=400)
+
+    def metrics_text():
+        _, hdrs, data = srv.request("GET", "/metrics")
+        text = data.decode()
+        for name in ("internlm_http_requests_total", "internlm_time_to_first_token_seconds_bucket",
+                     "internlm_time_per_output_token_seconds_count", "internlm_e2e_request_latency_seconds_sum",
+                     "internlm_sequences_waiting", "internlm_kv_cache_usage_ratio",
+                     "internlm_prefix_cache_hit_tokens_total", "internlm_prompt_tokens_total"):
+            assert name in text, name
+        assert 'endpoint="/v1/chat/completions",status="400"' in text
+        assert srv.metric("internlm_generation_tokens_total") > 0
+
+    check("basics", basics)
+    check("hostile inputs, each followed by a good request", hostile_inputs)
+    check("usage counts", usage_counts)
+    check("stop strings", stop_strings)
+    check("streaming chat with usage, n=2, logprobs", streaming_chat_with_usage)
+    check("16 concurrent greedy streams equal the same requests alone", concurrent_greedy_streams_match_solo)
+    check("a client that disconnects frees its sequence", disconnect_frees_sequence)
+    check("arbitrary token sequences: valid UTF-8 JSON events", arbitrary_tokens_stay_valid_utf8)
+    check("tokenize / detokenize", tokenize_roundtrip)
+    check("metrics", metrics_text)
+    check("api key and queue full", lambda: auth_and_queue_full(model))
+    check("SIGTERM while a request streams", lambda: sigterm_while_streaming(srv))
+
+
+def auth_and_queue_full(model):
+    s = Server(model, "--api-key", "sekret", "--max-seqs", "1", "--max-waiting", "1")
+    try:
+        body = chat("hi", max_tokens=2)
+        auth = {"Authorization": "Bearer sekret"}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sekret"}):
+            st, _, data = s.request("POST", "/v1/chat/completions", body, headers)
+            assert st == 401, (headers, st, data)
+            assert json.loads(data)["error"]["code"] == "invalid_api_key"
+        assert s.request("GET", "/v1/models")[0] == 401
+        assert s.request("GET", "/health")[0] == 200
+        s.post("/v1/chat/completions", body, auth)
+        # One running, one waiting: the next request is refused with 429 and Retry-After.
+        long = {"prompt": "x", "max_tokens": 2000, "temperature": 0, "stream": True}
+        conns = []
+        for want in (("internlm_sequences_running", 1), ("internlm_sequences_waiting", 1)):
+            c = s.conn()
+            c.request("POST", "/v1/completions", body=json.dumps(long).encode(), headers=auth)
+            conns.append(c)
+            deadline = time.time() + 10
+            while s.metric(want[0]) != want[1] and time.time() < deadline:
+                time.sleep(0.05)
+            assert s.metric(want[0]) == want[1], want
+        st, hdrs, data = s.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2}, auth)
+        assert st == 429, (st, data)
+        assert "Retry-After" in hdrs and json.loads(data)["error"]["message"]
+        for c in conns:
+            c.close()
+    finally:
+        s.stop()
+
+
+def sigterm_while_streaming(srv):
+    c = srv.conn()
+    c.request("POST", "/v1/chat/completions",
+              body=json.dumps(chat("last one", max_tokens=60, temperature=0, stream=True)).encode())
+    r = c.getresponse()
+    assert r.readline().startswith(b"data: ")
+    srv.proc.send_signal(signal.SIGTERM)
+    rest = r.read()  # the stream runs to its end
+    c.close()
+    assert rest.rstrip().endswith(b"data: [DONE]"), rest[-200:]
+    assert b'"finish_reason":"length"' in rest or b'"finish_reason":"stop"' in rest
+    rc = srv.proc.wait(20)
+    assert rc == 0, rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
