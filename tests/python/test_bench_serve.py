@@ -31,6 +31,7 @@ DEFAULTS = {
     "long_threshold": None, # completions prompts with at least this many ids are "long" ...
     "long_ttft": 0.4,       # ... and take this long to their first token ...
     "long_stalls": False,   # ... during which every other stream stalls (no chunked prefill)
+    "api_key": None,        # require 'Authorization: Bearer KEY'
 }
 
 
@@ -68,7 +69,16 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
         self.close_connection = True
 
+    def unauthorized(self):
+        key = FAKE.cfg["api_key"]
+        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+            return False
+        self.send_json(401, {"error": {"message": "invalid api key", "type": "authentication_error"}})
+        return True
+
     def do_GET(self):
+        if self.unauthorized():
+            return
         if self.path == "/v1/models":
             self.send_json(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
         elif self.path == "/metrics":
@@ -85,6 +95,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+        if self.unauthorized():
+            return
         if self.path == "/tokenize":
             n = len(body.get("prompt", "").split())
             self.send_json(200, {"tokens": list(range(n)), "count": n})
@@ -308,6 +320,15 @@ def main():
         rc, _, err = bench("http://127.0.0.1:9", "--model", "x", ok=False)
         assert rc != 0 and "error" in err.lower(), err
 
+    def api_key():
+        FAKE.reset(ttft=0.02, itl=0.01, api_key="sekrit")
+        rc, _, err = bench(url, "--num-prompts", "1", "--output-len", "2", "--no-progress", ok=False)
+        assert rc != 0 and "HTTP 401" in err and "invalid api key" in err, err
+        rc, _, err = bench(url, "--model", "m", "--num-prompts", "1", "--output-len", "2", "--no-progress", ok=False)
+        assert rc != 0 and "warm-up" in err and "HTTP 401" in err, err
+        _, out, _ = bench(url, "--api-key", "sekrit", "--num-prompts", "2", "--output-len", "2", "--no-progress")
+        assert re.search(r"Successful requests:\s+2", out), out
+
     def dataset_chat():
         FAKE.reset(ttft=0.2, itl=0.02)
         ds = os.path.join(TMP, "ds.jsonl")
@@ -391,6 +412,7 @@ def main():
     for name, fn in (("metrics match known delays", metrics_math), ("output tokens from usage", usage_not_chunks),
                      ("early stops reported", early_stop), ("failures counted with status and body", failures),
                      ("warm-up failure stops the run", warmup_failure), ("unreachable server", unreachable),
+                     ("api key", api_key),
                      ("dataset: chat and completions", dataset_chat), ("Poisson request rate", request_rate),
                      ("bad arguments", bad_args), ("scenarios pass", scenarios_pass),
                      ("scenarios fail", scenarios_fail)):
