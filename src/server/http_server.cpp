@@ -1,6 +1,7 @@
 #include "server/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -48,6 +49,14 @@ uint64_t random_seed() {
   return rng();
 }
 
+// cpp-httplib 0.11.4 listens with a backlog of 5, compiled into Debian's shared library: a
+// burst of connections beyond it gets its SYNs dropped (retried a second later) or fails.
+// Calling listen() again on the bound socket raises the backlog.
+class Listener : public httplib::Server {
+ public:
+  bool raise_backlog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
+};
+
 }  // namespace
 
 struct HttpServer::Impl {
@@ -56,7 +65,7 @@ struct HttpServer::Impl {
   std::vector<TokenId> stop_ids;
   ServerOptions opts;
   ParseContext ctx;
-  httplib::Server http;
+  Listener http;
   Metrics metrics;
   int64_t created = static_cast<int64_t>(std::time(nullptr));
 
@@ -333,6 +342,7 @@ int HttpServer::bind() {
   const auto& o = impl_->opts;
   const int port = o.port == 0 ? impl_->http.bind_to_any_port(o.host) : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port < 0) throw Error(fmt::format("cannot listen on {}:{} (address in use or not available)", o.host, o.port));
+  if (!impl_->http.raise_backlog()) throw Error(fmt::format("cannot listen on {}:{}", o.host, port));
   return port;
 }
 

@@ -315,6 +315,30 @@ def run_all(srv, model):
         for i, (a, b) in enumerate(zip(solo, results)):
             assert a == b, f"request {i}: alone {a!r}, concurrent {b!r}"
 
+    def sixty_four_connections_at_once():
+        # More connections than sequences: the rest wait in the engine's queue, none is refused
+        # (the listen backlog and the HTTP thread pool are sized for it).
+        statuses = [None] * 64
+        barrier = threading.Barrier(64, timeout=30)
+
+        def worker(i):
+            try:
+                barrier.wait()
+                st, _, data = srv.request("POST", "/v1/completions",
+                                          {"prompt": f"p{i}", "max_tokens": 2, "temperature": 0})
+                statuses[i] = st if st != 200 else len(json.loads(data)["choices"])
+            except Exception as e:  # noqa: BLE001
+                statuses[i] = repr(e)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(64)]
+        t = time.time()
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(60)
+        assert statuses == [1] * 64, statuses
+        assert time.time() - t < 20
+
     def wait_running(pred, seconds=10):
         deadline = time.time() + seconds
         while time.time() < deadline:
@@ -407,6 +431,7 @@ def run_all(srv, model):
     check("stop strings", stop_strings)
     check("streaming chat with usage, n=2, logprobs", streaming_chat_with_usage)
     check("16 concurrent greedy streams equal the same requests alone", concurrent_greedy_streams_match_solo)
+    check("64 connections at once", sixty_four_connections_at_once)
     check("a client that disconnects frees its sequence", disconnect_frees_sequence)
     check("arbitrary token sequences: valid UTF-8 JSON events", arbitrary_tokens_stay_valid_utf8)
     check("tokenize / detokenize", tokenize_roundtrip)

@@ -17,7 +17,7 @@ bool has_line(const std::string& text, const std::string& line) {
   return false;
 }
 
-TEST(ServerMetrics, HistogramIsCumulativeWithInf) {
+TEST(serverMetrics, HistogramIsCumulativeWithInf) {
   Histogram h({0.1, 1});
   h.observe(0.05);
   h.observe(0.1);  // le="0.1" includes the bound
@@ -34,7 +34,7 @@ TEST(ServerMetrics, HistogramIsCumulativeWithInf) {
   EXPECT_TRUE(has_line(out, "x_seconds_count 4"));
 }
 
-TEST(ServerMetrics, RendersCountersAndEngineGauges) {
+TEST(serverMetrics, RendersCountersAndEngineGauges) {
   Metrics m;
   m.count_request("/v1/chat/completions", 200);
   m.count_request("/v1/chat/completions", 200);

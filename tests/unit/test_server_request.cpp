@@ -1,5 +1,6 @@
 // OpenAI request parsing and validation: every client mistake is an ApiError with the right
-// status and field, before anything reaches the engine.
+// status and field, before anything reaches the engine. (The server's test suites are named
+// server* in lower case so that `ctest -R server` selects them.)
 #include <gtest/gtest.h>
 
 #include "test_util.h"
@@ -14,7 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-class ServerRequest : public test::TokenizerFixture {
+class serverRequest : public test::TokenizerFixture {
  protected:
   ParseContext ctx() const {
     ParseContext c;
@@ -48,7 +49,7 @@ void expect_api_error(F&& fn, int status, const std::string& param = "", const s
   }
 }
 
-TEST_F(ServerRequest, BodyMustBeUtf8JsonObject) {
+TEST_F(serverRequest, BodyMustBeUtf8JsonObject) {
   expect_api_error([] { parse_body("{\"a\": \"\xC3\x28\"}"); }, 400);
   expect_api_error([] { parse_body("{\"a\": "); }, 400);
   expect_api_error([] { parse_body(""); }, 400);
@@ -57,7 +58,7 @@ TEST_F(ServerRequest, BodyMustBeUtf8JsonObject) {
   EXPECT_TRUE(parse_body("{\"a\": \"\\u00e9\"}").is_object());
 }
 
-TEST_F(ServerRequest, ChatMessagesAreRenderedWithTheTemplate) {
+TEST_F(serverRequest, ChatMessagesAreRenderedWithTheTemplate) {
   const auto r = chat(R"({"model": "tiny", "messages": [{"role": "system", "content": "be brief"},
       {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "text", "text": "there"}]}],
       "some_unknown_field": {"x": 1}})");
@@ -73,7 +74,7 @@ TEST_F(ServerRequest, ChatMessagesAreRenderedWithTheTemplate) {
             encode_chat(tok(), {{"system", "x"}}, true));
 }
 
-TEST_F(ServerRequest, ChatFieldsAreParsed) {
+TEST_F(serverRequest, ChatFieldsAreParsed) {
   const auto r = chat(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 5,
       "max_completion_tokens": 7, "temperature": 0, "top_p": 0.5, "top_k": -1, "min_p": 0.1, "seed": -3,
       "repetition_penalty": 1.1, "presence_penalty": 0.5, "frequency_penalty": -0.5, "n": 2,
@@ -100,7 +101,7 @@ TEST_F(ServerRequest, ChatFieldsAreParsed) {
   EXPECT_FLOAT_EQ(n.sampling.temperature, 0.7f);
 }
 
-TEST_F(ServerRequest, ChatMistakesAre400NamingTheField) {
+TEST_F(serverRequest, ChatMistakesAre400NamingTheField) {
   const std::string m = R"("messages": [{"role": "user", "content": "x"}])";
   expect_api_error([&] { chat("{}"); }, 400, "messages");
   expect_api_error([&] { chat(R"({"messages": []})"); }, 400, "messages");
@@ -133,7 +134,7 @@ TEST_F(ServerRequest, ChatMistakesAre400NamingTheField) {
   expect_api_error([&] { chat("{" + m + R"(, "model": "gpt-4"})"); }, 404, "model", "model_not_found");
 }
 
-TEST_F(ServerRequest, CompletionPromptForms) {
+TEST_F(serverRequest, CompletionPromptForms) {
   const auto ids = tok().encode("hello world", true);
   EXPECT_EQ(completion(R"({"prompt": "hello world"})").prompts, std::vector<std::vector<TokenId>>{ids});
   EXPECT_EQ(completion(R"({"prompt": [1, 2, 3]})").prompts, (std::vector<std::vector<TokenId>>{{1, 2, 3}}));
@@ -159,7 +160,7 @@ TEST_F(ServerRequest, CompletionPromptForms) {
   expect_api_error([&] { completion(R"({"prompt": "x", "logprobs": 21})"); }, 400, "logprobs");
 }
 
-TEST_F(ServerRequest, MaxTokensAgainstTheContext) {
+TEST_F(serverRequest, MaxTokensAgainstTheContext) {
   GenerationRequest chat_req;
   chat_req.endpoint = Endpoint::Chat;
   EXPECT_EQ(resolve_max_tokens(chat_req, 10, 100), 90);  // chat: the rest of the context
@@ -190,7 +191,7 @@ TEST_F(ServerRequest, MaxTokensAgainstTheContext) {
   }
 }
 
-TEST_F(ServerRequest, TokenizeAndDetokenize) {
+TEST_F(serverRequest, TokenizeAndDetokenize) {
   EXPECT_EQ(parse_tokenize_request(parse_body(R"({"prompt": "hi"})"), tok()), tok().encode("hi", true));
   EXPECT_EQ(parse_tokenize_request(parse_body(R"({"prompt": "hi", "add_special_tokens": false})"), tok()),
             tok().encode("hi", false));

@@ -17,7 +17,7 @@
 namespace ilm::server {
 namespace {
 
-TEST(StopScan, FindsTheEarliestMatchAndHoldsBackPossibleStarts) {
+TEST(serverStopScan, FindsTheEarliestMatchAndHoldsBackPossibleStarts) {
   const std::vector<std::string> stop = {"world", "lo w"};
   EXPECT_EQ(scan_stop("hello world", stop).match, 3u);  // "lo w" starts first
   const StopScan none = scan_stop("hello wor", {"world"});
@@ -29,7 +29,7 @@ TEST(StopScan, FindsTheEarliestMatchAndHoldsBackPossibleStarts) {
   EXPECT_EQ(scan_stop("text", {}).safe, 4u);
 }
 
-class ServerText : public test::TokenizerFixture {
+class serverText : public test::TokenizerFixture {
  protected:
   TokenId byte_token(int b) const {
     auto id = tok().piece_to_id(fmt_byte(b));
@@ -55,7 +55,7 @@ class ServerText : public test::TokenizerFixture {
   }
 };
 
-TEST_F(ServerText, WithoutStopStringsTheTextIsTheWholeDecode) {
+TEST_F(serverText, WithoutStopStringsTheTextIsTheWholeDecode) {
   const auto ids = tok().encode("Hello, 世界! 😀 ok", false);
   TextStream ts(tok(), {}, true);
   const auto pieces = run(ts, ids);
@@ -64,7 +64,7 @@ TEST_F(ServerText, WithoutStopStringsTheTextIsTheWholeDecode) {
   EXPECT_FALSE(ts.stopped());
 }
 
-TEST_F(ServerText, StopStringSplitAcrossTokensIsNeverSent) {
+TEST_F(serverText, StopStringSplitAcrossTokensIsNeverSent) {
   // "Hello world" tokens; stop "o wo" spans "Hello" and " world".
   const auto ids = tok().encode("Hello world and more", false);
   TextStream ts(tok(), {"o wo"}, true);
@@ -79,7 +79,7 @@ TEST_F(ServerText, StopStringSplitAcrossTokensIsNeverSent) {
   EXPECT_EQ(sent, "Hell");
 }
 
-TEST_F(ServerText, StopStringInsideAMultiByteCharacter) {
+TEST_F(serverText, StopStringInsideAMultiByteCharacter) {
   // "aé!b" as byte-fallback tokens: 'é' is C3 A9 in two tokens; the stop string "é!" must
   // not leak its first byte, and text before it must come out whole.
   const std::vector<TokenId> ids = {byte_token('a'), byte_token(0xC3), byte_token(0xA9), byte_token('!'),
@@ -100,7 +100,7 @@ TEST_F(ServerText, StopStringInsideAMultiByteCharacter) {
   EXPECT_FALSE(ts2.stopped());
 }
 
-TEST_F(ServerText, HeldBackTextIsReleasedAtTheEnd) {
+TEST_F(serverText, HeldBackTextIsReleasedAtTheEnd) {
   const auto ids = tok().encode("abc", false);
   TextStream ts(tok(), {"c!"}, true);
   const auto pieces = run(ts, ids);
@@ -108,13 +108,13 @@ TEST_F(ServerText, HeldBackTextIsReleasedAtTheEnd) {
   EXPECT_FALSE(ts.stopped());
 }
 
-TEST_F(ServerText, IncompleteTailBecomesReplacementCharacter) {
+TEST_F(serverText, IncompleteTailBecomesReplacementCharacter) {
   TextStream ts(tok(), {}, true);
   const auto pieces = run(ts, {byte_token('x'), byte_token(0xE4), byte_token(0xB8)});
   EXPECT_EQ(join(pieces), "x\xEF\xBF\xBD");
 }
 
-TEST_F(ServerText, RandomTokensAlwaysGiveValidUtf8AndTheWholeDecode) {
+TEST_F(serverText, RandomTokensAlwaysGiveValidUtf8AndTheWholeDecode) {
   // Byte-fallback, special and ordinary tokens in any order: each piece is valid UTF-8 and the
   // pieces add up to the tokenizer's decode (skip_special as the server uses it).
   std::mt19937 rng(7);
@@ -132,7 +132,7 @@ TEST_F(ServerText, RandomTokensAlwaysGiveValidUtf8AndTheWholeDecode) {
   }
 }
 
-TEST_F(ServerText, SpecialTokensFollowSkipSpecial) {
+TEST_F(serverText, SpecialTokensFollowSkipSpecial) {
   const TokenId im_start = *tok().piece_to_id("<|im_start|>");
   const std::vector<TokenId> ids = {byte_token('a'), im_start, byte_token('b')};
   TextStream skip(tok(), {}, true), keep(tok(), {}, false);
@@ -172,7 +172,7 @@ EngineEvent finish(int choice, const std::string& reason) {
   return e;
 }
 
-TEST_F(ServerText, GenerationCountsTokensAndCancelsWhenEveryChoiceStopped) {
+TEST_F(serverText, GenerationCountsTokensAndCancelsWhenEveryChoiceStopped) {
   GenerationRequest req;
   req.n = 2;
   req.stop = {"!"};
@@ -208,7 +208,7 @@ TEST_F(ServerText, GenerationCountsTokensAndCancelsWhenEveryChoiceStopped) {
   EXPECT_EQ(finishes, 2);
 }
 
-TEST_F(ServerText, GenerationCancelsOnceAllChoicesHitStopStrings) {
+TEST_F(serverText, GenerationCancelsOnceAllChoicesHitStopStrings) {
   GenerationRequest req;
   req.n = 1;
   req.stop = {"b"};
@@ -228,7 +228,7 @@ TEST_F(ServerText, GenerationCancelsOnceAllChoicesHitStopStrings) {
   }
 }
 
-TEST_F(ServerText, GenerationCountsTheStopIdAndReportsErrors) {
+TEST_F(serverText, GenerationCountsTheStopIdAndReportsErrors) {
   GenerationRequest req;
   req.prompts = {{1, 2}};
   auto src = std::make_unique<FakeSource>();
@@ -254,7 +254,7 @@ TEST_F(ServerText, GenerationCountsTheStopIdAndReportsErrors) {
   EXPECT_GE(b->cancels, 1);
 }
 
-TEST_F(ServerText, GenerationStopsWhenTheClientIsGone) {
+TEST_F(serverText, GenerationStopsWhenTheClientIsGone) {
   GenerationRequest req;
   req.prompts = {{1}};
   auto src = std::make_unique<FakeSource>();
@@ -277,7 +277,7 @@ TEST_F(ServerText, GenerationStopsWhenTheClientIsGone) {
   EXPECT_GE(i->cancels, 1);
 }
 
-TEST_F(ServerText, LogprobTokensAreValidUtf8WithRawBytes) {
+TEST_F(serverText, LogprobTokensAreValidUtf8WithRawBytes) {
   GenerationRequest req;
   req.prompts = {{1}};
   req.logprobs = 2;
@@ -311,7 +311,7 @@ TEST_F(ServerText, LogprobTokensAreValidUtf8WithRawBytes) {
   EXPECT_EQ(c["usage"]["total_tokens"], 2);
 }
 
-TEST(ServerResponse, ChunksAndErrorsFollowTheOpenAiSchema) {
+TEST(serverResponse, ChunksAndErrorsFollowTheOpenAiSchema) {
   ResponseMeta meta{"chatcmpl-1", 7, "tiny", Endpoint::Chat, false};
   const auto role = role_chunk(meta, 0, true);
   EXPECT_EQ(role["object"], "chat.completion.chunk");

@@ -1,0 +1,201 @@
+// `internlm serve` driven by the official `openai` npm client, unchanged: if these pass, the
+// server's JSON, SSE framing and error objects are what OpenAI clients expect.
+// Run by ctest as `node --test tests/node/` with INTERNLM_BIN and INTERNLM_TEST_TMP set.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, openSync } from 'node:fs';
+import path from 'node:path';
+import OpenAI from 'openai';
+
+const BIN = process.env.INTERNLM_BIN ?? 'build/internlm';
+const TMP = path.join(process.env.INTERNLM_TEST_TMP ?? '/tmp/internlm-test', 'node');
+const KEY = 'node-test-key';
+
+let server;
+let baseURL;
+let client;
+
+// Starts the server on a free port (--port 0) and resolves with the port it prints.
+function startServer(model) {
+  const log = openSync(path.join(TMP, 'server.log'), 'w');
+  server = spawn(BIN, ['serve', '--model', model, '--port', '0', '--threads', '2', '--api-key', KEY,
+    '--max-model-len', '2048'], { stdio: ['ignore', 'pipe', log] });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('server did not start within 60 s')), 60_000);
+    let out = '';
+    server.stdout.on('data', (d) => {
+      out += d.toString();
+      const m = out.match(/listening on http:\/\/127\.0\.0\.1:(\d+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    server.on('exit', (code) => reject(new Error(`server exited early: ${code}`)));
+  });
+}
+
+before(async () => {
+  rmSync(TMP, { recursive: true, force: true });
+  mkdirSync(TMP, { recursive: true });
+  const model = path.join(TMP, 'tiny');
+  execFileSync(BIN, ['synth', '--preset', 'tiny', '--seed', '21', '--out', model], { stdio: 'ignore' });
+  const port = await startServer(model);
+  baseURL = `http://127.0.0.1:${port}/v1`;
+  client = new OpenAI({ apiKey: KEY, baseURL, maxRetries: 0, timeout: 60_000 });
+});
+
+after(async () => {
+  if (!server || server.exitCode !== null) return;
+  const exited = new Promise((resolve) => server.on('exit', resolve));
+  server.kill('SIGTERM');
+  assert.equal(await exited, 0, 'serve exits 0 on SIGTERM');
+});
+
+async function tokenCount(body) {
+  const r = await fetch(baseURL.replace(/\/v1$/, '/tokenize'), {
+    method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify(body),
+  });
+  assert.equal(r.status, 200);
+  return (await r.json()).count;
+}
+
+const user = (content) => [{ role: 'user', content }];
+
+test('models.list names the checkpoint', async () => {
+  const page = await client.models.list();
+  assert.deepEqual(page.data.map((m) => m.id), ['tiny']);
+});
+
+test('chat completion: shape and usage equal to the real token counts', async () => {
+  const messages = [{ role: 'system', content: 'be brief' }, ...user('Hello!')];
+  const r = await client.chat.completions.create({ model: 'tiny', messages, max_tokens: 7, temperature: 0 });
+  assert.equal(r.object, 'chat.completion');
+  assert.match(r.id, /^chatcmpl-/);
+  assert.equal(r.choices.length, 1);
+  const c = r.choices[0];
+  assert.equal(c.message.role, 'assistant');
+  assert.equal(typeof c.message.content, 'string');
+  assert.ok(['stop', 'length'].includes(c.finish_reason));
+  assert.equal(r.usage.prompt_tokens, await tokenCount({ messages }));
+  if (c.finish_reason === 'length') assert.equal(r.usage.completion_tokens, 7);
+  else assert.ok(r.usage.completion_tokens <= 7);
+  assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+});
+
+test('completions: a string prompt and a batch of prompts', async () => {
+  const r = await client.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 5, temperature: 0 });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.usage.prompt_tokens, await tokenCount({ prompt: 'Once upon a time' }));
+  const b = await client.completions.create({ model: 'tiny', prompt: ['a', 'b c'], max_tokens: 3, temperature: 0 });
+  assert.deepEqual(b.choices.map((c) => c.index), [0, 1]);
+  const again = await client.completions.create({ model: 'tiny', prompt: 'a', max_tokens: 3, temperature: 0 });
+  assert.equal(b.choices[0].text, again.choices[0].text);
+});
+
+test('streaming chat with include_usage equals the whole response', async () => {
+  const body = { model: 'tiny', messages: user('Tell me a story'), max_tokens: 12, temperature: 0 };
+  const whole = await client.chat.completions.create(body);
+  const stream = await client.chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } });
+  let text = '';
+  let finish = null;
+  let usage = null;
+  let first = true;
+  for await (const chunk of stream) {
+    assert.equal(chunk.object, 'chat.completion.chunk');
+    if (chunk.usage) {
+      assert.deepEqual(chunk.choices, []);
+      usage = chunk.usage;
+      continue;
+    }
+    const ch = chunk.choices[0];
+    if (first) assert.equal(ch.delta.role, 'assistant');
+    first = false;
+    text += ch.delta.content ?? '';
+    if (ch.finish_reason) finish = ch.finish_reason;
+  }
+  assert.equal(text, whole.choices[0].message.content);
+  assert.equal(finish, whole.choices[0].finish_reason);
+  assert.deepEqual(
+    [usage.prompt_tokens, usage.completion_tokens, usage.total_tokens],
+    [whole.usage.prompt_tokens, whole.usage.completion_tokens, whole.usage.total_tokens],
+  );
+});
+
+test('streaming completions', async () => {
+  const body = { model: 'tiny', prompt: 'x y z', max_tokens: 8, temperature: 0 };
+  const whole = await client.completions.create(body);
+  let text = '';
+  for await (const chunk of await client.completions.create({ ...body, stream: true })) text += chunk.choices[0]?.text ?? '';
+  assert.equal(text, whole.choices[0].text);
+});
+
+test('stop strings end the reply before them, streaming or not', async () => {
+  const body = { model: 'tiny', messages: user('Say something long'), max_tokens: 24, temperature: 0 };
+  const full = (await client.chat.completions.create(body)).choices[0].message.content;
+  assert.ok(full.length >= 6, full);
+  const stop = full.slice(Math.floor(full.length / 2), Math.floor(full.length / 2) + 2);
+  const expected = full.slice(0, full.indexOf(stop));
+  const r = await client.chat.completions.create({ ...body, stop: [stop] });
+  assert.equal(r.choices[0].message.content, expected);
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  let text = '';
+  let finish = null;
+  for await (const chunk of await client.chat.completions.create({ ...body, stop, stream: true })) {
+    text += chunk.choices[0]?.delta?.content ?? '';
+    finish = chunk.choices[0]?.finish_reason ?? finish;
+  }
+  assert.equal(text, expected);
+  assert.equal(finish, 'stop');
+});
+
+test('logprobs: chat top_logprobs and completions logprobs', async () => {
+  const r = await client.chat.completions.create({
+    model: 'tiny', messages: user('hi'), max_tokens: 4, temperature: 0, logprobs: true, top_logprobs: 3,
+  });
+  const content = r.choices[0].logprobs.content;
+  assert.ok(content.length >= 1);
+  for (const t of content) {
+    assert.equal(typeof t.token, 'string');
+    assert.ok(t.logprob <= 0);
+    assert.ok(Array.isArray(t.bytes));
+    assert.equal(t.top_logprobs.length, 3);
+    // Greedy: the chosen token is the most likely one.
+    assert.ok(t.top_logprobs[0].logprob >= t.logprob - 1e-6);
+  }
+  const c = await client.completions.create({ model: 'tiny', prompt: 'hello', max_tokens: 3, temperature: 0, logprobs: 2 });
+  const lp = c.choices[0].logprobs;
+  assert.equal(lp.tokens.length, lp.token_logprobs.length);
+  assert.equal(lp.text_offset.length, lp.tokens.length);
+  assert.ok(Object.keys(lp.top_logprobs[0]).length >= 1);
+});
+
+test('n=2 gives two choices, each counted', async () => {
+  const r = await client.chat.completions.create({
+    model: 'tiny', messages: user('pick'), max_tokens: 6, temperature: 1.0, seed: 42, n: 2,
+  });
+  assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+  const single = await client.chat.completions.create({ model: 'tiny', messages: user('pick'), max_tokens: 6, temperature: 0 });
+  assert.equal(r.usage.prompt_tokens, single.usage.prompt_tokens);  // the prompt counts once
+  assert.ok(r.usage.completion_tokens >= 2 && r.usage.completion_tokens <= 12);
+});
+
+test('errors raise the client error classes', async () => {
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: [], max_tokens: 2 }), (e) => {
+    assert.ok(e instanceof OpenAI.BadRequestError);
+    assert.equal(e.status, 400);
+    assert.equal(e.error?.param ?? e.param, 'messages');
+    return true;
+  });
+  await assert.rejects(client.chat.completions.create({ model: 'tiny', messages: user('x'), max_tokens: 100000 }),
+    (e) => e instanceof OpenAI.BadRequestError && /2048/.test(e.message));
+  await assert.rejects(client.chat.completions.create({ model: 'no-such-model', messages: user('x'), max_tokens: 2 }),
+    (e) => e instanceof OpenAI.NotFoundError && e.status === 404 && e.code === 'model_not_found');
+  const wrong = new OpenAI({ apiKey: 'wrong', baseURL, maxRetries: 0 });
+  await assert.rejects(wrong.chat.completions.create({ model: 'tiny', messages: user('x'), max_tokens: 2 }),
+    (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
+  // The server keeps serving.
+  const ok = await client.chat.completions.create({ model: 'tiny', messages: user('still there?'), max_tokens: 2 });
+  assert.equal(ok.choices.length, 1);
+});
