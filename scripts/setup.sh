@@ -18,3 +18,11 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# The `openai` client for tests/node, pinned by its package-lock.json; reinstalled only when
+# node_modules is missing or older than the lock file. Without the npm registry only that
+# test fails, so building and running do not depend on it.
+NODE_DIR="$(dirname "$0")/../tests/node"
+if [ ! -f "$NODE_DIR/node_modules/.package-lock.json" ] || [ "$NODE_DIR/package-lock.json" -nt "$NODE_DIR/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in tests/node"
+  npm ci --prefix "$NODE_DIR" --silent --no-audit --no-fund || echo "setup: warning: npm ci failed; the node API test will fail"
+fi
