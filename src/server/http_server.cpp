@@ -212,6 +212,7 @@ struct HttpServer::Impl {
     });
     http.set_payload_max_length(opts.max_body_bytes);
     http.set_keep_alive_timeout(opts.keep_alive_seconds);
+    http.set_keep_alive_max_count(100);  // API clients reuse connections (httplib's default: 5)
     const size_t threads = static_cast<size_t>(std::max(1, opts.http_threads));
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   }

@@ -142,6 +142,8 @@ void parse_common(const json& body, const ParseContext& ctx, GenerationRequest& 
   if (const json* v = field(body, "stop")) {
     auto add = [&](const json& x) {
       const std::string& str = as_string(x, "stop");
+      if (str.size() > kMaxStopBytes)
+        throw bad_request(fmt::format("a stop string may be at most {} bytes long", kMaxStopBytes), "stop");
       if (!str.empty()) r.stop.push_back(str);  // an empty stop string would end every reply at once
     };
     if (v->is_array()) {

@@ -28,7 +28,7 @@ struct GenerationRequest {
   std::optional<int64_t> max_tokens;          // absent: resolve_max_tokens decides
   SamplingParams sampling;
   bool seed_given = false;                    // else the server draws a seed
-  std::vector<std::string> stop;              // non-empty strings, at most kMaxStop
+  std::vector<std::string> stop;              // non-empty strings, at most kMaxStop of kMaxStopBytes
   int n = 1;                                  // choices per prompt
   bool stream = false, include_usage = false;
   int logprobs = -1;  // -1: off; else how many alternatives per token (0..kMaxLogprobs)
@@ -44,6 +44,7 @@ struct ParseContext {
 };
 
 inline constexpr size_t kMaxStop = 16;
+inline constexpr size_t kMaxStopBytes = 512;  // per stop string: bounds the holdback scan per token
 inline constexpr int kMaxLogprobs = 20;
 inline constexpr size_t kMaxPrompts = 64;
 

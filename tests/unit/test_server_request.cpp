@@ -124,6 +124,7 @@ TEST_F(serverRequest, ChatMistakesAre400NamingTheField) {
   expect_api_error([&] { chat("{" + m + R"(, "stop": 3})"); }, 400, "stop");
   expect_api_error([&] { chat("{" + m + R"(, "stop": ["1","2","3","4","5","6","7","8","9","10","11","12","13","14","15","16","17"]})"); },
                    400, "stop");
+  expect_api_error([&] { chat("{" + m + R"(, "stop": ")" + std::string(513, 'x') + "\"}"); }, 400, "stop");
   expect_api_error([&] { chat("{" + m + R"(, "stream": "yes"})"); }, 400, "stream");
   expect_api_error([&] { chat("{" + m + R"(, "logprobs": 1})"); }, 400, "logprobs");
   expect_api_error([&] { chat("{" + m + R"(, "top_logprobs": 2})"); }, 400, "top_logprobs");
