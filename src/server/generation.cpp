@@ -1,5 +1,6 @@
 #include "server/generation.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "server/text_stream.h"
@@ -121,8 +122,10 @@ GenerationResult Generation::run(const std::function<bool(ChoiceDelta&&)>& on_de
   };
   auto last_check = std::chrono::steady_clock::now();
   while (open_sources() > 0) {
-    // One source: block on it. Several: short waits in turn (a stream has no shared wait).
-    const auto wait = std::chrono::milliseconds(open_sources() == 1 ? 50 : 2);
+    // One source: block on it. Several: short waits in turn (a stream has no shared wait),
+    // about 8 ms per round in all.
+    const size_t k = open_sources();
+    const auto wait = std::chrono::milliseconds(k == 1 ? 50 : std::max<size_t>(1, 8 / k));
     bool any = false;
     for (size_t s = 0; s < sources_.size(); ++s) {
       EngineEvent ev;
