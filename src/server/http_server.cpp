@@ -10,6 +10,7 @@
 #include <functional>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -74,6 +75,7 @@ struct HttpServer::Impl {
   std::condition_variable cv;
   int active = 0;
   std::atomic<bool> draining{false};
+  std::atomic<bool> served{false};  // serve() has returned
 
   // Held by a generation request until its response is written (or abandoned).
   struct Active {
@@ -347,7 +349,10 @@ int HttpServer::bind() {
   return port;
 }
 
-void HttpServer::serve() { impl_->http.listen_after_bind(); }
+void HttpServer::serve() {
+  if (!impl_->draining) impl_->http.listen_after_bind();
+  impl_->served = true;
+}
 
 void HttpServer::shutdown() {
   Impl& s = *impl_;
@@ -358,7 +363,17 @@ void HttpServer::shutdown() {
     std::unique_lock lock(s.mu);
     s.cv.wait_for(lock, std::chrono::seconds(30), [&] { return s.active == 0; });
   }
-  s.http.stop();
+  // A signal can come between bind() and the listen loop's start, when stop() has nothing to
+  // stop yet: wait for the loop to run, stop it once (a second stop() of a running server
+  // trips an assertion in httplib), and wait until serve() has returned.
+  bool stopped = false;
+  while (!s.served) {
+    if (!stopped && s.http.is_running()) {
+      s.http.stop();
+      stopped = true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 }  // namespace ilm::server

@@ -43,8 +43,9 @@ class HttpServer {
   int bind();
   // Serves until shutdown() (blocks the calling thread).
   void serve();
-  // Graceful stop, from any thread: new generation requests get 503, queued and running ones
-  // finish (Engine::drain) and their responses are written, then serve() returns.
+  // Graceful stop, from any thread while serve() runs or is about to: new generation requests
+  // get 503, queued and running ones finish (Engine::drain) and their responses are written,
+  // then serve() returns; shutdown() returns after it.
   void shutdown();
 
  private:
