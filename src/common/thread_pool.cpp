@@ -33,6 +33,7 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t, int64
     fn(0, n);
     return;
   }
+  std::lock_guard one_job(call_mu_);  // callers on several threads take turns
   {
     std::lock_guard lock(mu_);
     job_ = &fn;

@@ -24,7 +24,9 @@ class ThreadPool {
   // Calls fn(begin, end) on disjoint chunks that cover [0, n); returns when all are done.
   // Chunks are contiguous and of near-equal size, one per thread, so the split (and with it
   // every floating-point result) depends only on n and the thread count. An exception thrown
-  // by fn (on any thread) is rethrown here after every chunk has finished.
+  // by fn (on any thread) is rethrown here after every chunk has finished. Calls from several
+  // threads (e.g. the serving engine and a test) run one after another; fn must not call
+  // parallel_for on the same pool.
   void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
  private:
@@ -32,6 +34,7 @@ class ThreadPool {
 
   int n_threads_;
   std::vector<std::thread> workers_;
+  std::mutex call_mu_;  // held for a whole parallel_for
   std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable done_;

@@ -23,6 +23,7 @@ struct SequenceInput {
   // tokens: a prompt prefilled in several chunks passes its whole length, so every chunk uses
   // the base one forward over the whole prompt would (dynamic NTK).
   int64_t rope_length = 0;
+  bool no_logits = false;  // a prompt chunk whose logits nobody reads: skip the head
 };
 
 class CausalLM {

@@ -106,7 +106,7 @@ void InternLM2::forward_batch(std::span<SequenceInput> batch) {
     if (T == 0) throw Error("forward called with no tokens");
     if (!in.cache) throw Error("forward: no KV cache");
     check_token_ids(in.ids, V);
-    if (static_cast<int64_t>(in.logits.size()) < (in.all_logits ? T : 1) * V)
+    if (!in.no_logits && static_cast<int64_t>(in.logits.size()) < (in.all_logits ? T : 1) * V)
       throw Error("forward: logits buffer too small");
     for (const auto& other : batch)
       if (&other != &in && other.cache == in.cache) throw Error("forward: a KV cache appears twice in one batch");
@@ -215,7 +215,9 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
     const bool last = s.start + s.len == static_cast<int64_t>(in.ids.size());
     for (int64_t t = 0; t < s.len; ++t) {
       float* target = nullptr;
-      if (in.all_logits)
+      if (in.no_logits)
+        break;
+      else if (in.all_logits)
         target = in.logits.data() + (s.start + t) * V;
       else if (last && t == s.len - 1)
         target = in.logits.data();

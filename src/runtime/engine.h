@@ -53,6 +53,7 @@ struct EngineEvent {
   float logprob = 0;                 // Token: log-softmax of the raw logits at `token`
   std::vector<TokenLogprob> top;     // Token: when top_logprobs > 0
   std::string finish_reason;         // Finish: "stop" (stop id), "length", "cancelled"
+  int64_t completion_tokens = 0;     // Finish: tokens sampled for this choice, a stop id included
   std::string error;                 // Error: what went wrong (the request is over)
 };
 

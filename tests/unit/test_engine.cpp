@@ -1,0 +1,246 @@
+// The serving engine against the single-sequence generator on the same synthetic model:
+// whatever the batching, chunking, prefix reuse, preemption or forking, each request must get
+// exactly the tokens it gets alone.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fmt/format.h>
+#include <map>
+#include <thread>
+
+#include "runtime/engine.h"
+#include "runtime/generator.h"
+#include "runtime/loaded_model.h"
+#include "synth/synth.h"
+
+namespace ilm {
+namespace {
+
+struct Collected {
+  std::map<int, std::vector<TokenId>> tokens;
+  std::map<int, std::string> finish;
+  std::map<int, int64_t> completion_tokens;
+  std::vector<EngineEvent> events;
+  std::string error;
+};
+
+Collected collect(RequestStream& s, int n, bool cancel_after_first = false) {
+  Collected c;
+  int finished = 0;
+  EngineEvent ev;
+  while (finished < n) {
+    if (!s.next(ev, std::chrono::seconds(60))) {
+      c.error = "timeout";
+      break;
+    }
+    c.events.push_back(ev);
+    if (ev.kind == EngineEvent::Kind::Error) {
+      c.error = ev.error;
+      break;
+    }
+    if (ev.kind == EngineEvent::Kind::Finish) {
+      c.finish[ev.choice] = ev.finish_reason;
+      c.completion_tokens[ev.choice] = ev.completion_tokens;
+      ++finished;
+    } else {
+      c.tokens[ev.choice].push_back(ev.token);
+      if (cancel_after_first) s.cancel();
+    }
+  }
+  return c;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::filesystem::temp_directory_path() / fmt::format("ilm-engine-{}", ::getpid());
+    SynthOptions o;
+    o.preset = "tiny";
+    o.seed = 5;
+    o.max_position_embeddings = 64;  // long prompts below run with dynamic NTK active
+    o.out = dir_;
+    o.tokenizer_dir = INTERNLM_TEST_TOKENIZER_DIR;
+    write_synthetic_checkpoint(o);
+    model_ = std::make_unique<LoadedModel>(LoadedModel::load(dir_, {"cpu", 2, {}}));
+  }
+  static void TearDownTestSuite() {
+    model_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  static std::vector<TokenId> prompt(int seed, int len) {
+    std::vector<TokenId> p;
+    for (int i = 0; i < len; ++i) p.push_back(1000 + (seed * 7919 + i * 104729) % 50000);
+    return p;
+  }
+  static std::vector<TokenId> solo(const std::vector<TokenId>& p, int64_t max_tokens, SamplingParams sp = {}) {
+    GenerateOptions o;
+    o.max_tokens = max_tokens;
+    o.sampling = sp;
+    return generate(*model_->lm, p, o).tokens;
+  }
+  static RequestParams request(const std::vector<TokenId>& p, int64_t max_tokens) {
+    RequestParams r;
+    r.prompt = p;
+    r.max_tokens = max_tokens;
+    return r;
+  }
+
+  static std::filesystem::path dir_;
+  static std::unique_ptr<LoadedModel> model_;
+};
+std::filesystem::path EngineTest::dir_;
+std::unique_ptr<LoadedModel> EngineTest::model_;
+
+TEST_F(EngineTest, ConcurrentGreedyRequestsEachGetTheirSoloOutput) {
+  EngineOptions eo;
+  eo.max_seqs = 3;  // more requests than slots: some wait in the queue
+  eo.max_prefill_chunk = 7;  // prompts are prefilled in several chunks
+  Engine engine(*model_->lm, eo);
+  std::vector<std::vector<TokenId>> prompts;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    prompts.push_back(prompt(i, 5 + 9 * i));
+    streams.push_back(engine.submit(request(prompts.back(), 12)));
+  }
+  for (int i = 0; i < 6; ++i) {
+    Collected c = collect(*streams[static_cast<size_t>(i)], 1);
+    ASSERT_EQ(c.error, "") << i;
+    EXPECT_EQ(c.tokens[0], solo(prompts[static_cast<size_t>(i)], 12)) << i;
+    EXPECT_EQ(c.finish[0], "length");
+    EXPECT_EQ(c.completion_tokens[0], 12);
+  }
+  const EngineStats st = engine.stats();
+  EXPECT_GT(st.steps, 0u);
+  EXPECT_EQ(st.generated_tokens, 72u);
+}
+
+TEST_F(EngineTest, LongPromptUnderDynamicNtkMatchesOneShotPrefill) {
+  // 80 > max_position_embeddings = 64: every chunk must use the base of the whole prompt.
+  EngineOptions eo;
+  eo.max_prefill_chunk = 16;
+  Engine engine(*model_->lm, eo);
+  const auto p = prompt(3, 80);
+  Collected c = collect(*engine.submit(request(p, 6)), 1);
+  EXPECT_EQ(c.tokens[0], solo(p, 6));
+}
+
+TEST_F(EngineTest, SharedPrefixIsReusedAndGivesTheSameOutput) {
+  Engine engine(*model_->lm, EngineOptions{});
+  auto a = prompt(1, 40), b = a;
+  b.resize(35);
+  for (TokenId t : prompt(9, 6)) b.push_back(t);
+  Collected ca = collect(*engine.submit(request(a, 5)), 1);
+  auto sb = engine.submit(request(b, 5));
+  Collected cb = collect(*sb, 1);
+  EXPECT_EQ(sb->cached_tokens(), 32);  // two full 16-token blocks of the 35 shared tokens
+  EXPECT_EQ(ca.tokens[0], solo(a, 5));
+  EXPECT_EQ(cb.tokens[0], solo(b, 5));
+  EXPECT_EQ(engine.stats().cached_prompt_tokens, 32u);
+  // A prompt that is entirely cached still computes its last token.
+  auto sa = engine.submit(request(a, 5));
+  EXPECT_EQ(collect(*sa, 1).tokens[0], solo(a, 5));
+  EXPECT_EQ(sa->cached_tokens(), 32);
+}
+
+TEST_F(EngineTest, PreemptionUnderKvPressureKeepsOutputsExact) {
+  EngineOptions eo;
+  eo.block_size = 4;
+  eo.max_seqs = 4;
+  // 14 blocks: two sequences of 24 tokens fit, four do not.
+  eo.kv_cache_gb = 14.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
+  eo.prefix_cache = false;
+  Engine engine(*model_->lm, eo);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 4; ++i) streams.push_back(engine.submit(request(prompt(20 + i, 8), 16)));
+  for (int i = 0; i < 4; ++i) {
+    Collected c = collect(*streams[static_cast<size_t>(i)], 1);
+    ASSERT_EQ(c.error, "");
+    EXPECT_EQ(c.tokens[0], solo(prompt(20 + i, 8), 16)) << i;
+  }
+  EXPECT_GT(engine.stats().preemptions, 0u);
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
+TEST_F(EngineTest, ChoicesAreForkedFromOnePrefillWithSeedPlusIndex) {
+  Engine engine(*model_->lm, EngineOptions{});
+  RequestParams r = request(prompt(4, 21), 10);
+  r.n = 3;
+  r.sampling.temperature = 1.5f;
+  r.sampling.top_k = 50;
+  r.sampling.seed = 77;
+  Collected c = collect(*engine.submit(r), 3);
+  ASSERT_EQ(c.error, "");
+  for (int i = 0; i < 3; ++i) {
+    SamplingParams sp = r.sampling;
+    sp.seed += static_cast<uint64_t>(i);
+    EXPECT_EQ(c.tokens[i], solo(r.prompt, 10, sp)) << i;
+  }
+  EXPECT_NE(c.tokens[0], c.tokens[1]);
+}
+
+TEST_F(EngineTest, LogprobsDescribeTheChosenToken) {
+  Engine engine(*model_->lm, EngineOptions{});
+  RequestParams r = request(prompt(2, 9), 4);
+  r.top_logprobs = 3;
+  Collected c = collect(*engine.submit(r), 1);
+  int tokens = 0;
+  for (const auto& ev : c.events) {
+    if (ev.kind != EngineEvent::Kind::Token) continue;
+    ++tokens;
+    ASSERT_EQ(ev.top.size(), 3u);
+    EXPECT_EQ(ev.top[0].id, ev.token);  // greedy: the most likely token
+    EXPECT_FLOAT_EQ(ev.top[0].logprob, ev.logprob);
+    EXPECT_LE(ev.logprob, 0.0f);
+    EXPECT_GE(ev.top[0].logprob, ev.top[1].logprob);
+  }
+  EXPECT_EQ(tokens, 4);
+}
+
+TEST_F(EngineTest, CancelFreesTheSequence) {
+  Engine engine(*model_->lm, EngineOptions{});
+  auto s = engine.submit(request(prompt(6, 10), 100));
+  Collected c = collect(*s, 1, /*cancel_after_first=*/true);
+  EXPECT_EQ(c.finish[0], "cancelled");
+  EXPECT_LT(c.tokens[0].size(), 100u);
+  for (int i = 0; i < 100 && engine.stats().running > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_EQ(engine.stats().running, 0);
+  EXPECT_EQ(engine.stats().kv_blocks_used, 0);
+}
+
+TEST_F(EngineTest, StopIdsEndAChoiceAndCount) {
+  Engine engine(*model_->lm, EngineOptions{});
+  const auto p = prompt(8, 12);
+  const auto expect = solo(p, 8);
+  RequestParams r = request(p, 8);
+  r.stop_ids = {expect[2]};
+  Collected c = collect(*engine.submit(r), 1);
+  const auto first = std::find(expect.begin(), expect.end(), expect[2]) - expect.begin();
+  EXPECT_EQ(c.finish[0], "stop");
+  EXPECT_EQ(static_cast<int64_t>(c.tokens[0].size()), first);
+  EXPECT_EQ(c.completion_tokens[0], first + 1);  // the stop token counts
+}
+
+TEST_F(EngineTest, RejectsWhatCanNeverRunAndRefusesWhileDraining) {
+  EngineOptions eo;
+  eo.max_model_len = 50;
+  Engine engine(*model_->lm, eo);
+  EXPECT_THROW(engine.submit(request({}, 4)), Error);
+  EXPECT_THROW(engine.submit(request(prompt(1, 48), 4)), Error);
+  EXPECT_THROW(engine.submit(request({1, 2, 999999}, 4)), Error);
+  RequestParams r = request(prompt(1, 4), 4);
+  r.n = 17;
+  EXPECT_THROW(engine.submit(r), Error);
+  r.n = 1;
+  r.sampling.top_p = 2;
+  EXPECT_THROW(engine.submit(r), Error);
+  auto ok = engine.submit(request(prompt(1, 4), 3));
+  engine.drain();
+  EXPECT_EQ(collect(*ok, 1).finish[0], "length");  // drained: finished before drain returned
+  EXPECT_THROW(engine.submit(request(prompt(1, 4), 3)), QueueFull);
+}
+
+}  // namespace
+}  // namespace ilm
