@@ -239,8 +239,12 @@ struct HttpServer::Impl {
   // Submits one engine request per prompt; on any refusal, cancels those already submitted.
   std::vector<std::unique_ptr<EventSource>> submit(const GenerationRequest& g) {
     const int64_t max_len = engine.options().max_model_len;
+    // What one request can hold in the KV pool (the engine reserves a block per extra choice).
+    const EngineStats st = engine.stats();
+    const int64_t kv_tokens = std::max<int64_t>(0, st.kv_blocks_total - (g.n - 1)) * st.block_size;
     std::vector<int64_t> max_tokens;
-    for (const auto& p : g.prompts) max_tokens.push_back(resolve_max_tokens(g, static_cast<int64_t>(p.size()), max_len));
+    for (const auto& p : g.prompts)
+      max_tokens.push_back(resolve_max_tokens(g, static_cast<int64_t>(p.size()), max_len, kv_tokens));
     std::vector<std::unique_ptr<EventSource>> sources;
     auto refuse = [&](const ApiError& e) {
       for (auto& s : sources) s->cancel();

@@ -1,5 +1,6 @@
 #include "server/openai_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -279,7 +280,8 @@ GenerationRequest parse_completion_request(const json& body, const ParseContext&
   return r;
 }
 
-int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int64_t max_model_len) {
+int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int64_t max_model_len,
+                           int64_t kv_tokens) {
   const char* what = req.endpoint == Endpoint::Chat ? "messages" : "prompt";
   const char* param = req.endpoint == Endpoint::Chat ? "messages" : "prompt";
   if (prompt_len >= max_model_len)
@@ -288,7 +290,11 @@ int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int
                                   max_model_len, what, prompt_len),
                       param);
   const int64_t room = max_model_len - prompt_len;
-  if (!req.max_tokens) return req.endpoint == Endpoint::Chat ? room : std::min<int64_t>(16, room);
+  if (!req.max_tokens) {
+    int64_t n = req.endpoint == Endpoint::Chat ? room : std::min<int64_t>(16, room);
+    if (kv_tokens > prompt_len) n = std::min(n, kv_tokens - prompt_len);
+    return n;
+  }
   if (*req.max_tokens > room)
     throw bad_request(fmt::format("This model's maximum context length is {} tokens. However, you requested "
                                   "{} tokens ({} in the {}, {} in the completion). Please reduce the length "

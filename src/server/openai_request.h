@@ -60,9 +60,13 @@ GenerationRequest parse_completion_request(const nlohmann::json& body, const Par
 std::vector<ChatMessage> parse_messages(const nlohmann::json& body);
 
 // max_tokens for one prompt of `prompt_len` tokens: the requested value, or by default the
-// rest of the context (chat, as OpenAI) or min(16, rest) (completions, as OpenAI). A prompt
-// that leaves no room, or prompt + max_tokens beyond max_model_len, is a 400 naming the numbers.
-int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int64_t max_model_len);
+// rest of the context (chat, as OpenAI) or min(16, rest) (completions, as OpenAI), and no more
+// than fits in `kv_tokens` (the KV pool's capacity for this request; 0: unknown) so that a
+// request without max_tokens is not refused on a model whose context exceeds the pool. A
+// prompt that leaves no room, or prompt + max_tokens beyond max_model_len, is a 400 naming
+// the numbers.
+int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int64_t max_model_len,
+                           int64_t kv_tokens = 0);
 
 // /tokenize: {"prompt": str, "add_special_tokens": bool} or {"messages": [...],
 // "add_generation_prompt": bool} -> ids.

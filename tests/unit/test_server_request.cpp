@@ -165,6 +165,7 @@ TEST_F(serverRequest, MaxTokensAgainstTheContext) {
   GenerationRequest chat_req;
   chat_req.endpoint = Endpoint::Chat;
   EXPECT_EQ(resolve_max_tokens(chat_req, 10, 100), 90);  // chat: the rest of the context
+  EXPECT_EQ(resolve_max_tokens(chat_req, 10, 100, 64), 54);  // ... that fits in the KV pool
   GenerationRequest comp;
   comp.endpoint = Endpoint::Completions;
   EXPECT_EQ(resolve_max_tokens(comp, 10, 100), 16);  // completions: OpenAI's 16
