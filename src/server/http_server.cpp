@@ -30,11 +30,13 @@ namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// Compares without an early exit, so the time taken does not reveal how much of a key matched.
+// Compares without an early exit, so the time taken does not reveal how much of a key matched
+// (only whether its length did).
 bool same_secret(const std::string& a, const std::string& b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
-  return diff == 0 && !b.empty();
+  if (a.size() != b.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
 }
 
 void send_error(httplib::Response& res, const ApiError& e) {
@@ -158,7 +160,13 @@ struct HttpServer::Impl {
 
   void post(const std::string& path, std::function<void(const httplib::Request&, httplib::Response&, const std::string&)> fn) {
     http.Post(path, [this, fn](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& reader) {
-      guarded(req, res, /*auth=*/true, [&] { fn(req, res, read_body(res, reader)); });
+      // The body is read before the key is checked: a body left unread would be parsed as the
+      // connection's next request.
+      guarded(req, res, /*auth=*/false, [&] {
+        const std::string body = read_body(res, reader);
+        check_auth(req);
+        fn(req, res, body);
+      });
     });
   }
 

@@ -450,6 +450,15 @@ def auth_and_queue_full(model):
             assert st == 401, (headers, st, data)
             assert json.loads(data)["error"]["code"] == "invalid_api_key"
         assert s.request("GET", "/v1/models")[0] == 401
+        # A refused request leaves its keep-alive connection usable for the next one.
+        c = s.conn()
+        for key, want in (("wrong", 401), ("sekret", 200), ("wrong", 401), ("sekret", 200)):
+            c.request("POST", "/v1/chat/completions", body=json.dumps(body).encode(),
+                      headers={"Authorization": f"Bearer {key}"})
+            r = c.getresponse()
+            r.read()
+            assert r.status == want, (key, r.status)
+        c.close()
         assert s.request("GET", "/health")[0] == 200
         s.post("/v1/chat/completions", body, auth)
         # One running, one waiting: the next request is refused with 429 and Retry-After.
