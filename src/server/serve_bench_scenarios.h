@@ -24,7 +24,7 @@ struct ScenarioOptions {
   int64_t prefix_len = 1000;  // system prompt of the prefix scenario (tokens)
   int64_t prefix_decode_tokens = 128;  // max_tokens of the first prefix request (decodes while the third arrives)
   int64_t long_prompt_len = 2000;      // the prompt prefilled while four streams decode
-  int64_t stream_tokens = 512;         // max_tokens of the four streams (cancelled once measured)
+  int64_t stream_tokens = 1024;        // max_tokens of the four streams (cancelled once measured)
   double timeout_s = 600;              // the longest wait for a scenario step
 };
 
