@@ -17,5 +17,6 @@ void add_bench_command(CLI::App& app);
 void add_quantize_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_bench_serve_command(CLI::App& app);
+void add_validate_command(CLI::App& app);
 
 }  // namespace ilm::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   ilm::cli::add_quantize_command(app);
   ilm::cli::add_serve_command(app);
   ilm::cli::add_bench_serve_command(app);
+  ilm::cli::add_validate_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
