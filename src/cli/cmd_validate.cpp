@@ -109,8 +109,8 @@ void add_validate_command(CLI::App& app) {
   cmd->add_option("--config", a->config, "Thresholds and budgets (TOML subset; see --print-config)");
   cmd->add_option("--prompts", a->prompts, "Prompt set (default: data/prompts.jsonl of the source tree)");
   cmd->add_option("--stages", a->stages,
-                  "Comma-separated stages to run (environment, operators, precision, inference, api, performance; "
-                  "the model stage always runs)");
+                  "Comma-separated stages to run (operators, precision, inference, api, performance; "
+                  "environment and model always run)");
   cmd->add_flag("--print-config", a->print_config, "Print every setting with its default (a validate.toml) and exit");
   cmd->callback([a] { run(*a); });
 }

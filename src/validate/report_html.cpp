@@ -120,7 +120,7 @@ td.num{text-align:right;white-space:nowrap}
 .pass{color:#116611;font-weight:bold}.fail{color:#b00;font-weight:bold}.warn{color:#a60;font-weight:bold}.info{color:#456}.skip{color:#888}
 .verdict{font-size:22px;padding:10px 14px;border-radius:6px;display:inline-block}
 .verdict.pass{background:#e6f4e6}.verdict.fail{background:#fbe4e4}.verdict.warn{background:#fff3dd}
-.charts{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;border:1px solid #e3e3e3;padding:6px}figcaption{font-size:12px;color:#555}
+.charts{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;border:1px solid #e3e3e3;padding:6px;flex:1 1 520px;max-width:calc(50% - 22px)}svg.chart{width:100%;height:auto}figcaption{font-size:12px;color:#555}
 code{background:#f4f4f4;padding:1px 4px;border-radius:3px;font-size:12px}
 .src{font-size:12px;color:#555}
 )";

@@ -9,7 +9,7 @@ namespace ilm::validate {
 
 namespace {
 
-constexpr double kW = 640, kH = 320, kL = 70, kR = 20, kT = 34, kB = 52;
+constexpr double kW = 640, kH = 340, kL = 70, kR = 20, kT = 52, kB = 56;
 const char* const kPalette[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"};
 
 struct Axis {
@@ -189,7 +189,7 @@ std::string svg_line_chart(const LineChart& c) {
       s += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"><title>{}</title></path>\n", d, col,
                        xml_escape(se.name));
     // Legend.
-    const double lx = x0 + 10 + static_cast<double>(i % 4) * 135, ly = y1 + 14 + static_cast<double>(i / 4) * 16;
+    const double lx = x0 + static_cast<double>(i % 4) * 135, ly = 34 + static_cast<double>(i / 4) * 12;
     s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"4\" fill=\"{}\"/>", lx, ly - 4, col);
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\">{}</text>\n", lx + 16, ly, xml_escape(se.name));
   }

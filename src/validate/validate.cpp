@@ -166,7 +166,7 @@ int run_validate(Options o) {
     r.title = d.title;
     progress.stage(index, total, d.title);
     const double s0 = now_seconds();
-    const bool selected = o.stages.empty() || d.id == "model" ||
+    const bool selected = o.stages.empty() || d.id == "model" || d.id == "environment" ||
                           std::find(o.stages.begin(), o.stages.end(), d.id) != o.stages.end();
     if (!selected) {
       r.skip("not selected by --stages");
