@@ -97,9 +97,12 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
                                  {"output", head_rows, H}};
   for (const auto& m : mats) {
     say(fmt::format("matmul {} [{}, {}]", m.name, m.rows, m.cols));
-    HostTensor w(m.name, wt, {m.rows, m.cols}, random_vec(static_cast<size_t>(m.rows * m.cols), ++seed, 0.05f));
-    auto wt_test = test.load_weight(w.ref, quant);
-    auto wt_ref = ref.load_weight(w.ref, quant);
+    // One copy per backend: a backend that quantizes at load releases the source pages
+    // (madvise DONTNEED, meant for the checkpoint mapping), which zeroes heap memory.
+    const auto values = random_vec(static_cast<size_t>(m.rows * m.cols), ++seed, 0.05f);
+    HostTensor w_test(m.name, wt, {m.rows, m.cols}, values), w_ref(m.name, wt, {m.rows, m.cols}, values);
+    auto wt_test = test.load_weight(w_test.ref, quant);
+    auto wt_ref = ref.load_weight(w_ref.ref, quant);
     for (int64_t T : token_counts) {
       const auto x = random_vec(static_cast<size_t>(T * m.cols), ++seed, 1.0f);
       std::vector<float> y1(static_cast<size_t>(T * m.rows)), y2(y1.size());

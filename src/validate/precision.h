@@ -14,9 +14,10 @@ struct RowCompare {
   double rel = 0;      // max_abs / max |ref|
   double kl = 0;       // KL(softmax(ref) || softmax(test)), nats
   bool top1_agree = true;
-  bool near_tie = false;  // argmax differs, but ref's margin between the two ids is within 2 x max_abs
+  bool near_tie = false;  // argmax differs, but ref's own margin between the two ids is within
+                          // 2 x tie_rel x max|ref|: a flip the stated tolerance allows
 };
-RowCompare compare_row(std::span<const float> test, std::span<const float> ref);
+RowCompare compare_row(std::span<const float> test, std::span<const float> ref, double tie_rel);
 
 struct LogitsSummary {
   int64_t positions = 0, top1_agree = 0, near_ties = 0;

@@ -20,7 +20,7 @@ namespace ilm::validate {
 
 namespace fs = std::filesystem;
 
-RowCompare compare_row(std::span<const float> test, std::span<const float> ref) {
+RowCompare compare_row(std::span<const float> test, std::span<const float> ref, double tie_rel) {
   RowCompare r;
   double peak = 0;
   size_t at = 0, bt = 0;
@@ -48,7 +48,7 @@ RowCompare compare_row(std::span<const float> test, std::span<const float> ref) 
   }
   r.kl = std::isfinite(kl) ? std::max(0.0, kl) : INFINITY;
   r.top1_agree = at == bt;
-  if (!r.top1_agree) r.near_tie = static_cast<double>(ref[bt]) - static_cast<double>(ref[at]) <= 2 * r.max_abs;
+  if (!r.top1_agree) r.near_tie = static_cast<double>(ref[bt]) - static_cast<double>(ref[at]) <= 2 * tie_rel * peak;
   return r;
 }
 
@@ -93,6 +93,7 @@ std::vector<float> all_logits(CausalLM& lm, std::span<const TokenId> ids) {
 struct Greedy {
   std::vector<TokenId> tokens;
   std::vector<double> margins;  // top1 - top2 score per step
+  std::vector<double> peaks;    // max |score| per step
   std::vector<std::vector<float>> logits;
 };
 
@@ -104,9 +105,12 @@ Greedy greedy(CausalLM& lm, std::span<const TokenId> prompt, int64_t n, bool kee
   lm.forward(prompt, cache, logits, false);
   for (int64_t i = 0; i < n; ++i) {
     const TokenId t = argmax(logits);
-    float second = -INFINITY;
-    for (int64_t v = 0; v < V; ++v)
+    float second = -INFINITY, peak = 0;
+    for (int64_t v = 0; v < V; ++v) {
       if (v != t) second = std::max(second, logits[static_cast<size_t>(v)]);
+      peak = std::max(peak, std::fabs(logits[static_cast<size_t>(v)]));
+    }
+    g.peaks.push_back(peak);
     g.tokens.push_back(t);
     g.margins.push_back(static_cast<double>(logits[static_cast<size_t>(t)]) - second);
     if (keep_logits) g.logits.push_back(logits);
@@ -166,6 +170,7 @@ void stage_precision(Context& ctx, StageResult& r) {
     const auto max_tokens = static_cast<size_t>(ctx.th.get("precision.max_prompt_tokens") * (ctx.quick() ? 1 : 4));
     const int64_t n_greedy =
         static_cast<int64_t>(ctx.th.get(ctx.quick() ? "precision.quick_greedy_tokens" : "precision.full_greedy_tokens"));
+    const double tol_rel = ctx.th.get("precision.max_rel_error");
     LogitsSummary total;
     nlohmann::json per_prompt = nlohmann::json::array();
     int64_t greedy_total = 0, greedy_agree = 0;
@@ -188,7 +193,7 @@ void stage_precision(Context& ctx, StageResult& r) {
       std::vector<double> rel_pos, kl_pos;
       for (size_t t = 0; t < ids.size(); ++t) {
         const auto row = compare_row(std::span<const float>(lt).subspan(t * V, V),
-                                     std::span<const float>(lr).subspan(t * V, V));
+                                     std::span<const float>(lr).subspan(t * V, V), tol_rel);
         s.add(row);
         total.add(row);
         rel_pos.push_back(std::isfinite(row.rel) ? row.rel : 1e30);
@@ -199,10 +204,10 @@ void stage_precision(Context& ctx, StageResult& r) {
         const auto lu = all_logits(*unquant_lm, ids);
         for (size_t t = 0; t < ids.size(); ++t)
           quant_total.add(compare_row(std::span<const float>(lt).subspan(t * V, V),
-                                      std::span<const float>(lu).subspan(t * V, V)));
+                                      std::span<const float>(lu).subspan(t * V, V), tol_rel));
       }
       // Greedy sequences; a divergence is explained when ref's own top-2 margin at that step is
-      // within twice the logits error measured there (a near-tie the stated error can flip).
+      // within what the stated tolerance allows (2 x max_rel_error x max|logit|): a near-tie.
       const Greedy gt = greedy(*m.lm, ids, n_greedy, false);
       const Greedy gr = greedy(*ref_lm, ids, n_greedy, false);
       int64_t same = 0;
@@ -211,15 +216,15 @@ void stage_precision(Context& ctx, StageResult& r) {
       int64_t agree = same;
       if (same < n_greedy) {
         const double margin = gr.margins[static_cast<size_t>(same)];
-        const double tol = 2 * std::max(s.max_abs, 1e-30);
+        const double tol = 2 * tol_rel * gr.peaks[static_cast<size_t>(same)];
         if (margin <= tol) {
           agree = n_greedy;
-          greedy_note = fmt::format("diverged at step {} where ref's top-2 margin {} is within the measured error "
+          greedy_note = fmt::format("diverged at step {} where ref's top-2 margin {} is within the tolerance's {} "
                                     "(near-tie)",
-                                    same, sci(margin));
+                                    same, sci(margin), sci(tol));
         } else {
-          greedy_note = fmt::format("diverged at step {} (ref's top-2 margin {} > 2 x max abs error {})", same,
-                                    sci(margin), sci(s.max_abs));
+          greedy_note = fmt::format("diverged at step {} (ref's top-2 margin {} > {} the tolerance allows)", same,
+                                    sci(margin), sci(tol));
           unexplained.push_back(fmt::format("{} at step {}", p.id, same));
         }
       }
@@ -259,7 +264,7 @@ void stage_precision(Context& ctx, StageResult& r) {
       r.add(c);
       if (ctx.progress) ctx.progress->check(c);
     };
-    const double tol_rel = ctx.th.get("precision.max_rel_error"), tol_kl = ctx.th.get("precision.max_mean_kl"),
+    const double tol_kl = ctx.th.get("precision.max_mean_kl"),
                  min_top1 = ctx.th.get("precision.min_top1_agreement"),
                  min_greedy = ctx.th.get("precision.min_greedy_agreement");
     emit("logits_rel_error", "Logits relative error vs ref", total.max_rel <= tol_rel, total.max_rel, tol_rel,
@@ -270,7 +275,7 @@ void stage_precision(Context& ctx, StageResult& r) {
                      sci(tol_kl)),
          "nats");
     emit("top1", "Top-1 agreement vs ref", total.top1_rate() >= min_top1, total.top1_rate(), min_top1,
-         fmt::format("{} of {} positions agree ({} more are near-ties within the measured error); minimum {}",
+         fmt::format("{} of {} positions agree ({} more are near-ties: ref's top-2 margin within the tolerance); minimum {}",
                      total.top1_agree, total.positions, total.near_ties, min_top1));
     const double greedy_rate = greedy_total ? static_cast<double>(greedy_agree) / static_cast<double>(greedy_total) : 1;
     emit("greedy", "Greedy sequences vs ref", greedy_rate >= min_greedy, greedy_rate, min_greedy,
@@ -316,6 +321,7 @@ void stage_precision(Context& ctx, StageResult& r) {
                          o.golden_dir.string()));
     return;
   }
+  const double golden_rel = ctx.th.get("precision.golden_max_rel_error");
   LogitsSummary g;
   nlohmann::json files = nlohmann::json::array();
   std::vector<std::string> problems, tok_mismatch;
@@ -344,7 +350,7 @@ void stage_precision(Context& ctx, StageResult& r) {
       LogitsSummary s;
       for (size_t t = 0; t < ids.size(); ++t) {
         const auto row = compare_row(std::span<const float>(lt).subspan(t * V, V),
-                                     std::span<const float>(gl).subspan(t * V, V));
+                                     std::span<const float>(gl).subspan(t * V, V), golden_rel);
         s.add(row);
         g.add(row);
       }
