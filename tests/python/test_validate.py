@@ -125,10 +125,17 @@ def main():
     # tools/hf_reference.py writes.
     golden = os.path.join(TMP, "golden")
     os.makedirs(golden)
-    for name, prompt in (("zh", "你好，请介绍一下你自己"), ("en", "What is the capital of France?")):
-        p = run("logits", "--model", model, "--backend", "ref", "--chat", "--prompt", prompt,
-                "--out", os.path.join(golden, name + ".f32"))
+    # Named after prompts of data/prompts.jsonl with a "prompt_id", as tools/hf_reference.py
+    # writes them, so the tokenization check runs too.
+    for name, prompt in (("zh_intro", "你好，请介绍一下你自己"),
+                         ("en_qa", "What is the capital of France, and why is it famous?")):
+        path = os.path.join(golden, name + ".f32")
+        p = run("logits", "--model", model, "--backend", "ref", "--chat", "--prompt", prompt, "--out", path)
         assert p.returncode == 0, p.stderr.decode()
+        meta = json.load(open(path + ".json"))
+        meta["prompt_id"] = name
+        meta["source"] = "internlm logits --backend ref"
+        json.dump(meta, open(path + ".json", "w"))
 
     out = os.path.join(TMP, "report")
     t0 = time.time()
@@ -165,7 +172,8 @@ def main():
                     "model.tokenizer_round_trip", "model.chat_template", "model.load", "operators.matrix",
                     "operators.matmul.wqkv_T_1", "operators.attention.T_8_past_64", "precision.logits_rel_error",
                     "precision.kl", "precision.top1", "precision.greedy", "precision.golden_rel_error",
-                    "precision.golden_kl", "inference.determinism", "inference.zh_intro", "inference.multi_turn",
+                    "precision.golden_kl", "precision.golden_top1", "precision.golden_tokenization",
+                    "inference.determinism", "inference.zh_intro", "inference.multi_turn",
                     "api.chat", "api.stream", "api.completions", "api.models", "api.tokenize", "api.metrics",
                     "api.invalid", "api.shutdown", "performance.prefill", "performance.decode",
                     "performance.decode_roofline", "performance.serving_failures", "performance.serving_c1.ttft",
@@ -296,6 +304,50 @@ def main():
         if any(v["value"] > 1e-12 for v in norm):
             assert p.returncode == 1 and any(v["status"] == "fail" for v in norm), norm
 
+    def wrong_golden_fails():
+        # Golden logits of another model (different weights): the golden checks must fail.
+        other = os.path.join(TMP, "other")
+        assert run("synth", "--preset", "tiny", "--seed", "4", "--out", other).returncode == 0
+        g2 = os.path.join(TMP, "golden-other")
+        os.makedirs(g2)
+        p = run("logits", "--model", other, "--chat", "--prompt", "你好", "--out", os.path.join(g2, "x.f32"))
+        assert p.returncode == 0, p.stderr.decode()
+        cfg = os.path.join(TMP, "small.toml")
+        open(cfg, "w").write("[precision]\nquick_prompts = 1\nmax_prompt_tokens = 8\nquick_greedy_tokens = 2\n")
+        rep = os.path.join(TMP, "report-golden")
+        p = run("validate", "--model", model, "--out", rep, "--stages", "precision", "--golden", g2, "--config", cfg)
+        assert p.returncode == 1, f"exit {p.returncode}: {p.stderr.decode()[-1500:]}"
+        c = checks_of(json.load(open(os.path.join(rep, "report.json"))))
+        assert c["precision.golden_rel_error"]["status"] == "fail", c["precision.golden_rel_error"]
+        assert c["precision.logits_rel_error"]["status"] == "pass"  # the backend itself is fine
+        assert "golden" in c["precision.golden_rel_error"]["name"]
+
+    def hf_reference_tool():
+        tool = os.path.join(ROOT, "tools", "hf_reference.py")
+        p = subprocess.run([sys.executable, tool, "--help"], capture_output=True, timeout=60)
+        assert p.returncode == 0 and b"--model" in p.stdout and b"--out" in p.stdout, p
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError:
+            p = subprocess.run([sys.executable, tool, "--model", model, "--out", os.path.join(TMP, "hf")],
+                               capture_output=True, timeout=60)
+            assert p.returncode == 2 and b"needs torch and transformers" in p.stderr, p.stderr
+            print("note: torch/transformers not installed: tools/hf_reference.py checked for --help and its "
+                  "error message only")
+            return
+        hf = os.path.join(TMP, "hf")
+        p = subprocess.run([sys.executable, tool, "--model", model, "--out", hf, "--max-prompts", "2"],
+                           capture_output=True, timeout=600)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        rep = os.path.join(TMP, "report-hf")
+        cfg = os.path.join(TMP, "small-hf.toml")
+        open(cfg, "w").write("[precision]\nquick_prompts = 1\nmax_prompt_tokens = 8\nquick_greedy_tokens = 2\n")
+        p = run("validate", "--model", model, "--out", rep, "--stages", "precision", "--golden", hf, "--config", cfg)
+        assert p.returncode == 0, p.stdout.decode()[-2000:]
+
+    check("golden logits of other weights fail the golden checks", wrong_golden_fails)
+    check("tools/hf_reference.py", hf_reference_tool)
     check("truncated shard fails the model check", truncated_shard_fails_model_check)
     check("injected matmul error fails operators and precision", injected_operator_error_fails)
     check("bad config file is refused with file:line", bad_config_refused)
