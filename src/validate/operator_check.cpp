@@ -4,6 +4,7 @@
 // error per operator and case, held to a stated tolerance per operator.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include <fmt/format.h>
@@ -158,9 +159,10 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
     cache.reserve_more(L);
     KvView kv = cache.layer(0, L);
     const auto kvals = random_vec(static_cast<size_t>(L * nkv * hd * 2), ++seed, 1.0f);
+    const size_t row_bytes = static_cast<size_t>(nkv * hd) * sizeof(float);  // an f32 cache
     for (int64_t p = 0; p < L; ++p) {
-      std::copy_n(kvals.data() + p * nkv * hd, nkv * hd, kv.k(p));
-      std::copy_n(kvals.data() + (L + p) * nkv * hd, nkv * hd, kv.v(p));
+      std::memcpy(kv.k(p), kvals.data() + p * nkv * hd, row_bytes);
+      std::memcpy(kv.v(p), kvals.data() + (L + p) * nkv * hd, row_bytes);
     }
     const auto q = random_vec(static_cast<size_t>(T * nh * hd), ++seed, 1.0f);
     std::vector<float> y1(q.size()), y2(q.size());

@@ -283,7 +283,8 @@ void sweep_part(Context& ctx, StageResult& r) {
     const auto L = static_cast<int64_t>(lf);
     json row = {{"length", L}};
     const double elapsed = now_seconds() - t_start;
-    double predicted = last_s > 0 ? last_s * std::pow(static_cast<double>(L) / last_len, 1.5)
+    // Quadratic in the length (attention) from the previous point: conservative for big models.
+    double predicted = last_s > 0 ? last_s * std::pow(static_cast<double>(L) / last_len, 2.0)
                                   : (pp_rate > 0 ? 1.2 * static_cast<double>(L) / pp_rate : 0);
     const MemoryInfo mem = memory_info();
     const double kv = kv_per_token * static_cast<double>(L + D + 1);

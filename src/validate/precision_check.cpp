@@ -306,6 +306,7 @@ void stage_precision(Context& ctx, StageResult& r) {
     c.status = Status::Skip;
     c.detail = "skipped: no --golden DIR given (make one with tools/hf_reference.py)";
     r.add(c);
+    if (ctx.progress) ctx.progress->check(c);
     return;
   }
   std::vector<fs::path> metas;

@@ -189,7 +189,7 @@ std::string svg_line_chart(const LineChart& c) {
       s += fmt::format("<path d=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"><title>{}</title></path>\n", d, col,
                        xml_escape(se.name));
     // Legend.
-    const double lx = x0 + static_cast<double>(i % 4) * 135, ly = 34 + static_cast<double>(i / 4) * 12;
+    const double lx = x0 + static_cast<double>(i % 5) * 110, ly = 34 + static_cast<double>(i / 5) * 12;
     s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"4\" fill=\"{}\"/>", lx, ly - 4, col);
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"11\">{}</text>\n", lx + 16, ly, xml_escape(se.name));
   }

@@ -104,10 +104,6 @@ void Progress::stage_done(const StageResult& s) {
   out_line(fmt::format("  => {} ({:.1f} s): {}", status_name(s.status), s.seconds, first_line(s.summary)));
 }
 
-std::string Context::settings() const {
-  return fmt::format("--model {} --backend {} --quant {} --{}", opts.model_dir.string(), opts.backend, opts.quant, mode());
-}
-
 std::string render_table(const nlohmann::json& report) {
   std::string out = fmt::format("\n{:<13} {:<7} {:>6} {:>5} {:>5} {:>5} {:>5} {:>5} {:>8}\n", "stage", "verdict",
                                 "checks", "pass", "fail", "warn", "info", "skip", "time");
@@ -149,7 +145,7 @@ int run_validate(Options o) {
   if (auto f = fault_from_env()) ctx.fault = f->str();
   Progress progress(true);
   ctx.progress = &progress;
-  g_log = std::fopen((o.out_dir / "validate.log").c_str(), "w");
+  g_log = std::fopen((o.out_dir / "validate.log").c_str(), "we");  // not inherited by children
   const std::string started = utc_timestamp();
   const double t0 = now_seconds();
   out_line(fmt::format("internlm validate: {} mode, model {}, backend {}, weights {}, report in {}", ctx.mode(),

@@ -64,8 +64,6 @@ struct Context {
   void note(const std::string& s) const {
     if (progress) progress->note(s);
   }
-  // The settings line every check's `source` starts with.
-  std::string settings() const;
 };
 
 // Runs the stages, writes the reports into opts.out_dir and prints the pass/fail table.

@@ -2,6 +2,7 @@
 // comparisons, the fault-injecting backend, prompt set parsing, subprocesses, SVG charts and the
 // report renderers.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <fstream>
@@ -288,9 +289,11 @@ TEST(ValidateSubprocess, ExitStatusTimeoutAndQuoting) {
   EXPECT_EQ(slurp(out), "hi\n");
   EXPECT_EQ(run_command({"/bin/sh", "-c", "sleep 5"}, out, out, 0.2), std::nullopt);
   EXPECT_THROW(Subprocess({"/no/such/program"}, out, out), Error);
-  Subprocess p({"/bin/sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.05; done"}, out, out);
+  const auto ready = dir.path() / "ready.log";
+  Subprocess p({"/bin/sh", "-c", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done"}, ready, ready);
+  for (int i = 0; i < 500 && slurp(ready).find("ready") == std::string::npos; ++i) usleep(10000);  // trap installed
   EXPECT_FALSE(p.poll().has_value());
-  EXPECT_EQ(p.stop(5), 0);
+  EXPECT_EQ(p.stop(5), 0);  // SIGTERM, handled: a clean exit
   EXPECT_EQ(shell_join({"a", "b c", "it's"}), "a 'b c' 'it'\\''s'");
 }
 
