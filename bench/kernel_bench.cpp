@@ -72,8 +72,8 @@ void BM_AttentionDecode(benchmark::State& state) {
   KvView kv = cache.layer(0, ctx);
   const auto k = random_vec(static_cast<size_t>(ctx * nkv * hd), 3);
   for (int64_t p = 0; p < ctx; ++p) {
-    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, kv.k(p));
-    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, kv.v(p));
+    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, static_cast<float*>(kv.k(p)));
+    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, static_cast<float*>(kv.v(p)));
   }
   const auto q = random_vec(static_cast<size_t>(nh * hd), 4);
   std::vector<float> out(q.size());

@@ -44,18 +44,32 @@ class Weight {
 void check_token_ids(std::span<const TokenId> ids, int64_t vocab);
 
 // One layer's slice of a sequence's paged KV cache: positions [0, length). Position p lives in
-// block p / block_size, row p % block_size; each row holds n_kv_heads x head_dim f32 values.
-// Within a block, this layer's K rows start k_offset floats from the block's base, its V rows
-// v_offset floats, rows `stride` floats apart. A contiguous cache is one big block.
+// block p / block_size, row p % block_size; each row holds n_kv_heads x head_dim values of
+// `dtype` (F32, or BF16 / F16 to halve the cache). Within a block, this layer's K rows start
+// k_offset elements from the block's base, its V rows v_offset elements, rows `stride`
+// elements apart. A contiguous cache is one big block.
 struct KvView {
-  float* const* blocks = nullptr;
+  std::byte* const* blocks = nullptr;
   int64_t block_size = 0;
   int64_t k_offset = 0, v_offset = 0;
   int64_t length = 0;
   int64_t stride = 0;
-  float* k(int64_t p) const { return blocks[p / block_size] + k_offset + (p % block_size) * stride; }
-  float* v(int64_t p) const { return blocks[p / block_size] + v_offset + (p % block_size) * stride; }
+  DType dtype = DType::F32;
+  int64_t elem_bytes = 4;
+  void* k(int64_t p) const { return row(k_offset, p); }
+  void* v(int64_t p) const { return row(v_offset, p); }
+
+ private:
+  void* row(int64_t offset, int64_t p) const {
+    return blocks[p / block_size] + (offset + (p % block_size) * stride) * elem_bytes;
+  }
 };
+
+// n values of a KV row starting at element `first`, as f32: the row itself for an f32 cache,
+// else `scratch` (n floats) filled with the widened values.
+const float* kv_row_f32(const void* row, DType t, int64_t first, int64_t n, float* scratch);
+// Stores n f32 values into a KV row of type t (round to nearest even for 16-bit types).
+void kv_row_store(void* row, DType t, const float* src, int64_t n);
 
 // The per-forward rotary setting: inverse frequencies (head_dim / 2 of them, f32 as the
 // official code builds them) and the divisor of positions (the factor for "linear" scaling).

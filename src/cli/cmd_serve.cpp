@@ -29,6 +29,7 @@ struct ServeArgs {
   std::string served_model_name;
   double max_body_mb = 8;
   bool no_prefix_cache = false;
+  std::string kv_dtype = "f32";
 };
 
 // Defaults for sampling fields a request leaves out: OpenAI's (temperature 1, no top-k/top-p),
@@ -60,6 +61,10 @@ void serve(ServeArgs a) {
 
   LoadedModel m = a.model.load();
   a.engine.prefix_cache = !a.no_prefix_cache;
+  if (a.kv_dtype == "f32") a.engine.kv_dtype = DType::F32;
+  else if (a.kv_dtype == "bf16") a.engine.kv_dtype = DType::BF16;
+  else if (a.kv_dtype == "f16") a.engine.kv_dtype = DType::F16;
+  else throw Error(fmt::format("--kv-cache-dtype must be f32, bf16 or f16, not '{}'", a.kv_dtype));
   a.engine.sample_vocab = m.tokenizer->vocab_size();
   Engine engine(*m.lm, a.engine);
 
@@ -90,9 +95,9 @@ void serve(ServeArgs a) {
   });
 
   const auto& o = engine.options();
-  std::fprintf(stderr, "serve: model '%s' from %s, max_seqs %d, max_model_len %lld, block %lld tokens\n",
+  std::fprintf(stderr, "serve: model '%s' from %s, max_seqs %d, max_model_len %lld, KV cache %.2f GiB %s in blocks of %lld tokens\n",
                a.http.model_name.c_str(), m.dir.string().c_str(), o.max_seqs, static_cast<long long>(o.max_model_len),
-               static_cast<long long>(o.block_size));
+               o.kv_cache_gb, a.kv_dtype.c_str(), static_cast<long long>(o.block_size));
   std::printf("listening on http://%s:%d\n", a.http.host.c_str(), port);
   std::fflush(stdout);
   http.serve();
@@ -118,6 +123,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-seqs", e.max_seqs, "Sequences decoding at once (n > 1 counts each choice)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", e.max_model_len, "Prompt + completion tokens per sequence (0: the model's)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-cache-gb", e.kv_cache_gb, "KV cache pool in GiB (0: enough for max-seqs full sequences, at most 4)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kv-cache-dtype", args->kv_dtype, "KV cache element type: f32 (default, exact), bf16 or f16 (half the memory)");
   cmd->add_option("--block-size", e.block_size, "Tokens per KV block (prefix-reuse granularity)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-waiting", e.max_waiting, "Queued requests beyond this get 429")->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-prefill-chunk", e.max_prefill_chunk, "Prompt tokens per step when nothing decodes")->check(CLI::PositiveNumber);

@@ -11,10 +11,10 @@ int64_t CausalLM::context_limit() const {
                                          c.rope_scaling.factor));
 }
 
-uint64_t CausalLM::kv_bytes_per_token() const {
+uint64_t CausalLM::kv_bytes_per_token(DType dtype) const {
   const auto& c = config();
   return static_cast<uint64_t>(c.num_layers) * 2 * static_cast<uint64_t>(c.num_kv_heads) *
-         static_cast<uint64_t>(c.head_dim) * sizeof(float);
+         static_cast<uint64_t>(c.head_dim) * dtype_size(dtype);
 }
 
 }  // namespace ilm

@@ -50,9 +50,10 @@ KvCache InternLM2::new_cache(int64_t capacity) const {
   return KvCache(cfg_.num_layers, cfg_.num_kv_heads, cfg_.head_dim, capacity);
 }
 
-std::shared_ptr<KvBlockPool> InternLM2::new_kv_pool(int64_t block_size, int64_t max_blocks) const {
+std::shared_ptr<KvBlockPool> InternLM2::new_kv_pool(int64_t block_size, int64_t max_blocks,
+                                                    DType dtype) const {
   return std::make_shared<KvBlockPool>(cfg_.num_layers, cfg_.num_kv_heads, cfg_.head_dim,
-                                       block_size, max_blocks);
+                                       block_size, max_blocks, dtype);
 }
 
 std::vector<std::string> InternLM2::weight_names() const {
@@ -161,7 +162,7 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
   std::vector<float> qkv(static_cast<size_t>(N * qkv_.width()));
   std::vector<float> q(static_cast<size_t>(N * nh * hd)), attn(static_cast<size_t>(N * nh * hd));
   std::vector<float> gate(static_cast<size_t>(N * I)), up(static_cast<size_t>(N * I));
-  std::vector<float> k_new(static_cast<size_t>(N * nkv * hd));
+  std::vector<float> k_new(static_cast<size_t>(N * nkv * hd)), v_new(k_new.size());
 
   be_.embedding(*tok_embeddings_, ids, x.data());
   for (int64_t li = 0; li < cfg_.num_layers; ++li) {
@@ -178,19 +179,21 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
         const float* row = qkv.data() + (r0 + t) * qkv_.width();
         for (int64_t hh = 0; hh < nh; ++hh)
           std::memcpy(q.data() + ((r0 + t) * nh + hh) * hd, row + qkv_.query_offset(hh), hd * sizeof(float));
-        // Keys are rotated in a contiguous scratch row, then stored; values go straight in.
+        // Keys and values are gathered into contiguous rows (keys are rotated there), then
+        // stored in the cache's element type.
         float* k_row = k_new.data() + (r0 + t) * kv.stride;
-        float* v_dst = kv.v(p0 + t);
+        float* v_row = v_new.data() + (r0 + t) * kv.stride;
         for (int64_t g = 0; g < nkv; ++g) {
           std::memcpy(k_row + g * hd, row + qkv_.key_offset(g), hd * sizeof(float));
-          std::memcpy(v_dst + g * hd, row + qkv_.value_offset(g), hd * sizeof(float));
+          std::memcpy(v_row + g * hd, row + qkv_.value_offset(g), hd * sizeof(float));
         }
+        kv_row_store(kv.v(p0 + t), kv.dtype, v_row, kv.stride);
       }
       const RopeSpec& rope = ropes[s.seq];
       be_.rope(q.data() + r0 * nh * hd, s.len, nh, hd, nh * hd, positions[si], rope);
       be_.rope(k_new.data() + r0 * kv.stride, s.len, nkv, hd, kv.stride, positions[si], rope);
       for (int64_t t = 0; t < s.len; ++t)
-        std::memcpy(kv.k(p0 + t), k_new.data() + (r0 + t) * kv.stride, kv.stride * sizeof(float));
+        kv_row_store(kv.k(p0 + t), kv.dtype, k_new.data() + (r0 + t) * kv.stride, kv.stride);
       be_.attention(q.data() + r0 * nh * hd, s.len, nh, nkv, hd, kv, p0, attn.data() + r0 * nh * hd);
     }
     be_.matmul(attn.data(), N, *L.wo, L.wo_bias.get(), h.data());

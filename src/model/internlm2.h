@@ -38,7 +38,8 @@ class InternLM2 final : public CausalLM {
                bool all_logits) override;
   void forward_batch(std::span<SequenceInput> batch) override;
   KvCache new_cache(int64_t capacity) const override;
-  std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks) const override;
+  std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks,
+                                          DType dtype) const override;
   std::vector<std::string> weight_names() const override;
   std::vector<std::string> matrix_names() const override { return matrix_names_; }
   uint64_t decode_weight_bytes() const override;

@@ -11,14 +11,18 @@ namespace ilm {
 // KvBlockPool
 
 KvBlockPool::KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
-                         int64_t block_size, int64_t max_blocks)
+                         int64_t block_size, int64_t max_blocks, DType dtype)
     : n_layers_(n_layers),
       stride_(n_kv_heads * head_dim),
       block_size_(block_size),
       max_blocks_(max_blocks),
-      block_floats_(n_layers * 2 * block_size * n_kv_heads * head_dim) {
+      dtype_(dtype),
+      block_bytes_(static_cast<uint64_t>(n_layers * 2 * block_size * n_kv_heads * head_dim) *
+                   dtype_size(dtype)) {
   if (block_size <= 0 || max_blocks <= 0 || max_blocks > INT32_MAX)
     throw Error(fmt::format("KV pool: invalid block size {} or block count {}", block_size, max_blocks));
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
+    throw Error(fmt::format("KV pool: element type {} is not f32, bf16 or f16", dtype_name(dtype)));
   info_.reserve(static_cast<size_t>(std::min<int64_t>(max_blocks, 1 << 16)));
 }
 
@@ -30,7 +34,7 @@ std::optional<int32_t> KvBlockPool::allocate() {
   } else if (static_cast<int64_t>(info_.size()) < max_blocks_) {
     b = static_cast<int32_t>(info_.size());
     info_.emplace_back();
-    memory_.push_back(std::make_unique<float[]>(static_cast<size_t>(block_floats_)));
+    memory_.push_back(std::make_unique<std::byte[]>(block_bytes_));
   } else if (!lru_.empty()) {
     b = lru_.front();
     lru_.pop_front();
@@ -64,7 +68,7 @@ void KvBlockPool::release(int32_t b) {
   }
 }
 
-float* KvBlockPool::data(int32_t b) { return memory_[static_cast<size_t>(b)].get(); }
+std::byte* KvBlockPool::data(int32_t b) { return memory_[static_cast<size_t>(b)].get(); }
 
 uint64_t KvBlockPool::chain_hash(uint64_t parent, std::span<const TokenId> tokens) {
   // FNV-1a over the parent hash and the token ids, then a final avalanche (splitmix64).
@@ -128,9 +132,11 @@ int64_t blocks_for(int64_t positions, int64_t block_size) {
 KvCache::KvCache(std::shared_ptr<KvBlockPool> pool, int64_t capacity)
     : pool_(std::move(pool)), capacity_(capacity) {}
 
-KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity)
+KvCache::KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity,
+                 DType dtype)
     : pool_(std::make_shared<KvBlockPool>(n_layers, n_kv_heads, head_dim, kPrivateBlockSize,
-                                          std::max<int64_t>(1, blocks_for(capacity, kPrivateBlockSize)))),
+                                          std::max<int64_t>(1, blocks_for(capacity, kPrivateBlockSize)),
+                                          dtype)),
       capacity_(capacity) {}
 
 KvCache::~KvCache() { release_all(); }
@@ -200,6 +206,8 @@ KvView KvCache::layer(int64_t layer, int64_t length) {
   v.v_offset = v.k_offset + rows;
   v.length = length;
   v.stride = pool_->stride();
+  v.dtype = pool_->dtype();
+  v.elem_bytes = static_cast<int64_t>(dtype_size(v.dtype));
   return v;
 }
 

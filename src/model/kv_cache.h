@@ -27,15 +27,17 @@ class KvPoolExhausted : public Error {
 
 class KvBlockPool {
  public:
-  // max_blocks blocks of block_size positions; memory is allocated when a block is first used.
+  // max_blocks blocks of block_size positions, elements of `dtype` (F32, BF16 or F16); memory
+  // is allocated when a block is first used.
   KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
-              int64_t max_blocks);
+              int64_t max_blocks, DType dtype = DType::F32);
 
   int64_t block_size() const { return block_size_; }
   int64_t n_layers() const { return n_layers_; }
-  int64_t stride() const { return stride_; }  // floats per position per layer (K or V)
+  int64_t stride() const { return stride_; }  // elements per position per layer (K or V)
   int64_t max_blocks() const { return max_blocks_; }
-  uint64_t block_bytes() const { return static_cast<uint64_t>(block_floats_) * sizeof(float); }
+  DType dtype() const { return dtype_; }
+  uint64_t block_bytes() const { return block_bytes_; }
 
   // A block with reference count 1: a never-used one, else a free one, else the least
   // recently used cached (published, unreferenced) one, which leaves the registry.
@@ -44,7 +46,7 @@ class KvBlockPool {
   void retain(int32_t b);
   void release(int32_t b);  // at 0 a published block becomes cached, others free
   int32_t ref_count(int32_t b) const { return info_[static_cast<size_t>(b)].refs; }
-  float* data(int32_t b);
+  std::byte* data(int32_t b);
 
   // Prefix registry. A block's key is the hash of the prefix before it (`parent`, 0 for the
   // first block) and its tokens; `publish` records a full block under that key (a second
@@ -67,9 +69,11 @@ class KvBlockPool {
     std::vector<TokenId> tokens;
     std::list<int32_t>::iterator lru_pos;  // valid while cached
   };
-  int64_t n_layers_, stride_, block_size_, max_blocks_, block_floats_;
+  int64_t n_layers_, stride_, block_size_, max_blocks_;
+  DType dtype_;
+  uint64_t block_bytes_;
   int64_t used_ = 0;
-  std::vector<std::unique_ptr<float[]>> memory_;  // per block, allocated on first use
+  std::vector<std::unique_ptr<std::byte[]>> memory_;  // per block, allocated on first use
   std::vector<Info> info_;
   std::vector<int32_t> free_;   // unreferenced, unpublished, memory allocated
   std::list<int32_t> lru_;      // unreferenced, published: front = least recently used
@@ -82,7 +86,8 @@ class KvCache {
   // A cache drawing on a shared pool, for a sequence of at most `capacity` positions.
   KvCache(std::shared_ptr<KvBlockPool> pool, int64_t capacity);
   // A cache with a private pool just big enough for `capacity` positions.
-  KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity);
+  KvCache(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t capacity,
+          DType dtype = DType::F32);
   ~KvCache();
   KvCache(KvCache&& other) noexcept;
   KvCache& operator=(KvCache&& other) noexcept;
@@ -115,7 +120,7 @@ class KvCache {
   std::shared_ptr<KvBlockPool> pool_;
   int64_t capacity_ = 0, length_ = 0;
   std::vector<int32_t> table_;
-  std::vector<float*> ptrs_;  // base of each block in table_
+  std::vector<std::byte*> ptrs_;  // base of each block in table_
   void release_all();
   int32_t copy_of(int32_t b) const;
 };

@@ -104,7 +104,7 @@ struct Engine::Impl {
     if (opts.block_size < 1 || opts.block_size > 4096) throw Error("block_size must be in [1, 4096]");
     if (opts.max_prefill_chunk < 1) throw Error("max_prefill_chunk must be >= 1");
     if (!(opts.itl_budget >= 1.0)) throw Error("itl_budget must be >= 1");
-    const uint64_t block_bytes = lm.kv_bytes_per_token() * static_cast<uint64_t>(opts.block_size);
+    const uint64_t block_bytes = lm.kv_bytes_per_token(opts.kv_dtype) * static_cast<uint64_t>(opts.block_size);
     int64_t blocks;
     if (opts.kv_cache_gb > 0) {
       blocks = static_cast<int64_t>(opts.kv_cache_gb * double(1ull << 30) / double(block_bytes));
@@ -114,7 +114,7 @@ struct Engine::Impl {
       opts.kv_cache_gb = double(blocks) * double(block_bytes) / double(1ull << 30);
     }
     if (blocks < 1) throw Error(fmt::format("kv_cache_gb {} holds no KV block", opts.kv_cache_gb));
-    pool = lm.new_kv_pool(opts.block_size, blocks);
+    pool = lm.new_kv_pool(opts.block_size, blocks, opts.kv_dtype);
     standard_rope_base = rope_base(lm.config(), 0);
     stats.kv_blocks_total = blocks;
     stats.block_size = opts.block_size;

@@ -95,23 +95,25 @@ TEST(CpuBackendOps, AttentionMatchesRefAcrossKeyTiles) {
   RefBackend ref(1);
   for (auto isa : cpu::supported_isas()) {
     CpuBackend cpu(2, std::string(isa));
+    for (DType kv_type : {DType::F32, DType::BF16, DType::F16})
     for (auto [T, past] : std::vector<std::pair<int64_t, int64_t>>{{1, 0}, {1, 200}, {7, 0}, {5, 130}}) {
       const int64_t nh = 8, nkv = 2, hd = 32;
-      KvCache cache(1, nkv, hd, past + T);
+      KvCache cache(1, nkv, hd, past + T, kv_type);
       cache.reserve_more(past + T);
       KvView kv = cache.layer(0, past + T);
       const auto k = random_vec(static_cast<size_t>((past + T) * nkv * hd), 5);
       const auto v = random_vec(k.size(), 6);
       const int64_t row = nkv * hd;
       for (int64_t p = 0; p < past + T; ++p) {
-        std::copy_n(k.begin() + p * row, row, kv.k(p));
-        std::copy_n(v.begin() + p * row, row, kv.v(p));
+        kv_row_store(kv.k(p), kv_type, k.data() + p * row, row);
+        kv_row_store(kv.v(p), kv_type, v.data() + p * row, row);
       }
       const auto q = random_vec(static_cast<size_t>(T * nh * hd), 7);
       std::vector<float> outr(q.size()), outc(q.size());
+      // Both read the same (rounded) cache: only kernel error remains.
       ref.attention(q.data(), T, nh, nkv, hd, kv, past, outr.data());
       cpu.attention(q.data(), T, nh, nkv, hd, kv, past, outc.data());
-      EXPECT_LT(rel_err(outc, outr), 1e-5) << isa << " T" << T << " past" << past;
+      EXPECT_LT(rel_err(outc, outr), 1e-5) << isa << " " << dtype_name(kv_type) << " T" << T << " past" << past;
     }
   }
 }

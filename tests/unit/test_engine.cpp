@@ -116,6 +116,37 @@ TEST_F(EngineTest, ConcurrentGreedyRequestsEachGetTheirSoloOutput) {
   EXPECT_EQ(st.generated_tokens, 72u);
 }
 
+TEST_F(EngineTest, HalfPrecisionKvCacheStaysCloseAndBatchInvariant) {
+  const auto p = prompt(11, 30);
+  // Logits of a forward over a bf16 / f16 cache against an f32 one: 16-bit rounding of K and V
+  // only (|error| / max |logit|).
+  const int64_t V = model_->config.vocab_size;
+  std::vector<float> ref(static_cast<size_t>(V));
+  KvCache c32 = model_->lm->new_cache(64);
+  model_->lm->forward(p, c32, ref, false);
+  for (DType t : {DType::BF16, DType::F16}) {
+    auto pool = model_->lm->new_kv_pool(16, 8, t);
+    KvCache c16(pool, 64);
+    std::vector<float> got(ref.size());
+    model_->lm->forward(p, c16, got, false);
+    float max_ref = 0, max_diff = 0;
+    for (size_t i = 0; i < ref.size(); ++i) {
+      max_ref = std::max(max_ref, std::abs(ref[i]));
+      max_diff = std::max(max_diff, std::abs(ref[i] - got[i]));
+    }
+    EXPECT_LT(max_diff / max_ref, t == DType::BF16 ? 2e-2 : 5e-3) << dtype_name(t);
+  }
+  // Through the engine: requests together get what each gets alone, with a bf16 cache too.
+  EngineOptions eo;
+  eo.kv_dtype = DType::BF16;
+  Engine engine(*model_->lm, eo);
+  std::vector<std::vector<TokenId>> alone;
+  for (int i = 0; i < 4; ++i) alone.push_back(collect(*engine.submit(request(prompt(30 + i, 9 + i), 8)), 1).tokens[0]);
+  std::vector<std::shared_ptr<RequestStream>> together;
+  for (int i = 0; i < 4; ++i) together.push_back(engine.submit(request(prompt(30 + i, 9 + i), 8)));
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(collect(*together[static_cast<size_t>(i)], 1).tokens[0], alone[static_cast<size_t>(i)]);
+}
+
 TEST_F(EngineTest, LongPromptUnderDynamicNtkMatchesOneShotPrefill) {
   // 80 > max_position_embeddings = 64: every chunk must use the base of the whole prompt.
   EngineOptions eo;

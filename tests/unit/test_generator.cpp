@@ -39,8 +39,9 @@ class ScriptedLM final : public CausalLM {
     for (auto& in : batch) forward(in.ids, *in.cache, in.logits, in.all_logits);
   }
   KvCache new_cache(int64_t capacity) const override { return KvCache(1, 1, 2, capacity); }
-  std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks) const override {
-    return std::make_shared<KvBlockPool>(1, 1, 2, block_size, max_blocks);
+  std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks,
+                                          DType dtype) const override {
+    return std::make_shared<KvBlockPool>(1, 1, 2, block_size, max_blocks, dtype);
   }
   std::vector<std::string> weight_names() const override { return {}; }
   uint64_t decode_weight_bytes() const override { return 0; }

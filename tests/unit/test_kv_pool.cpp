@@ -66,13 +66,13 @@ TEST(KvCache, GrowsInBlocksAndFailsCleanlyWhenThePoolIsFull) {
   KvCache c(pool, 100);
   c.reserve_more(5);  // 2 blocks
   EXPECT_EQ(c.blocks().size(), 2u);
-  c.layer(1, 5).k(4)[1] = 42;
+  static_cast<float*>(c.layer(1, 5).k(4))[1] = 42;
   c.advance(5);
   KvCache other(pool, 100);
   other.reserve_more(4);  // the last block
   EXPECT_THROW(c.reserve_more(4), KvPoolExhausted);
   EXPECT_EQ(c.blocks().size(), 2u);  // unchanged
-  EXPECT_EQ(c.layer(1, 5).k(4)[1], 42);
+  EXPECT_EQ(static_cast<float*>(c.layer(1, 5).k(4))[1], 42);
   EXPECT_THROW(KvCache(pool, 3).reserve_more(4), Error);  // past its capacity
 }
 
@@ -80,32 +80,32 @@ TEST(KvCache, ForkSharesFullBlocksAndCopiesThePartialOne) {
   auto pool = small_pool(8);
   KvCache c(pool, 100);
   c.reserve_more(6);
-  for (int64_t p = 0; p < 6; ++p) c.layer(0, 6).v(p)[0] = static_cast<float>(p);
+  for (int64_t p = 0; p < 6; ++p) static_cast<float*>(c.layer(0, 6).v(p))[0] = static_cast<float>(p);
   c.advance(6);
   KvCache f = c.fork();
   EXPECT_EQ(f.length(), 6);
   EXPECT_EQ(f.blocks()[0], c.blocks()[0]);
   EXPECT_NE(f.blocks()[1], c.blocks()[1]);
   EXPECT_EQ(pool->ref_count(c.blocks()[0]), 2);
-  EXPECT_EQ(f.layer(0, 6).v(5)[0], 5.0f);
-  f.layer(0, 6).v(5)[0] = -1;  // the fork's own copy
-  EXPECT_EQ(c.layer(0, 6).v(5)[0], 5.0f);
+  EXPECT_EQ(static_cast<float*>(f.layer(0, 6).v(5))[0], 5.0f);
+  static_cast<float*>(f.layer(0, 6).v(5))[0] = -1;  // the fork's own copy
+  EXPECT_EQ(static_cast<float*>(c.layer(0, 6).v(5))[0], 5.0f);
 }
 
 TEST(KvCache, TruncateIntoASharedBlockCopiesItFirst) {
   auto pool = small_pool(8);
   KvCache c(pool, 100);
   c.reserve_more(8);
-  c.layer(0, 8).k(1)[0] = 7;
+  static_cast<float*>(c.layer(0, 8).k(1))[0] = 7;
   c.advance(8);
   KvCache f = c.fork();  // both blocks full: shared
   f.truncate(2);
   EXPECT_EQ(f.blocks().size(), 1u);
   EXPECT_NE(f.blocks()[0], c.blocks()[0]);  // the kept partial block is now f's own
-  EXPECT_EQ(f.layer(0, 2).k(1)[0], 7);
+  EXPECT_EQ(static_cast<float*>(f.layer(0, 2).k(1))[0], 7);
   f.reserve_more(1);
-  f.layer(0, 3).k(2)[0] = 9;
-  EXPECT_NE(c.layer(0, 8).k(2)[0], 9);
+  static_cast<float*>(f.layer(0, 3).k(2))[0] = 9;
+  EXPECT_NE(static_cast<float*>(c.layer(0, 8).k(2))[0], 9);
 }
 
 TEST(KvCache, AdoptsAPrefixAndReleasesEverythingOnDestruction) {

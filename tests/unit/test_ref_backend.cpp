@@ -92,10 +92,10 @@ TEST(RefBackend, AttentionIsCausalAndGroupsQueryHeads) {
   KvCache cache(1, 1, 1, 4);
   cache.reserve_more(2);
   KvView kv = cache.layer(0, 2);
-  *kv.k(0) = 1;
-  *kv.k(1) = 2;
-  *kv.v(0) = 10;
-  *kv.v(1) = 20;
+  *static_cast<float*>(kv.k(0)) = 1;
+  *static_cast<float*>(kv.k(1)) = 2;
+  *static_cast<float*>(kv.v(0)) = 10;
+  *static_cast<float*>(kv.v(1)) = 20;
   const float q[4] = {1, -1, 0.5f, 0};  // [T=2, heads=2, hd=1]
   float out[4];
   be.attention(q, 2, 2, 1, 1, kv, 0, out);
@@ -135,10 +135,10 @@ TEST(RefBackend, EmbeddingRejectsOutOfRangeIds) {
 TEST(KvCache, GrowsKeepsContentsAndEnforcesCapacity) {
   KvCache c(2, 1, 2, 5);
   c.reserve_more(1);
-  c.layer(1, 1).k(0)[1] = 7;
+  static_cast<float*>(c.layer(1, 1).k(0))[1] = 7;
   c.advance(1);
   c.reserve_more(3);
-  EXPECT_EQ(c.layer(1, 4).k(0)[1], 7);
+  EXPECT_EQ(static_cast<float*>(c.layer(1, 4).k(0))[1], 7);
   c.advance(3);
   EXPECT_EQ(c.length(), 4);
   EXPECT_THROW(c.reserve_more(2), Error);

@@ -133,6 +133,9 @@ void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
   // row read. Keys are visited in tiles with a running (max, sum) per head.
   pool_.parallel_for(T * n_kv_heads, [&](int64_t i0, int64_t i1) {
     std::vector<float> s(static_cast<size_t>(G * kKeyTile));
+    // 16-bit caches: the tile's K and V rows of this KV head, widened once for its G heads.
+    std::vector<float> k_tile(static_cast<size_t>(kKeyTile * head_dim)), v_tile(k_tile.size());
+    std::vector<const float*> vj(static_cast<size_t>(kKeyTile));
     std::vector<float> m(static_cast<size_t>(G)), l(static_cast<size_t>(G));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / n_kv_heads, g = i % n_kv_heads;
@@ -145,8 +148,9 @@ void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, n_keys - j0);
         for (int64_t j = 0; j < nj; ++j) {
-          const float* kj = kv.k(j0 + j) + g * head_dim;
+          const float* kj = kv_row_f32(kv.k(j0 + j), kv.dtype, g * head_dim, head_dim, k_tile.data() + j * head_dim);
           for (int64_t h = 0; h < G; ++h) s[h * kKeyTile + j] = k_->dot(qg + h * head_dim, kj, head_dim) * scale;
+          vj[j] = kv_row_f32(kv.v(j0 + j), kv.dtype, g * head_dim, head_dim, v_tile.data() + j * head_dim);
         }
         for (int64_t h = 0; h < G; ++h) {
           float* sh = s.data() + h * kKeyTile;
@@ -159,7 +163,7 @@ void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
           for (int64_t j = 0; j < nj; ++j) {
             const float p = std::exp(sh[j] - new_m);
             l[h] += p;
-            k_->scale_axpy(oh, correction, p, kv.v(j0 + j) + g * head_dim, head_dim);
+            k_->scale_axpy(oh, correction, p, vj[j], head_dim);
             correction = 1.0f;
           }
         }
