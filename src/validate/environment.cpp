@@ -222,6 +222,16 @@ void stage_environment(Context& ctx, StageResult& r) {
     }
     emit(c);
   }
+  if (o.threads > 0 && hw > 0 && static_cast<unsigned>(o.threads) > hw) {
+    Check c;
+    c.id = "environment.threads";
+    c.name = "Threads vs hardware";
+    c.status = Status::Warn;
+    c.detail = fmt::format("--threads {} exceeds the {} hardware threads: threads will share cores and every "
+                           "throughput figure is lower than this machine can do",
+                           o.threads, hw);
+    emit(c);
+  }
   if (!ctx.fault.empty()) {
     Check c;
     c.id = "environment.fault_injection";

@@ -152,7 +152,7 @@ std::string render_html(const json& rep) {
                    h(rep["engine_version"].get<std::string>()));
   o += fmt::format("<tr><th>machine</th><td>{}</td></tr>\n", h(machine_summary(rep["machine"])));
   o += fmt::format("<tr><th>settings</th><td>backend {}, weights {}, threads {}, mode {}, golden {}, prompts {}, config {}{}</td></tr>\n",
-                   h(st["backend"].get<std::string>()), h(st["quant"].get<std::string>()), st["threads"].get<int>(),
+                   h(st["backend"].get<std::string>()), h(st["quant"].get<std::string>()), st["threads"].get<int>() > 0 ? std::to_string(st["threads"].get<int>()) : std::string("all"),
                    h(st["mode"].get<std::string>()),
                    st["golden_dir"].is_null() ? "none" : h(st["golden_dir"].get<std::string>()),
                    h(st["prompts_file"].get<std::string>()),
