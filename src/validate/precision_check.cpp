@@ -190,13 +190,14 @@ void stage_precision(Context& ctx, StageResult& r) {
       const auto lt = all_logits(*m.lm, ids);
       const auto lr = all_logits(*ref_lm, ids);
       LogitsSummary s;
-      std::vector<double> rel_pos, kl_pos;
+      std::vector<double> rel_pos, kl_pos, abs_pos;
       for (size_t t = 0; t < ids.size(); ++t) {
         const auto row = compare_row(std::span<const float>(lt).subspan(t * V, V),
                                      std::span<const float>(lr).subspan(t * V, V), tol_rel);
         s.add(row);
         total.add(row);
         rel_pos.push_back(std::isfinite(row.rel) ? row.rel : 1e30);
+        abs_pos.push_back(std::isfinite(row.max_abs) ? row.max_abs : 1e30);
         kl_pos.push_back(std::isfinite(row.kl) ? row.kl : 1e30);
       }
       s.finish();
@@ -235,6 +236,7 @@ void stage_precision(Context& ctx, StageResult& r) {
       pj["tokens"] = ids.size();
       pj["rel_per_position"] = rel_pos;
       pj["kl_per_position"] = kl_pos;
+      pj["abs_per_position"] = abs_pos;
       pj["greedy"] = {{"tokens", n_greedy},
                       {"common_prefix", same},
                       {"note", greedy_note},
@@ -384,6 +386,7 @@ void stage_precision(Context& ctx, StageResult& r) {
                   std::string detail) {
     Check c;
     c.id = fmt::format("precision.golden_{}", id);
+    if (id == "kl") c.unit = "nats";
     c.name = std::move(name);
     c.status = ok ? Status::Pass : Status::Fail;
     c.value = std::move(value);

@@ -144,8 +144,13 @@ std::vector<Table> stage_tables(const json& st) {
                                                   b["tg_tokens_per_s"]["stddev"].get<double>(),
                                                   b["settings"]["tg_tokens"].get<int64_t>())});
     t.rows.push_back({"decode bytes / token", gb(b["decode_bytes_per_token"].get<double>())});
-    t.rows.push_back({"read bandwidth before / after (GB/s)",
-                      fmt::format("{} / {}", b["bandwidth_before_gbps"].dump(), b["bandwidth_after_gbps"].dump())});
+    auto list = [](const json& a) {
+      std::vector<std::string> v;
+      for (const auto& x : a) v.push_back(fmt::format("{:.1f}", x.get<double>()));
+      return fmt::format("{}", fmt::join(v, ", "));
+    };
+    t.rows.push_back({"read bandwidth before / after each decode run (GB/s)",
+                      fmt::format("{} / {}", list(b["bandwidth_before_gbps"]), list(b["bandwidth_after_gbps"]))});
     t.rows.push_back({"decode vs roofline", fmt::format("{:.1f}% – {:.1f}%",
                                                         100 * b["tg_roofline_ratio"]["vs_highest_bandwidth"].get<double>(),
                                                         100 * b["tg_roofline_ratio"]["vs_lowest_bandwidth"].get<double>())});
