@@ -146,7 +146,7 @@ std::vector<Table> stage_tables(const json& st) {
     t.rows.push_back({"decode bytes / token", gb(b["decode_bytes_per_token"].get<double>())});
     auto list = [](const json& a) {
       std::vector<std::string> v;
-      for (const auto& x : a) v.push_back(fmt::format("{:.1f}", x.get<double>()));
+      for (double x : a.get<std::vector<double>>()) v.push_back(fmt::format("{:.1f}", x));
       return fmt::format("{}", fmt::join(v, ", "));
     };
     t.rows.push_back({"read bandwidth before / after each decode run (GB/s)",
