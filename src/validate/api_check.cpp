@@ -117,7 +117,6 @@ void stage_api(Context& ctx, StageResult& r) {
     c.detail = std::move(detail);
     c.source = src;
     r.add(c);
-    if (ctx.progress) ctx.progress->check(c);
   };
   emit("start", "Server starts", true,
        fmt::format("listening on {} after {:.2f} s", serve.url(), serve.startup_seconds));

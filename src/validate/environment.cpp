@@ -168,7 +168,6 @@ void stage_environment(Context& ctx, StageResult& r) {
     c.value = std::move(value);
     c.source = src;
     r.add(c);
-    if (ctx.progress) ctx.progress->check(c);
   };
   info("cpu", "CPU", fmt::format("{}; {} hardware threads, {} used; kernels {} (features: {})",
                                  m["cpu_model"].get<std::string>(), hw, m["threads_used"].get<int>(),
@@ -189,7 +188,6 @@ void stage_environment(Context& ctx, StageResult& r) {
   auto emit = [&](Check c) {
     if (c.source.empty()) c.source = src;
     r.add(c);
-    if (ctx.progress) ctx.progress->check(r.checks.back());
   };
   const auto names = backend_names();
   const bool compiled = std::find(names.begin(), names.end(), o.backend) != names.end();

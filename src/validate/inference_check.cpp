@@ -116,7 +116,6 @@ void stage_inference(Context& ctx, StageResult& r) {
       c.source = fmt::format("generate() on {} at temperature 0, max_tokens {}, prompt from {}", o.backend, max_tokens,
                              o.prompts_file.filename().string());
       r.add(c);
-      if (ctx.progress) ctx.progress->check(c);
     } catch (const Error& e) {
       errors.push_back(fmt::format("{}: {}", p.id, e.what()));
       row["error"] = e.what();
@@ -138,7 +137,6 @@ void stage_inference(Context& ctx, StageResult& r) {
     c.threshold = 0;
     c.source = fmt::format("{} prompts of {}, temperature 0, two runs each", prompts.size(), o.prompts_file.filename().string());
     r.add(c);
-    if (ctx.progress) ctx.progress->check(c);
   };
   sum("determinism", "Determinism (two runs identical)", nondet,
       fmt::format("all {} prompts gave identical tokens and text twice", prompts.size()), "outputs differ between runs",

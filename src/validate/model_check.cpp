@@ -87,7 +87,6 @@ void stage_model(Context& ctx, StageResult& r) {
   auto emit = [&](Check c) -> Check& {
     if (c.source.empty()) c.source = fmt::format("checkpoint {}", dir.string());
     r.add(std::move(c));
-    if (ctx.progress) ctx.progress->check(r.checks.back());
     return r.checks.back();
   };
   auto mk = [](std::string id, std::string name, Status st, std::string detail) {

@@ -3,12 +3,12 @@
 // (TTFT / TPOT / ITL / E2EL percentiles) and throughput per concurrency level from
 // `internlm bench-serve` against `internlm serve`; and a context-length sweep of prefill time
 // and decode speed within a time budget.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
-#include <random>
-
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <random>
 
 #include "common/error.h"
 #include "io/json_file.h"
@@ -31,11 +31,6 @@ std::vector<TokenId> random_ids(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<TokenId> ids(static_cast<size_t>(n), 1);
   for (size_t i = 1; i < ids.size(); ++i) ids[i] = d(rng);
   return ids;
-}
-
-void add_check(Context& ctx, StageResult& r, Check c) {
-  r.add(std::move(c));
-  if (ctx.progress) ctx.progress->check(r.checks.back());
 }
 
 // A figure held to a limit when the limit is set (> 0), else recorded as info.
@@ -69,56 +64,55 @@ void model_bench_part(Context& ctx, StageResult& r) {
   const int64_t limit = m.lm->context_limit();
   bo.prompt_tokens = std::min(bo.prompt_tokens, std::max<int64_t>(1, limit / 2));
   bo.gen_tokens = std::min(bo.gen_tokens, std::max<int64_t>(1, limit / 4));
-  const std::string src = fmt::format("perf/model_bench as `internlm bench --model {} --backend {} --quant {} -p {} -n {} "
-                                      "-r {}`: bandwidth probed before and after each decode run, f32 FMA peak in "
-                                      "the same run",
-                                      ctx.opts.model_dir.string(), ctx.opts.backend, ctx.opts.quant, bo.prompt_tokens,
-                                      bo.gen_tokens, bo.reps);
+  const std::string src = fmt::format(
+      "perf/model_bench as `internlm bench --model {} --backend {} --quant {} -p {} -n {} "
+      "-r {}`: bandwidth probed before and after each decode run, f32 FMA peak in "
+      "the same run",
+      ctx.opts.model_dir.string(), ctx.opts.backend, ctx.opts.quant, bo.prompt_tokens, bo.gen_tokens, bo.reps);
   BenchResult b;
   try {
     b = run_bench(m, bo, [&](const std::string& s) { ctx.note(fmt::format("bench: {}", s)); });
   } catch (const Error& e) {
-    add_check(ctx, r, limit_check("performance.bench", "Throughput benchmark", NAN, 1, true, "", e.what(), src));
+    r.add(limit_check("performance.bench", "Throughput benchmark", NAN, 1, true, "", e.what(), src));
     return;
   }
   json bj = b.to_json();
-  bj["settings"] = {{"pp_tokens", bo.prompt_tokens}, {"tg_tokens", bo.gen_tokens}, {"reps", bo.reps},
+  bj["settings"] = {{"pp_tokens", bo.prompt_tokens},
+                    {"tg_tokens", bo.gen_tokens},
+                    {"reps", bo.reps},
                     {"threads", m.backend->threads()}};
   r.data["bench"] = bj;
   const double bw_hi = std::max(*std::max_element(b.bandwidth_before_gbps.begin(), b.bandwidth_before_gbps.end()),
                                 *std::max_element(b.bandwidth_after_gbps.begin(), b.bandwidth_after_gbps.end()));
   const double small = ctx.checkpoint.is_object() ? weights_in_format(ctx.checkpoint, ctx.opts.quant) : 0;
   const std::string cache_note =
-      small > 0 && small < 256e6 ? " (weights this small stay in the CPU caches: the ratio is not a bandwidth figure)" : "";
-  add_check(ctx, r,
-            limit_check("performance.prefill", "Prefill throughput", b.pp_tokens_per_s.mean,
-                        ctx.th.get("performance.min_prefill_tokens_per_s"), true, "tok/s",
-                        fmt::format("pp{}: {:.1f} ± {:.1f} tok/s ({:.1f} GFLOP/s)", bo.prompt_tokens,
-                                    b.pp_tokens_per_s.mean, b.pp_tokens_per_s.stddev, b.pp_gflops),
-                        src));
-  add_check(ctx, r,
-            limit_check("performance.decode", "Decode throughput", b.tg_tokens_per_s.mean,
-                        ctx.th.get("performance.min_decode_tokens_per_s"), true, "tok/s",
-                        fmt::format("tg{}: {:.1f} ± {:.1f} tok/s", bo.gen_tokens, b.tg_tokens_per_s.mean,
-                                    b.tg_tokens_per_s.stddev),
-                        src));
-  add_check(ctx, r,
-            limit_check("performance.decode_roofline", "Decode vs bandwidth roofline", b.tg_roofline_ratio_low,
-                        ctx.th.get("performance.min_decode_roofline_ratio"), true, "",
-                        fmt::format("{:.1f}%–{:.1f}% of the read-bandwidth roofline ({} per token; {:.1f} GB/s fastest "
-                                    "probe){}",
-                                    100 * b.tg_roofline_ratio_low, 100 * b.tg_roofline_ratio_high,
-                                    gb(b.decode_bytes_per_token), bw_hi, cache_note),
-                        src));
+      small > 0 && small < 256e6 ? " (weights this small stay in the CPU caches: the ratio is not a bandwidth figure)"
+                                 : "";
+  r.add(limit_check("performance.prefill", "Prefill throughput", b.pp_tokens_per_s.mean,
+                    ctx.th.get("performance.min_prefill_tokens_per_s"), true, "tok/s",
+                    fmt::format("pp{}: {:.1f} ± {:.1f} tok/s ({:.1f} GFLOP/s)", bo.prompt_tokens,
+                                b.pp_tokens_per_s.mean, b.pp_tokens_per_s.stddev, b.pp_gflops),
+                    src));
+  r.add(limit_check(
+      "performance.decode", "Decode throughput", b.tg_tokens_per_s.mean,
+      ctx.th.get("performance.min_decode_tokens_per_s"), true, "tok/s",
+      fmt::format("tg{}: {:.1f} ± {:.1f} tok/s", bo.gen_tokens, b.tg_tokens_per_s.mean, b.tg_tokens_per_s.stddev),
+      src));
+  r.add(limit_check("performance.decode_roofline", "Decode vs bandwidth roofline", b.tg_roofline_ratio_low,
+                    ctx.th.get("performance.min_decode_roofline_ratio"), true, "",
+                    fmt::format("{:.1f}%–{:.1f}% of the read-bandwidth roofline ({} per token; {:.1f} GB/s fastest "
+                                "probe){}",
+                                100 * b.tg_roofline_ratio_low, 100 * b.tg_roofline_ratio_high,
+                                gb(b.decode_bytes_per_token), bw_hi, cache_note),
+                    src));
   const double fma_ratio = b.fma_peak_gflops > 0 ? b.pp_gflops / b.fma_peak_gflops : NAN;
-  add_check(ctx, r,
-            limit_check("performance.prefill_fma", "Prefill vs f32 FMA peak", fma_ratio,
-                        ctx.th.get("performance.min_prefill_fma_ratio"), true, "",
-                        fmt::format("{:.1f}% of the measured f32 FMA peak ({:.1f} of {:.1f} GFLOP/s){}",
-                                    100 * fma_ratio, b.pp_gflops, b.fma_peak_gflops,
-                                    b.bf16_peak_gflops ? fmt::format("; bf16 dot peak {:.1f} GFLOP/s", *b.bf16_peak_gflops)
-                                                       : ""),
-                        src));
+  r.add(limit_check(
+      "performance.prefill_fma", "Prefill vs f32 FMA peak", fma_ratio, ctx.th.get("performance.min_prefill_fma_ratio"),
+      true, "",
+      fmt::format("{:.1f}% of the measured f32 FMA peak ({:.1f} of {:.1f} GFLOP/s){}", 100 * fma_ratio, b.pp_gflops,
+                  b.fma_peak_gflops,
+                  b.bf16_peak_gflops ? fmt::format("; bf16 dot peak {:.1f} GFLOP/s", *b.bf16_peak_gflops) : ""),
+      src));
 }
 
 void serving_part(Context& ctx, StageResult& r) {
@@ -138,14 +132,26 @@ void serving_part(Context& ctx, StageResult& r) {
     ctx.note("starting internlm serve for bench-serve");
     serve = start_serve(ctx, "serve-bench", {"--max-seqs", std::to_string(max_c)});
   } catch (const Error& e) {
-    add_check(ctx, r, limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "", e.what(), ""));
+    r.add(limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "", e.what(), ""));
     return;
   }
   const auto json_path = o.out_dir / "bench-serve.json";
-  std::vector<std::string> argv = {o.self_exe.string(), "bench-serve", "--url", serve.url(), "--concurrency",
-                                   fmt::format("{}", fmt::join(conc, ",")), "--input-len", std::to_string(in_len),
-                                   "--output-len", std::to_string(out_len), "--seed", "1", "--json",
-                                   json_path.string(), "--progress-interval", "10"};
+  std::vector<std::string> argv = {o.self_exe.string(),
+                                   "bench-serve",
+                                   "--url",
+                                   serve.url(),
+                                   "--concurrency",
+                                   fmt::format("{}", fmt::join(conc, ",")),
+                                   "--input-len",
+                                   std::to_string(in_len),
+                                   "--output-len",
+                                   std::to_string(out_len),
+                                   "--seed",
+                                   "1",
+                                   "--json",
+                                   json_path.string(),
+                                   "--progress-interval",
+                                   "10"};
   if (const auto n = static_cast<int64_t>(ctx.th.get("serving.num_prompts")); n > 0) {
     argv.push_back("--num-prompts");
     argv.push_back(std::to_string(n));
@@ -159,10 +165,11 @@ void serving_part(Context& ctx, StageResult& r) {
   std::filesystem::remove(json_path, ec);
   std::optional<int> st;
   try {
-    st = run_command(argv, o.out_dir / "bench-serve.log", o.out_dir / "bench-serve.log", ctx.th.get("serving.timeout_s"));
+    st = run_command(argv, o.out_dir / "bench-serve.log", o.out_dir / "bench-serve.log",
+                     ctx.th.get("serving.timeout_s"));
   } catch (const Error& e) {
     serve.proc->stop(30);
-    add_check(ctx, r, limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "", e.what(), cmd));
+    r.add(limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "", e.what(), cmd));
     return;
   }
   serve.proc->stop(30);
@@ -171,12 +178,11 @@ void serving_part(Context& ctx, StageResult& r) {
   try {
     bs = read_json_file(json_path);
   } catch (const Error& e) {
-    add_check(ctx, r,
-              limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "",
-                          fmt::format("bench-serve {} and wrote no result ({}); last lines of bench-serve.log:\n{}",
-                                      st ? fmt::format("exited {}", *st) : std::string("timed out"), e.what(),
-                                      tail_lines(o.out_dir / "bench-serve.log", 6)),
-                          src));
+    r.add(limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "",
+                      fmt::format("bench-serve {} and wrote no result ({}); last lines of bench-serve.log:\n{}",
+                                  st ? fmt::format("exited {}", *st) : std::string("timed out"), e.what(),
+                                  tail_lines(o.out_dir / "bench-serve.log", 6)),
+                      src));
     return;
   }
   json lv = json::array();
@@ -218,50 +224,45 @@ void serving_part(Context& ctx, StageResult& r) {
     const bool ok = static_cast<double>(failed) <= lim && !lv.empty() && st && *st == 0;
     c.status = ok ? Status::Pass : Status::Fail;
     c.detail = lv.empty() ? "bench-serve reported no levels"
-                          : fmt::format("{} failed request(s) over {} level(s) (bench-serve exit {}); allowed {}", failed,
-                                        lv.size(), st ? *st : -1, lim);
+                          : fmt::format("{} failed request(s) over {} level(s) (bench-serve exit {}); allowed {}",
+                                        failed, lv.size(), st ? *st : -1, lim);
     c.source = src;
-    add_check(ctx, r, c);
+    r.add(c);
   }
   for (const auto& L : lv) {
     const int c = L["concurrency"].get<int>();
     auto p99 = [&](const char* k) { return L[k].is_object() ? L[k].value("p99", NAN) : NAN; };
     auto med = [&](const char* k) { return L[k].is_object() ? L[k].value("median", NAN) : NAN; };
     const std::string base = fmt::format("performance.serving_c{}", c);
-    add_check(ctx, r,
-              limit_check(base + ".ttft", fmt::format("TTFT P99 @ concurrency {}", c), p99("ttft_ms"),
-                          ctx.th.get("serving.max_ttft_p99_ms"), false, "ms",
-                          fmt::format("TTFT median {:.1f} ms, P90 {:.1f} ms, P99 {:.1f} ms", med("ttft_ms"),
-                                      L["ttft_ms"].value("p90", NAN), p99("ttft_ms")),
-                          src));
-    add_check(ctx, r,
-              limit_check(base + ".tpot", fmt::format("TPOT P99 @ concurrency {}", c), p99("tpot_ms"),
-                          ctx.th.get("serving.max_tpot_p99_ms"), false, "ms",
-                          fmt::format("TPOT median {:.2f} ms, P99 {:.2f} ms; ITL median {:.2f} ms, P99 {:.2f} ms",
-                                      med("tpot_ms"), p99("tpot_ms"), med("itl_ms"), p99("itl_ms")),
-                          src));
-    add_check(ctx, r,
-              limit_check(base + ".itl", fmt::format("ITL P99 @ concurrency {}", c), p99("itl_ms"),
-                          ctx.th.get("serving.max_itl_p99_ms"), false, "ms",
-                          fmt::format("ITL P90 {:.2f} ms, P99 {:.2f} ms", L["itl_ms"].value("p90", NAN), p99("itl_ms")),
-                          src));
-    add_check(ctx, r,
-              limit_check(base + ".e2el", fmt::format("E2E latency P99 @ concurrency {}", c), p99("e2el_ms"),
-                          ctx.th.get("serving.max_e2el_p99_ms"), false, "ms",
-                          fmt::format("E2EL median {:.1f} ms, P99 {:.1f} ms; {:.1f} output tok/s, {:.2f} req/s",
-                                      med("e2el_ms"), p99("e2el_ms"), L["output_throughput"].get<double>(),
-                                      L["request_throughput"].get<double>()),
-                          src));
+    r.add(limit_check(base + ".ttft", fmt::format("TTFT P99 @ concurrency {}", c), p99("ttft_ms"),
+                      ctx.th.get("serving.max_ttft_p99_ms"), false, "ms",
+                      fmt::format("TTFT median {:.1f} ms, P90 {:.1f} ms, P99 {:.1f} ms", med("ttft_ms"),
+                                  L["ttft_ms"].value("p90", NAN), p99("ttft_ms")),
+                      src));
+    r.add(limit_check(base + ".tpot", fmt::format("TPOT P99 @ concurrency {}", c), p99("tpot_ms"),
+                      ctx.th.get("serving.max_tpot_p99_ms"), false, "ms",
+                      fmt::format("TPOT median {:.2f} ms, P99 {:.2f} ms; ITL median {:.2f} ms, P99 {:.2f} ms",
+                                  med("tpot_ms"), p99("tpot_ms"), med("itl_ms"), p99("itl_ms")),
+                      src));
+    r.add(limit_check(base + ".itl", fmt::format("ITL P99 @ concurrency {}", c), p99("itl_ms"),
+                      ctx.th.get("serving.max_itl_p99_ms"), false, "ms",
+                      fmt::format("ITL P90 {:.2f} ms, P99 {:.2f} ms", L["itl_ms"].value("p90", NAN), p99("itl_ms")),
+                      src));
+    r.add(limit_check(
+        base + ".e2el", fmt::format("E2E latency P99 @ concurrency {}", c), p99("e2el_ms"),
+        ctx.th.get("serving.max_e2el_p99_ms"), false, "ms",
+        fmt::format("E2EL median {:.1f} ms, P99 {:.1f} ms; {:.1f} output tok/s, {:.2f} req/s", med("e2el_ms"),
+                    p99("e2el_ms"), L["output_throughput"].get<double>(), L["request_throughput"].get<double>()),
+        src));
   }
   if (lv.size() >= 2) {
     const double lo = lv.front()["output_throughput"].get<double>(), hi = lv.back()["output_throughput"].get<double>();
-    add_check(ctx, r,
-              limit_check("performance.serving_scaling", "Throughput scaling", lo > 0 ? hi / lo : NAN,
-                          ctx.th.get("serving.min_throughput_scaling"), true, "x",
-                          fmt::format("output throughput {:.1f} tok/s at concurrency {} vs {:.1f} at {}: {:.2f}x", hi,
-                                      lv.back()["concurrency"].get<int>(), lo, lv.front()["concurrency"].get<int>(),
-                                      lo > 0 ? hi / lo : NAN),
-                          src));
+    r.add(limit_check("performance.serving_scaling", "Throughput scaling", lo > 0 ? hi / lo : NAN,
+                      ctx.th.get("serving.min_throughput_scaling"), true, "x",
+                      fmt::format("output throughput {:.1f} tok/s at concurrency {} vs {:.1f} at {}: {:.2f}x", hi,
+                                  lv.back()["concurrency"].get<int>(), lo, lv.front()["concurrency"].get<int>(),
+                                  lo > 0 ? hi / lo : NAN),
+                      src));
   }
 }
 
@@ -294,8 +295,8 @@ void sweep_part(Context& ctx, StageResult& r) {
     else if (kv > mem.available_bytes * 0.9)
       skip = fmt::format("needs {} of KV cache, {} available", gb(kv), gb(mem.available_bytes));
     else if (elapsed + predicted > budget)
-      skip = fmt::format("predicted {:.0f} s would overrun the {} s budget (sweep.{}_budget_s; {:.0f} s used)", predicted,
-                         budget, mode, elapsed);
+      skip = fmt::format("predicted {:.0f} s would overrun the {} s budget (sweep.{}_budget_s; {:.0f} s used)",
+                         predicted, budget, mode, elapsed);
     if (!skip.empty()) {
       row["skipped"] = skip;
       rows.push_back(row);
@@ -323,18 +324,20 @@ void sweep_part(Context& ctx, StageResult& r) {
     last_s = prefill + decode;
   }
   r.data["sweep"] = {{"rows", rows}, {"budget_s", budget}, {"decode_tokens", D}, {"context_limit", limit}};
-  const std::string src = fmt::format("one sequence per length: random-token prompt prefilled in one forward "
-                                      "(chunks of 512 inside), then {} greedy decode steps; backend {}, budget {} s",
-                                      D, ctx.opts.backend, budget);
+  const std::string src = fmt::format(
+      "one sequence per length: random-token prompt prefilled in one forward "
+      "(chunks of 512 inside), then {} greedy decode steps; backend {}, budget {} s",
+      D, ctx.opts.backend, budget);
   std::vector<const json*> done;
   for (const auto& row : rows)
     if (row.contains("prefill_s")) done.push_back(&row);
   std::vector<std::string> parts;
   for (const auto& row : rows)
-    parts.push_back(row.contains("prefill_s")
-                        ? fmt::format("{}: prefill {:.2f} s, decode {:.1f} tok/s", row["length"].get<int64_t>(),
-                                      row["prefill_s"].get<double>(), row["decode_tokens_per_s"].get<double>())
-                        : fmt::format("{}: skipped ({})", row["length"].get<int64_t>(), row["skipped"].get<std::string>()));
+    parts.push_back(
+        row.contains("prefill_s")
+            ? fmt::format("{}: prefill {:.2f} s, decode {:.1f} tok/s", row["length"].get<int64_t>(),
+                          row["prefill_s"].get<double>(), row["decode_tokens_per_s"].get<double>())
+            : fmt::format("{}: skipped ({})", row["length"].get<int64_t>(), row["skipped"].get<std::string>()));
   if (done.empty()) {
     Check c;
     c.id = "performance.sweep";
@@ -342,17 +345,16 @@ void sweep_part(Context& ctx, StageResult& r) {
     c.status = Status::Skip;
     c.detail = fmt::format("skipped: {}", fmt::join(parts, "; "));
     c.source = src;
-    add_check(ctx, r, c);
+    r.add(c);
     return;
   }
   const double first = (*done.front())["decode_tokens_per_s"].get<double>();
   const double last = (*done.back())["decode_tokens_per_s"].get<double>();
-  add_check(ctx, r,
-            limit_check("performance.sweep", "Context-length sweep", first > 0 ? last / first : NAN,
-                        ctx.th.get("sweep.min_decode_speed_ratio"), true, "x",
-                        fmt::format("{}; decode at the longest over the shortest length {:.2f}x", fmt::join(parts, "; "),
-                                    first > 0 ? last / first : NAN),
-                        src));
+  r.add(limit_check("performance.sweep", "Context-length sweep", first > 0 ? last / first : NAN,
+                    ctx.th.get("sweep.min_decode_speed_ratio"), true, "x",
+                    fmt::format("{}; decode at the longest over the shortest length {:.2f}x", fmt::join(parts, "; "),
+                                first > 0 ? last / first : NAN),
+                    src));
 }
 
 }  // namespace

@@ -154,7 +154,6 @@ void stage_precision(Context& ctx, StageResult& r) {
                            "the f64 ref backend takes minutes per prompt at this size: run --full",
                            params / 1e9, ctx.th.get("precision.quick_max_params"));
     r.add(c);
-    if (ctx.progress) ctx.progress->check(c);
   } else {
     std::unique_ptr<Backend> ref_be;
     std::unique_ptr<CausalLM> ref_lm;
@@ -264,7 +263,6 @@ void stage_precision(Context& ctx, StageResult& r) {
       c.unit = std::move(unit);
       c.source = src;
       r.add(c);
-      if (ctx.progress) ctx.progress->check(c);
     };
     const double tol_kl = ctx.th.get("precision.max_mean_kl"),
                  min_top1 = ctx.th.get("precision.min_top1_agreement"),
@@ -308,7 +306,6 @@ void stage_precision(Context& ctx, StageResult& r) {
     c.status = Status::Skip;
     c.detail = "skipped: no --golden DIR given (make one with tools/hf_reference.py)";
     r.add(c);
-    if (ctx.progress) ctx.progress->check(c);
     return;
   }
   std::vector<fs::path> metas;
@@ -394,7 +391,6 @@ void stage_precision(Context& ctx, StageResult& r) {
     c.detail = std::move(detail);
     c.source = src;
     r.add(c);
-    if (ctx.progress) ctx.progress->check(c);
   };
   if (!problems.empty())
     emit("files", "Golden files readable", false, static_cast<double>(problems.size()), 0,

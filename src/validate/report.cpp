@@ -27,6 +27,7 @@ Status parse_status(std::string_view s) {
 
 Check& StageResult::add(Check c) {
   checks.push_back(std::move(c));
+  if (on_add) on_add(checks.back());
   return checks.back();
 }
 
@@ -47,7 +48,7 @@ void StageResult::skip(const std::string& reason) {
   c.name = title;
   c.status = Status::Skip;
   c.detail = fmt::format("skipped: {}", reason);
-  checks.push_back(std::move(c));
+  checks.push_back(std::move(c));  // the stage line reports it: no on_add
 }
 
 size_t StageResult::count(Status s) const {

@@ -2,6 +2,7 @@
 // The results of `internlm validate`: checks grouped in stages, each check with its verdict,
 // the measured value, the threshold it was held to and how the figure was produced. The report
 // files (JSON, Markdown, HTML) are all rendered from the JSON form, so they say the same thing.
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +35,7 @@ struct StageResult {
   double seconds = 0;
   std::vector<Check> checks;
   nlohmann::json data = nlohmann::json::object();  // raw measurements (tables, charts)
+  std::function<void(const Check&)> on_add;  // called for each check as it is added (live progress)
 
   Check& add(Check c);
   // A check that passes when `ok`, else fails.

@@ -160,6 +160,7 @@ int run_validate(Options o) {
     StageResult r;
     r.id = d.id;
     r.title = d.title;
+    r.on_add = [&progress](const Check& c) { progress.check(c); };
     progress.stage(index, total, d.title);
     const double s0 = now_seconds();
     const bool selected = o.stages.empty() || d.id == "model" || d.id == "environment" ||
@@ -174,6 +175,7 @@ int run_validate(Options o) {
       }
     }
     r.seconds = now_seconds() - s0;
+    r.on_add = nullptr;
     if (r.status != Status::Skip || r.checks.size() != 1) r.finish();
     progress.stage_done(r);
     results.push_back(std::move(r));
