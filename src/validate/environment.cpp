@@ -277,14 +277,20 @@ void stage_environment(Context& ctx, StageResult& r) {
     const int64_t kv_tokens = std::min<int64_t>(4096, ci.config.max_position_embeddings);
     const double kv = ctx.checkpoint["kv_bytes_per_token"].get<double>() * static_cast<double>(kv_tokens);
     const double margin = ctx.th.get("environment.memory_margin_gb") * 1e9;
-    const double need = weights + kv + margin;
+    // Weights used as stored are one page-cache copy shared by validate and the `internlm serve` it
+    // starts; weights quantized at load are a private copy in each process.
+    const bool serves = o.stages.empty() || std::find(o.stages.begin(), o.stages.end(), "api") != o.stages.end() ||
+                        std::find(o.stages.begin(), o.stages.end(), "performance") != o.stages.end();
+    const int copies = serves && o.quant != "none" ? 2 : 1;
+    const double need = weights * copies + kv * copies + margin;
     c.value = need / 1e9;
     c.threshold = mem.available_bytes / 1e9;
     c.status = need <= mem.available_bytes ? Status::Pass : Status::Fail;
-    c.detail = fmt::format("checkpoint needs {} (weights {} as {} + KV cache {} for {} tokens + margin {}), {} "
+    c.detail = fmt::format("checkpoint needs {} ({}weights {} as {} + KV cache {} for {} tokens + margin {}), {} "
                            "available of {}",
-                           gb(need), gb(weights), o.quant == "none" ? "stored" : o.quant, gb(kv), kv_tokens,
-                           gb(margin), gb(mem.available_bytes), gb(mem.total_bytes));
+                           gb(need), copies == 2 ? "2 x (validate and the serve it starts quantize separately) " : "",
+                           gb(weights), o.quant == "none" ? "stored" : o.quant, gb(kv), kv_tokens, gb(margin),
+                           gb(mem.available_bytes), gb(mem.total_bytes));
     c.source = "tensor index of the checkpoint and /proc/meminfo MemAvailable; environment.memory_margin_gb";
   } catch (const Error& e) {
     c.status = Status::Skip;

@@ -164,11 +164,20 @@ void stage_precision(Context& ctx, StageResult& r) {
       r.expect(false, "precision.ref_load", "ref backend loads", e.what());
       return;
     }
-    size_t n_prompts = static_cast<size_t>(ctx.th.get(ctx.quick() ? "precision.quick_prompts" : "precision.full_prompts"));
+    // --full on a model above quick_max_params: the ref oracle is bounded by the large_model_* settings.
+    const bool large = !ctx.quick() && params > ctx.th.get("precision.quick_max_params");
+    size_t n_prompts = static_cast<size_t>(ctx.th.get(
+        large ? "precision.large_model_prompts" : ctx.quick() ? "precision.quick_prompts" : "precision.full_prompts"));
     if (n_prompts == 0 || n_prompts > prompts.size()) n_prompts = prompts.size();
-    const auto max_tokens = static_cast<size_t>(ctx.th.get("precision.max_prompt_tokens") * (ctx.quick() ? 1 : 4));
-    const int64_t n_greedy =
-        static_cast<int64_t>(ctx.th.get(ctx.quick() ? "precision.quick_greedy_tokens" : "precision.full_greedy_tokens"));
+    const auto max_tokens = static_cast<size_t>(large ? ctx.th.get("precision.large_model_prompt_tokens")
+                                                      : ctx.th.get("precision.max_prompt_tokens") * (ctx.quick() ? 1 : 4));
+    const int64_t n_greedy = static_cast<int64_t>(ctx.th.get(large            ? "precision.large_model_greedy_tokens"
+                                                             : ctx.quick() ? "precision.quick_greedy_tokens"
+                                                                           : "precision.full_greedy_tokens"));
+    if (large)
+      ctx.note(fmt::format("{:.2f} B parameters: ref comparison bounded to {} prompt(s) of <= {} tokens and {} greedy "
+                           "tokens (precision.large_model_*)",
+                           params / 1e9, n_prompts, max_tokens, n_greedy));
     const double tol_rel = ctx.th.get("precision.max_rel_error");
     LogitsSummary total;
     nlohmann::json per_prompt = nlohmann::json::array();
@@ -248,9 +257,10 @@ void stage_precision(Context& ctx, StageResult& r) {
                      {"prompts", per_prompt},
                      {"settings", {{"prompts", n_prompts}, {"max_prompt_tokens", max_tokens}, {"greedy_tokens", n_greedy}}}};
     const std::string src = fmt::format("{} vs ref (f64) on the same weights{}, {} prompts of data/prompts.jsonl "
-                                        "(<= {} tokens each), all positions",
+                                        "(<= {} tokens each), all positions{}",
                                         o.backend, quant.format == QuantFormat::None ? std::string() : fmt::format(" ({})", quant_name(quant)),
-                                        n_prompts, max_tokens);
+                                        n_prompts, max_tokens,
+                                        large ? "; bounded for a large model by precision.large_model_*" : "");
     auto emit = [&](std::string id, std::string name, bool ok, double value, double threshold, std::string detail,
                     std::string unit = "") {
       Check c;
