@@ -94,7 +94,7 @@ const std::vector<ThresholdDef>& Thresholds::defs() {
       scalar("precision.golden_min_top1_agreement", 0.99, "", "--golden: argmax agreement (near-ties counted as agreeing)"),
       scalar("precision.quant_max_mean_kl_int8", 1e-3, "nats", "--quant int8: mean KL(unquantized ref || quantized backend)"),
       scalar("precision.quant_max_mean_kl_int4", 5e-2, "nats", "--quant int4: mean KL(unquantized ref || quantized backend)"),
-      scalar("precision.quick_max_params", 2e9, "parameters",
+      scalar("precision.quick_max_params", 1e9, "parameters",
              "--quick: above this the ref comparison is skipped (the f64 oracle takes minutes per prompt)"),
       scalar("precision.large_model_prompts", 2, "prompts",
              "--full on a model above quick_max_params: prompts compared against ref"),
