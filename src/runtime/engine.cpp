@@ -94,7 +94,10 @@ struct Engine::Impl {
   std::vector<std::unique_ptr<Seq>> running;
   std::deque<std::unique_ptr<Seq>> waiting;
   uint64_t admissions = 0;
-  double ema_decode_step = 0, ema_prefill_token = 0;  // seconds, 0 = not measured yet
+  // Step costs in seconds (0 = not measured yet): a decode-only step, a prompt token in a
+  // prefill-only step, and the extra cost of a prompt token added to a decode step (small
+  // chunks next to decodes cost more per token than big ones, so this is measured apart).
+  double ema_decode_step = 0, ema_prefill_token = 0, ema_mixed_token = 0;
   std::thread thread;
 
   Impl(CausalLM& m, const EngineOptions& o) : lm(m), opts(o), vocab(m.config().vocab_size) {
@@ -284,8 +287,9 @@ struct Engine::Impl {
   // nothing decodes; else as many as keep the step within itl_budget decode steps.
   int64_t prefill_budget(bool decoding) const {
     if (!decoding) return opts.max_prefill_chunk;
-    if (ema_decode_step <= 0 || ema_prefill_token <= 0) return std::min<int64_t>(16, opts.max_prefill_chunk);
-    const double n = (opts.itl_budget - 1.0) * ema_decode_step / ema_prefill_token;
+    const double per_token = ema_mixed_token > 0 ? ema_mixed_token : ema_prefill_token;
+    if (ema_decode_step <= 0 || per_token <= 0) return std::min<int64_t>(16, opts.max_prefill_chunk);
+    const double n = (opts.itl_budget - 1.0) * ema_decode_step / per_token;
     return std::clamp<int64_t>(static_cast<int64_t>(n), 1, opts.max_prefill_chunk);
   }
 
@@ -378,6 +382,8 @@ struct Engine::Impl {
     auto ema = [](double& e, double v) { e = e <= 0 ? v : 0.8 * e + 0.2 * v; };
     if (prefill_tokens == 0) ema(ema_decode_step, dt);
     if (decode_tokens == 0) ema(ema_prefill_token, dt / static_cast<double>(prefill_tokens));
+    if (decode_tokens > 0 && prefill_tokens > 0 && ema_decode_step > 0)
+      ema(ema_mixed_token, std::max(dt - ema_decode_step, 0.0) / static_cast<double>(prefill_tokens));
     {
       std::lock_guard lock(mu);
       ++stats.steps;

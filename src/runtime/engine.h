@@ -30,7 +30,7 @@ struct EngineOptions {
   DType kv_dtype = DType::F32; // KV element type: F32, or BF16 / F16 for half the memory
   int max_waiting = 256;       // requests queued beyond that are refused (QueueFull)
   int64_t max_prefill_chunk = 512;  // prompt tokens per step when nothing is decoding
-  double itl_budget = 3.0;     // a step that also prefills costs at most about this many times a
+  double itl_budget = 2.5;     // a step that also prefills costs at most about this many times a
                                // decode-only step (chunked prefill keeps streams flowing)
   bool prefix_cache = true;
   int64_t sample_vocab = 0;    // > 0: only ids below this are sampled (tokenizer size)
