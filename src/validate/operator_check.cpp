@@ -151,25 +151,34 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
     }
   }
 
-  // attention: T new queries after `past` cached positions, GQA as configured.
-  for (int64_t T : token_counts) {
+  // attention: T new queries after `past` cached positions, GQA as configured; an f32 cache for
+  // each token count, and 16-bit caches (serve --kv-cache-dtype) for the multi-token case. Both
+  // backends read the same cache.
+  std::vector<std::pair<int64_t, DType>> attn_cases;
+  for (int64_t T : token_counts) attn_cases.push_back({T, DType::F32});
+  attn_cases.push_back({token_counts.back(), DType::BF16});
+  attn_cases.push_back({token_counts.back(), DType::F16});
+  for (auto [T, kv_dtype] : attn_cases) {
     const int64_t past = o.attention_past, L = past + T;
-    say(fmt::format("attention past {} + {} new", past, T));
-    KvCache cache(1, nkv, hd, L);
+    say(fmt::format("attention past {} + {} new, {} cache", past, T, dtype_name(kv_dtype)));
+    KvCache cache(1, nkv, hd, L, kv_dtype);
     cache.reserve_more(L);
     KvView kv = cache.layer(0, L);
     const auto kvals = random_vec(static_cast<size_t>(L * nkv * hd * 2), ++seed, 1.0f);
-    const size_t row_bytes = static_cast<size_t>(nkv * hd) * sizeof(float);  // an f32 cache
     for (int64_t p = 0; p < L; ++p) {
-      std::memcpy(kv.k(p), kvals.data() + p * nkv * hd, row_bytes);
-      std::memcpy(kv.v(p), kvals.data() + (L + p) * nkv * hd, row_bytes);
+      kv_row_store(kv.k(p), kv_dtype, kvals.data() + p * nkv * hd, nkv * hd);
+      kv_row_store(kv.v(p), kv_dtype, kvals.data() + (L + p) * nkv * hd, nkv * hd);
     }
     const auto q = random_vec(static_cast<size_t>(T * nh * hd), ++seed, 1.0f);
     std::vector<float> y1(q.size()), y2(q.size());
     test.attention(q.data(), T, nh, nkv, hd, kv, past, y1.data());
     ref.attention(q.data(), T, nh, nkv, hd, kv, past, y2.data());
-    out.push_back({"attention", fmt::format("T={} past={}", T, past),
-                   fmt::format("q [{}, {} x {}], {} kv heads, {} cached positions", T, nh, hd, nkv, past),
+    const bool f32 = kv_dtype == DType::F32;
+    out.push_back({"attention",
+                   f32 ? fmt::format("T={} past={}", T, past)
+                       : fmt::format("T={} past={} kv {}", T, past, dtype_name(kv_dtype)),
+                   fmt::format("q [{}, {} x {}], {} kv heads, {} cached positions{}", T, nh, hd, nkv, past,
+                               f32 ? std::string() : fmt::format(", {} KV cache", dtype_name(kv_dtype))),
                    compare_outputs(y1, y2)});
   }
 

@@ -142,9 +142,9 @@ const std::vector<ThresholdDef>& Thresholds::defs() {
              "output throughput at the highest concurrency over the lowest (0: off)"),
       scalar("serving.timeout_s", 600, "s", "time allowed for the whole bench-serve run"),
       // context sweep
-      lst("sweep.quick_lengths", {1024, 4096}, "tokens", "--quick: context lengths (capped by the model's context)"),
+      lst("sweep.quick_lengths", {512, 1024, 4096}, "tokens", "--quick: context lengths (capped by the model's context)"),
       lst("sweep.full_lengths", {1024, 4096, 16384, 32768}, "tokens", "--full: context lengths"),
-      scalar("sweep.quick_budget_s", 30, "s", "--quick: time budget of the sweep (lengths predicted to overrun are skipped)"),
+      scalar("sweep.quick_budget_s", 60, "s", "--quick: time budget of the sweep (lengths predicted to overrun are skipped)"),
       scalar("sweep.full_budget_s", 900, "s", "--full: time budget of the sweep"),
       scalar("sweep.decode_tokens", 16, "tokens", "tokens decoded after each prefill"),
       scalar("sweep.min_decode_speed_ratio", 0, "",
