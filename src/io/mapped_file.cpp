@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <utility>
 
 #include <fmt/format.h>
@@ -37,6 +39,28 @@ size_t page_size() {
     return v > 0 ? static_cast<size_t>(v) : size_t{4096};
   }();
   return ps;
+}
+
+// The live read-only file mappings (begin -> end), so that release_mapped_pages never drops
+// pages of anything else: MADV_DONTNEED on private anonymous memory (a heap buffer) would
+// silently zero it.
+std::mutex g_maps_mu;
+std::map<uintptr_t, uintptr_t> g_maps;
+
+void register_mapping(const std::byte* p, size_t n) {
+  std::lock_guard lock(g_maps_mu);
+  g_maps[reinterpret_cast<uintptr_t>(p)] = reinterpret_cast<uintptr_t>(p) + n;
+}
+void unregister_mapping(const std::byte* p) {
+  std::lock_guard lock(g_maps_mu);
+  g_maps.erase(reinterpret_cast<uintptr_t>(p));
+}
+bool inside_a_mapping(uintptr_t begin, uintptr_t end) {
+  std::lock_guard lock(g_maps_mu);
+  auto it = g_maps.upper_bound(begin);
+  if (it == g_maps.begin()) return false;
+  --it;
+  return begin >= it->first && end <= it->second;
 }
 
 }  // namespace
@@ -71,11 +95,15 @@ MappedFile MappedFile::open(const std::filesystem::path& path) {
     fail(path, "cannot map", err);
   }
   m.data_ = static_cast<std::byte*>(p);
+  register_mapping(m.data_, m.size_);
   return m;  // the descriptor is closed by the guard; the mapping stays valid
 }
 
 MappedFile::~MappedFile() {
-  if (data_ != nullptr) ::munmap(data_, size_);
+  if (data_ != nullptr) {
+    unregister_mapping(data_);
+    ::munmap(data_, size_);
+  }
 }
 
 MappedFile::MappedFile(MappedFile&& other) noexcept
@@ -85,7 +113,10 @@ MappedFile::MappedFile(MappedFile&& other) noexcept
 
 MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
   if (this != &other) {
-    if (data_ != nullptr) ::munmap(data_, size_);
+    if (data_ != nullptr) {
+      unregister_mapping(data_);
+      ::munmap(data_, size_);
+    }
     path_ = std::move(other.path_);
     data_ = std::exchange(other.data_, nullptr);
     size_ = std::exchange(other.size_, 0);
@@ -121,6 +152,7 @@ void release_mapped_pages(const void* p, size_t n) {
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
   const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (!inside_a_mapping(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + n)) return;
   if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 

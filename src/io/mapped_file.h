@@ -33,7 +33,8 @@ class MappedFile {
 };
 
 // Drops the resident pages fully inside [p, p + n) of a read-only file mapping (they are
-// re-read from the file if touched again). Used once a weight has been converted.
+// re-read from the file if touched again). Used once a weight has been converted. Memory that
+// is not inside a live MappedFile (e.g. a heap buffer) is left alone.
 void release_mapped_pages(const void* p, size_t n);
 
 }  // namespace ilm

@@ -467,6 +467,19 @@ TEST_F(SafetensorsFileTest, FifoIsRejectedWithoutBlocking) {
   EXPECT_NE(msg.find("not a regular file"), std::string::npos) << msg;
 }
 
+TEST_F(SafetensorsFileTest, ReleasingPagesTouchesOnlyFileMappings) {
+  // Heap memory: MADV_DONTNEED would zero it; release_mapped_pages must leave it alone.
+  std::vector<uint8_t> heap(1 << 20, 7);
+  ilm::release_mapped_pages(heap.data(), heap.size());
+  EXPECT_EQ(heap[heap.size() / 2], 7);
+  // A mapped file: its pages are dropped and read back from the file, unchanged.
+  Bytes bytes(1 << 20, std::byte{9});
+  const fs::path p = write("big.bin", bytes);
+  ilm::MappedFile m = ilm::MappedFile::open(p);
+  ilm::release_mapped_pages(m.data(), m.size());
+  EXPECT_EQ(std::to_integer<int>(m.data()[m.size() / 2]), 9);
+}
+
 TEST_F(SafetensorsFileTest, MappedFileBasics) {
   const fs::path p = write("x.bin", raw_bytes("hello"));
   ilm::MappedFile m = ilm::MappedFile::open(p);

@@ -30,9 +30,14 @@ float int8_dot_loop(int64_t iters) {
   const __m512i a = _mm512_set1_epi8(1), b = _mm512_set1_epi8(1);
   for (int64_t i = 0; i < iters; ++i)
     for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbusd_epi32(acc[c], a, b);
-  __m512i s = acc[0];
-  for (int c = 1; c < kChains; ++c) s = _mm512_add_epi32(s, acc[c]);
-  return static_cast<float>(_mm512_reduce_add_epi32(s));
+  // Sum in 64 bits: the lanes of all chains together can pass INT32_MAX.
+  int64_t total = 0;
+  alignas(64) int32_t lanes[16];
+  for (int c = 0; c < kChains; ++c) {
+    _mm512_store_si512(lanes, acc[c]);
+    for (int32_t v : lanes) total += v;
+  }
+  return static_cast<float>(total);
 }
 
 }  // namespace
