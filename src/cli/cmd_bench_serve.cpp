@@ -22,6 +22,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/utc_time.h"
 #include "server/serve_bench_client.h"
 #include "server/serve_bench_dataset.h"
 #include "server/serve_bench_progress.h"
@@ -79,15 +80,6 @@ double parse_rate(const std::string& text) {
   return v;
 }
 
-std::string utc_now() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 void write_json(const std::string& path, const nlohmann::json& j) {
   std::ofstream out(path);
   if (!out) throw Error(fmt::format("--json {}: cannot open for writing", path));
@@ -134,7 +126,7 @@ void bench_serve(BenchServeArgs& a) {
                              {"scenario", a.scenario}};
   nlohmann::json out = {{"tool", "internlm bench-serve"},
                         {"version", INTERNLM_VERSION},
-                        {"date", utc_now()},
+                        {"date", utc_timestamp()},
                         {"server", {{"url", api.url().str()}, {"model", a.model}}},
                         {"settings", settings},
                         {"levels", nlohmann::json::array()}};

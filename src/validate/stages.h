@@ -21,7 +21,6 @@ double free_disk_bytes(const std::filesystem::path& dir);  // statvfs of the nea
 std::string cpu_model_name();                              // /proc/cpuinfo "model name"
 std::string os_description();                              // /etc/os-release PRETTY_NAME + uname
 double now_seconds();                                      // steady clock
-std::string utc_timestamp();                               // 2026-11-26T01:02:03Z
 
 }  // namespace ilm::validate
 

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/utc_time.h"
 #include "io/json_file.h"
 #include "validate/fault_inject.h"
 #include "validate/stages.h"
