@@ -1,7 +1,11 @@
 #include "model/kv_cache.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include <fmt/format.h>
 
@@ -9,6 +13,27 @@ namespace ilm {
 
 // ---------------------------------------------------------------------------------------------
 // KvBlockPool
+
+namespace {
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Block memory. Attention reads one KV head's slice of every position, rows a few KB apart,
+// so a long context touches a new 4 KB page per key: blocks of 2 MB or more are aligned to
+// and advised as transparent huge pages, which takes TLB misses off that path.
+std::byte* allocate_block(size_t bytes) {
+  const bool huge = bytes >= kHugePage;
+  const size_t align = huge ? kHugePage : 64;
+  const size_t rounded = (bytes + align - 1) / align * align;
+  void* p = std::aligned_alloc(align, rounded);
+  if (!p) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE
+  if (huge) (void)::madvise(p, rounded, MADV_HUGEPAGE);  // a hint: fine if refused
+#endif
+  return static_cast<std::byte*>(p);
+}
+}  // namespace
+
+void KvBlockPool::FreeBlock::operator()(std::byte* p) const { std::free(p); }
 
 KvBlockPool::KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
                          int64_t block_size, int64_t max_blocks, DType dtype)
@@ -34,7 +59,7 @@ std::optional<int32_t> KvBlockPool::allocate() {
   } else if (static_cast<int64_t>(info_.size()) < max_blocks_) {
     b = static_cast<int32_t>(info_.size());
     info_.emplace_back();
-    memory_.push_back(std::make_unique<std::byte[]>(block_bytes_));
+    memory_.emplace_back(allocate_block(block_bytes_));
   } else if (!lru_.empty()) {
     b = lru_.front();
     lru_.pop_front();

@@ -73,7 +73,10 @@ class KvBlockPool {
   DType dtype_;
   uint64_t block_bytes_;
   int64_t used_ = 0;
-  std::vector<std::unique_ptr<std::byte[]>> memory_;  // per block, allocated on first use
+  struct FreeBlock {
+    void operator()(std::byte* p) const;
+  };
+  std::vector<std::unique_ptr<std::byte[], FreeBlock>> memory_;  // per block, allocated on first use
   std::vector<Info> info_;
   std::vector<int32_t> free_;   // unreferenced, unpublished, memory allocated
   std::list<int32_t> lru_;      // unreferenced, published: front = least recently used

@@ -25,6 +25,7 @@ const InPlaceWeight& in_place(const Weight& w) { return static_cast<const InPlac
 
 constexpr int64_t kRowBlock = 4;   // rows per work item: matches the kernels' register tile
 constexpr int64_t kKeyTile = 64;   // keys per online-softmax step
+constexpr int64_t kPrefetchKeys = 8;  // how far ahead attention prefetches K/V rows
 
 }  // namespace
 
@@ -147,10 +148,32 @@ void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       std::fill(og, og + G * head_dim, 0.0f);
       for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, n_keys - j0);
+        // Row addresses advance by a fixed step inside a block: the block lookup (a division)
+        // is done once per block, not once per key.
+        const std::byte* k_at = nullptr;
+        const std::byte* v_at = nullptr;
+        const int64_t row_bytes = kv.stride * kv.elem_bytes;
         for (int64_t j = 0; j < nj; ++j) {
-          const float* kj = kv_row_f32(kv.k(j0 + j), kv.dtype, g * head_dim, head_dim, k_tile.data() + j * head_dim);
+          if (j == 0 || (j0 + j) % kv.block_size == 0) {
+            k_at = static_cast<const std::byte*>(kv.k(j0 + j));
+            v_at = static_cast<const std::byte*>(kv.v(j0 + j));
+          } else {
+            k_at += row_bytes;
+            v_at += row_bytes;
+          }
+          // This KV head's slice of each row is a few hundred bytes in a row kilobytes long:
+          // the hardware prefetcher does not follow it, so ask for rows a few keys ahead.
+          if (j0 + j + kPrefetchKeys < n_keys) {
+            const auto* kf = static_cast<const char*>(kv.k(j0 + j + kPrefetchKeys)) + g * head_dim * kv.elem_bytes;
+            const auto* vf = static_cast<const char*>(kv.v(j0 + j + kPrefetchKeys)) + g * head_dim * kv.elem_bytes;
+            for (int64_t c = 0; c < head_dim * kv.elem_bytes; c += 64) {
+              __builtin_prefetch(kf + c);
+              __builtin_prefetch(vf + c);
+            }
+          }
+          const float* kj = kv_row_f32(k_at, kv.dtype, g * head_dim, head_dim, k_tile.data() + j * head_dim);
           for (int64_t h = 0; h < G; ++h) s[h * kKeyTile + j] = k_->dot(qg + h * head_dim, kj, head_dim) * scale;
-          vj[j] = kv_row_f32(kv.v(j0 + j), kv.dtype, g * head_dim, head_dim, v_tile.data() + j * head_dim);
+          vj[j] = kv_row_f32(v_at, kv.dtype, g * head_dim, head_dim, v_tile.data() + j * head_dim);
         }
         for (int64_t h = 0; h < G; ++h) {
           float* sh = s.data() + h * kKeyTile;
