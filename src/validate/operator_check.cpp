@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "backend/backend.h"
+#include "backend/host_tensor.h"
 #include "common/dtype.h"
 #include "common/error.h"
 #include "model/kv_cache.h"
@@ -30,27 +31,6 @@ std::vector<float> random_vec(size_t n, uint64_t seed, float scale) {
   return v;
 }
 
-struct HostTensor {
-  std::vector<uint16_t> half;
-  std::vector<float> f32;
-  TensorRef ref;
-  HostTensor(std::string name, DType dt, std::vector<int64_t> shape, const std::vector<float>& values) {
-    ref.name = std::move(name);
-    ref.file = "random";
-    ref.dtype = dt;
-    ref.shape = std::move(shape);
-    if (dt == DType::F32) {
-      f32 = values;
-      ref.data = reinterpret_cast<const std::byte*>(f32.data());
-      ref.nbytes = f32.size() * 4;
-    } else {
-      half.reserve(values.size());
-      for (float v : values) half.push_back(dt == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v));
-      ref.data = reinterpret_cast<const std::byte*>(half.data());
-      ref.nbytes = half.size() * 2;
-    }
-  }
-};
 
 }  // namespace
 
@@ -98,12 +78,9 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
                                  {"output", head_rows, H}};
   for (const auto& m : mats) {
     say(fmt::format("matmul {} [{}, {}]", m.name, m.rows, m.cols));
-    // One copy per backend: a backend that quantizes at load releases the source pages
-    // (madvise DONTNEED, meant for the checkpoint mapping), which zeroes heap memory.
-    const auto values = random_vec(static_cast<size_t>(m.rows * m.cols), ++seed, 0.05f);
-    HostTensor w_test(m.name, wt, {m.rows, m.cols}, values), w_ref(m.name, wt, {m.rows, m.cols}, values);
-    auto wt_test = test.load_weight(w_test.ref, quant);
-    auto wt_ref = ref.load_weight(w_ref.ref, quant);
+    HostTensor w(wt, {m.rows, m.cols}, random_vec(static_cast<size_t>(m.rows * m.cols), ++seed, 0.05f), m.name);
+    auto wt_test = test.load_weight(w.ref, quant);
+    auto wt_ref = ref.load_weight(w.ref, quant);
     for (int64_t T : token_counts) {
       const auto x = random_vec(static_cast<size_t>(T * m.cols), ++seed, 1.0f);
       std::vector<float> y1(static_cast<size_t>(T * m.rows)), y2(y1.size());
@@ -124,7 +101,7 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
   for (int64_t T : token_counts) {
     auto wv = random_vec(static_cast<size_t>(H), ++seed, 0.2f);
     for (auto& v : wv) v += 1.0f;
-    HostTensor w("norm", wt, {H}, wv);
+    HostTensor w(wt, {H}, wv, "norm");
     auto a = test.load_weight(w.ref), b = ref.load_weight(w.ref);
     const auto x = random_vec(static_cast<size_t>(T * H), ++seed, 1.0f);
     std::vector<float> y1(x.size()), y2(x.size());
@@ -202,7 +179,7 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
   // embedding: rows of a table of the model's width (sampled vocabulary).
   {
     const int64_t rows = std::min(V, o.max_head_rows);
-    HostTensor tab("tok_embeddings", wt, {rows, H}, random_vec(static_cast<size_t>(rows * H), ++seed, 0.05f));
+    HostTensor tab(wt, {rows, H}, random_vec(static_cast<size_t>(rows * H), ++seed, 0.05f), "tok_embeddings");
     auto a = test.load_weight(tab.ref), b = ref.load_weight(tab.ref);
     const int64_t T = token_counts.back();
     std::vector<TokenId> ids(static_cast<size_t>(T));

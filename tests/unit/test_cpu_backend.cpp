@@ -13,6 +13,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/kernels.h"
+#include "backend/host_tensor.h"
 #include "backend/quant.h"
 #include "backend/ref/ref_backend.h"
 #include "common/error.h"
@@ -41,26 +42,6 @@ double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
   return worst / std::max(peak, 1e-30);
 }
 
-struct HostTensor {
-  std::vector<uint16_t> half;
-  std::vector<float> f32;
-  TensorRef ref;
-  HostTensor(DType dt, std::vector<int64_t> shape, const std::vector<float>& values) {
-    ref.name = std::string(1, 'w');
-    ref.file = std::string(4, 't');
-    ref.dtype = dt;
-    ref.shape = std::move(shape);
-    if (dt == DType::F32) {
-      f32 = values;
-      ref.data = reinterpret_cast<const std::byte*>(f32.data());
-      ref.nbytes = f32.size() * 4;
-    } else {
-      for (float v : values) half.push_back(dt == DType::BF16 ? f32_to_bf16(v) : f32_to_f16(v));
-      ref.data = reinterpret_cast<const std::byte*>(half.data());
-      ref.nbytes = half.size() * 2;
-    }
-  }
-};
 
 TEST(CpuKernels, GenericIsAlwaysAvailableAndBestIsDetected) {
   const auto isas = cpu::supported_isas();
