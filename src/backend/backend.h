@@ -45,30 +45,49 @@ void check_token_ids(std::span<const TokenId> ids, int64_t vocab);
 
 // One layer's slice of a sequence's paged KV cache: positions [0, length). Position p lives in
 // block p / block_size, row p % block_size; each row holds n_kv_heads x head_dim values of
-// `dtype` (F32, or BF16 / F16 to halve the cache). Within a block, this layer's K rows start
-// k_offset elements from the block's base, its V rows v_offset elements, rows `stride`
-// elements apart. A contiguous cache is one big block.
+// `dtype`: F32, BF16 / F16 (half the memory), or I8 (a quarter): an I8 row is its stride int8
+// values followed by one f32 scale per KV head (value = q x scale), so a row carries its own
+// scales and a block copied or shared carries everything. Within a block, this layer's K rows
+// start k_offset bytes from the block's base, its V rows v_offset bytes, rows row_bytes apart.
+// A contiguous cache is one big block.
 struct KvView {
   std::byte* const* blocks = nullptr;
   int64_t block_size = 0;
-  int64_t k_offset = 0, v_offset = 0;
+  int64_t k_offset = 0, v_offset = 0;  // bytes
   int64_t length = 0;
-  int64_t stride = 0;
+  int64_t stride = 0;     // values per row (n_kv_heads x head_dim)
+  int64_t head_dim = 0;   // values per KV head: the span one I8 scale covers
   DType dtype = DType::F32;
-  int64_t elem_bytes = 4;
+  int64_t elem_bytes = 4;  // bytes per value (an I8 row's scales not counted)
+  int64_t row_bytes = 0;   // bytes from one row to the next: stride x elem_bytes, + scales for I8
   void* k(int64_t p) const { return row(k_offset, p); }
   void* v(int64_t p) const { return row(v_offset, p); }
 
  private:
   void* row(int64_t offset, int64_t p) const {
-    return blocks[p / block_size] + (offset + (p % block_size) * stride) * elem_bytes;
+    return blocks[p / block_size] + offset + (p % block_size) * row_bytes;
   }
 };
 
-// n values of a KV row starting at element `first`, as f32: the row itself for an f32 cache,
-// else `scratch` (n floats) filled with the widened values.
+// Bytes of one KV row of n_kv_heads x head_dim values of `t` (F32, BF16, F16 or I8; an I8 row
+// also holds one f32 scale per KV head). The pool's block size and the KV byte budget both
+// come from this.
+int64_t kv_row_bytes(int64_t n_kv_heads, int64_t head_dim, DType t);
+
+// KV head `head`'s head_dim values of a row of `kv`, as f32: the row itself for an f32 cache,
+// else `scratch` (head_dim floats) filled with the widened (16-bit) or dequantized (int8:
+// q x the head's scale) values. Every backend reads the cache through this, so all of them
+// compute with the same numbers.
+const float* kv_row_f32(const KvView& kv, const void* row, int64_t head, float* scratch);
+// Stores a whole row (kv.stride f32 values) in kv's element type: 16-bit types round to
+// nearest even; I8 quantizes each KV head's slice symmetrically, scale = max|v| / 127 (0 for
+// an all-zero slice), q = round(v / scale), so |v - q x scale| <= scale / 2.
+void kv_row_store(const KvView& kv, void* row, const float* src);
+
+// The float element types only (F32, BF16, F16; I8 needs the view's head layout): n values of
+// a KV row starting at element `first`, as f32 (the row itself for an f32 cache, else
+// `scratch`), and the matching store.
 const float* kv_row_f32(const void* row, DType t, int64_t first, int64_t n, float* scratch);
-// Stores n f32 values into a KV row of type t (round to nearest even for 16-bit types).
 void kv_row_store(void* row, DType t, const float* src, int64_t n);
 
 // The per-forward rotary setting: inverse frequencies (head_dim / 2 of them, f32 as the

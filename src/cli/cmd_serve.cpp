@@ -59,12 +59,11 @@ void serve(ServeArgs a) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
 
+  const auto kv_dtype = parse_kv_cache_dtype(a.kv_dtype);  // before the (slow) model load
+  if (!kv_dtype) throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));
+  a.engine.kv_dtype = *kv_dtype;
   LoadedModel m = a.model.load();
   a.engine.prefix_cache = !a.no_prefix_cache;
-  if (a.kv_dtype == "f32") a.engine.kv_dtype = DType::F32;
-  else if (a.kv_dtype == "bf16") a.engine.kv_dtype = DType::BF16;
-  else if (a.kv_dtype == "f16") a.engine.kv_dtype = DType::F16;
-  else throw Error(fmt::format("--kv-cache-dtype must be f32, bf16 or f16, not '{}'", a.kv_dtype));
   a.engine.sample_vocab = m.tokenizer->vocab_size();
   Engine engine(*m.lm, a.engine);
 
@@ -123,7 +122,10 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-seqs", e.max_seqs, "Sequences decoding at once (n > 1 counts each choice)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", e.max_model_len, "Prompt + completion tokens per sequence (0: the model's)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-cache-gb", e.kv_cache_gb, "KV cache pool in GiB (0: enough for max-seqs full sequences, at most 4)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--kv-cache-dtype", args->kv_dtype, "KV cache element type: f32 (default, exact), bf16 or f16 (half the memory)");
+  cmd->add_option("--kv-cache-dtype", args->kv_dtype,
+                  "KV cache element type: f32 (default, exact), bf16 or f16 (half the memory; K/V rounded to "
+                  "8 / 11 significant bits), int8 (about a quarter: one scale per head and token, K/V off by up "
+                  "to 1/254 of the head's largest value)");
   cmd->add_option("--block-size", e.block_size, "Tokens per KV block (prefix-reuse granularity)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-waiting", e.max_waiting, "Queued requests beyond this get 429")->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-prefill-chunk", e.max_prefill_chunk, "Prompt tokens per step when nothing decodes")->check(CLI::PositiveNumber);

@@ -13,8 +13,8 @@ int64_t CausalLM::context_limit() const {
 
 uint64_t CausalLM::kv_bytes_per_token(DType dtype) const {
   const auto& c = config();
-  return static_cast<uint64_t>(c.num_layers) * 2 * static_cast<uint64_t>(c.num_kv_heads) *
-         static_cast<uint64_t>(c.head_dim) * dtype_size(dtype);
+  return static_cast<uint64_t>(c.num_layers) * 2 *
+         static_cast<uint64_t>(kv_row_bytes(c.num_kv_heads, c.head_dim, dtype));
 }
 
 }  // namespace ilm

@@ -45,10 +45,11 @@ class CausalLM {
   // A fresh, empty cache for one sequence of at most `capacity` tokens.
   virtual KvCache new_cache(int64_t capacity) const = 0;
   // A block pool that caches for many sequences draw on (KvCache(pool, capacity)), holding
-  // K and V as `dtype` (F32, BF16 or F16).
+  // K and V as `dtype` (F32, BF16, F16 or I8).
   virtual std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks,
                                                    DType dtype = DType::F32) const = 0;
-  // KV bytes one cached position takes (all layers, K and V) in elements of `dtype`.
+  // KV bytes one cached position takes (all layers, K and V) in elements of `dtype`, an I8
+  // cache's per-head scales included (exactly what a KvBlockPool block holds per position).
   uint64_t kv_bytes_per_token(DType dtype = DType::F32) const;
 
   // Weight bytes one decode step reads (in the loaded formats): the bandwidth roofline's

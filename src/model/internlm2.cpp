@@ -187,13 +187,13 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
           std::memcpy(k_row + g * hd, row + qkv_.key_offset(g), hd * sizeof(float));
           std::memcpy(v_row + g * hd, row + qkv_.value_offset(g), hd * sizeof(float));
         }
-        kv_row_store(kv.v(p0 + t), kv.dtype, v_row, kv.stride);
+        kv_row_store(kv, kv.v(p0 + t), v_row);
       }
       const RopeSpec& rope = ropes[s.seq];
       be_.rope(q.data() + r0 * nh * hd, s.len, nh, hd, nh * hd, positions[si], rope);
       be_.rope(k_new.data() + r0 * kv.stride, s.len, nkv, hd, kv.stride, positions[si], rope);
       for (int64_t t = 0; t < s.len; ++t)
-        kv_row_store(kv.k(p0 + t), kv.dtype, k_new.data() + (r0 + t) * kv.stride, kv.stride);
+        kv_row_store(kv, kv.k(p0 + t), k_new.data() + (r0 + t) * kv.stride);
       be_.attention(q.data() + r0 * nh * hd, s.len, nh, nkv, hd, kv, p0, attn.data() + r0 * nh * hd);
     }
     be_.matmul(attn.data(), N, *L.wo, L.wo_bias.get(), h.data());

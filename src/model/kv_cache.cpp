@@ -38,19 +38,30 @@ std::byte* allocate_block(size_t bytes) {
 
 void KvBlockPool::FreeBlock::operator()(std::byte* p) const { std::free(p); }
 
+std::optional<DType> parse_kv_cache_dtype(std::string_view name) {
+  if (name == "f32") return DType::F32;
+  if (name == "bf16") return DType::BF16;
+  if (name == "f16") return DType::F16;
+  if (name == "int8") return DType::I8;
+  return std::nullopt;
+}
+
 KvBlockPool::KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
                          int64_t block_size, int64_t max_blocks, DType dtype)
     : n_layers_(n_layers),
       stride_(n_kv_heads * head_dim),
+      head_dim_(head_dim),
+      row_bytes_(0),
       block_size_(block_size),
       max_blocks_(max_blocks),
       dtype_(dtype),
-      block_bytes_(static_cast<uint64_t>(n_layers * 2 * block_size * n_kv_heads * head_dim) *
-                   dtype_size(dtype)) {
+      block_bytes_(0) {
   if (block_size <= 0 || max_blocks <= 0 || max_blocks > INT32_MAX)
     throw Error(fmt::format("KV pool: invalid block size {} or block count {}", block_size, max_blocks));
-  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16)
-    throw Error(fmt::format("KV pool: element type {} is not f32, bf16 or f16", dtype_name(dtype)));
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F16 && dtype != DType::I8)
+    throw Error(fmt::format("KV pool: element type {} is not f32, bf16, f16 or int8", dtype_name(dtype)));
+  row_bytes_ = kv_row_bytes(n_kv_heads, head_dim, dtype);
+  block_bytes_ = static_cast<uint64_t>(n_layers * 2 * block_size * row_bytes_);
   info_.reserve(static_cast<size_t>(std::min<int64_t>(max_blocks, 1 << 16)));
 }
 
@@ -226,16 +237,18 @@ void KvCache::reserve_more(int64_t n) {
 }
 
 KvView KvCache::layer(int64_t layer, int64_t length) {
-  const int64_t rows = pool_->block_size() * pool_->stride();
+  const int64_t rows_bytes = pool_->block_size() * pool_->row_bytes();  // one layer's K (or V)
   KvView v;
   v.blocks = ptrs_.data();
   v.block_size = pool_->block_size();
-  v.k_offset = layer * 2 * rows;
-  v.v_offset = v.k_offset + rows;
+  v.k_offset = layer * 2 * rows_bytes;
+  v.v_offset = v.k_offset + rows_bytes;
   v.length = length;
   v.stride = pool_->stride();
+  v.head_dim = pool_->head_dim();
   v.dtype = pool_->dtype();
   v.elem_bytes = static_cast<int64_t>(dtype_size(v.dtype));
+  v.row_bytes = pool_->row_bytes();
   return v;
 }
 

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -25,16 +26,24 @@ class KvPoolExhausted : public Error {
   using Error::Error;
 };
 
+// The KV cache element types by the names the CLI takes (--kv-cache-dtype): "f32" (exact),
+// "bf16" / "f16" (half the memory), "int8" (DType::I8: a quarter, one f32 scale per KV head
+// and row; backend/backend.h). nullopt for anything else.
+std::optional<DType> parse_kv_cache_dtype(std::string_view name);
+
 class KvBlockPool {
  public:
-  // max_blocks blocks of block_size positions, elements of `dtype` (F32, BF16 or F16); memory
-  // is allocated when a block is first used.
+  // max_blocks blocks of block_size positions, elements of `dtype` (F32, BF16, F16 or I8);
+  // memory is allocated when a block is first used. A block holds every layer's K and V rows
+  // (an I8 row with its scales, see KvView), so copying or sharing a block moves all of it.
   KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim, int64_t block_size,
               int64_t max_blocks, DType dtype = DType::F32);
 
   int64_t block_size() const { return block_size_; }
   int64_t n_layers() const { return n_layers_; }
   int64_t stride() const { return stride_; }  // elements per position per layer (K or V)
+  int64_t head_dim() const { return head_dim_; }
+  int64_t row_bytes() const { return row_bytes_; }  // bytes per position per layer (K or V)
   int64_t max_blocks() const { return max_blocks_; }
   DType dtype() const { return dtype_; }
   uint64_t block_bytes() const { return block_bytes_; }
@@ -69,7 +78,7 @@ class KvBlockPool {
     std::vector<TokenId> tokens;
     std::list<int32_t>::iterator lru_pos;  // valid while cached
   };
-  int64_t n_layers_, stride_, block_size_, max_blocks_;
+  int64_t n_layers_, stride_, head_dim_, row_bytes_, block_size_, max_blocks_;
   DType dtype_;
   uint64_t block_bytes_;
   int64_t used_ = 0;

@@ -27,7 +27,8 @@ struct EngineOptions {
   double kv_cache_gb = 0;      // KV pool size; 0: enough for max_seqs full-length sequences,
                                // capped at 4 GiB
   int64_t block_size = 16;     // tokens per KV block (also the prefix-reuse granularity)
-  DType kv_dtype = DType::F32; // KV element type: F32, or BF16 / F16 for half the memory
+  DType kv_dtype = DType::F32; // KV element type: F32, BF16 / F16 for half the memory, or I8
+                               // (int8 + a scale per head) for about a quarter
   int max_waiting = 256;       // requests queued beyond that are refused (QueueFull)
   int64_t max_prefill_chunk = 512;  // prompt tokens per step when nothing is decoding
   double itl_budget = 2.5;     // a step that also prefills costs at most about this many times a

@@ -129,12 +129,13 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
   }
 
   // attention: T new queries after `past` cached positions, GQA as configured; an f32 cache for
-  // each token count, and 16-bit caches (serve --kv-cache-dtype) for the multi-token case. Both
-  // backends read the same cache.
+  // each token count, and 16-bit and int8 caches (serve --kv-cache-dtype) for the multi-token
+  // case. Both backends read the same cache.
   std::vector<std::pair<int64_t, DType>> attn_cases;
   for (int64_t T : token_counts) attn_cases.push_back({T, DType::F32});
   attn_cases.push_back({token_counts.back(), DType::BF16});
   attn_cases.push_back({token_counts.back(), DType::F16});
+  attn_cases.push_back({token_counts.back(), DType::I8});
   for (auto [T, kv_dtype] : attn_cases) {
     const int64_t past = o.attention_past, L = past + T;
     say(fmt::format("attention past {} + {} new, {} cache", past, T, dtype_name(kv_dtype)));
@@ -143,8 +144,8 @@ std::vector<OpCase> run_operator_cases(Backend& test, Backend& ref, const ModelC
     KvView kv = cache.layer(0, L);
     const auto kvals = random_vec(static_cast<size_t>(L * nkv * hd * 2), ++seed, 1.0f);
     for (int64_t p = 0; p < L; ++p) {
-      kv_row_store(kv.k(p), kv_dtype, kvals.data() + p * nkv * hd, nkv * hd);
-      kv_row_store(kv.v(p), kv_dtype, kvals.data() + (L + p) * nkv * hd, nkv * hd);
+      kv_row_store(kv, kv.k(p), kvals.data() + p * nkv * hd);
+      kv_row_store(kv, kv.v(p), kvals.data() + (L + p) * nkv * hd);
     }
     const auto q = random_vec(static_cast<size_t>(T * nh * hd), ++seed, 1.0f);
     std::vector<float> y1(q.size()), y2(q.size());

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "backend/cpu/attention.h"
 #include "backend/rope_table.h"
 #include "common/error.h"
 #include "io/mapped_file.h"
@@ -24,8 +25,6 @@ class InPlaceWeight final : public Weight {
 const InPlaceWeight& in_place(const Weight& w) { return static_cast<const InPlaceWeight&>(w); }
 
 constexpr int64_t kRowBlock = 4;   // rows per work item: matches the kernels' register tile
-constexpr int64_t kKeyTile = 64;   // keys per online-softmax step
-constexpr int64_t kPrefetchKeys = 8;  // how far ahead attention prefetches K/V rows
 
 }  // namespace
 
@@ -57,6 +56,7 @@ std::unique_ptr<Weight> CpuBackend::load_weight(const TensorRef& t, const QuantS
 }
 
 std::unique_ptr<Weight> CpuBackend::load_quantized(const std::string& name, QuantizedMatrix q) {
+  if (k_->pack_quant) q = pack_quantized(q);
   auto w = std::make_unique<InPlaceWeight>();
   w->name = name;
   w->rows = q.rows;
@@ -66,6 +66,30 @@ std::unique_ptr<Weight> CpuBackend::load_quantized(const std::string& name, Quan
   w->bytes = q.bytes();
   w->q = std::move(q);
   return w;
+}
+
+// The kernels' own layout of a quantized matrix (same numbers, reordered), made in parallel
+// over row blocks; the source's mapped pages (a stored quantized checkpoint) are released.
+QuantizedMatrix CpuBackend::pack_quantized(const QuantizedMatrix& q) {
+  const int64_t R = k_->quant_rows, K = q.cols, ng = q.groups_per_row();
+  const int bits = q.spec.format == QuantFormat::Int8 ? 8 : 4;
+  const int64_t row_bytes = bits == 8 ? K : K / 2;
+  const int64_t blocks = (q.rows + R - 1) / R;
+  std::vector<uint8_t> data(static_cast<size_t>(blocks * R * row_bytes));
+  std::vector<uint16_t> scales(static_cast<size_t>(blocks * R * ng));
+  pool_.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
+    const int64_t r0 = b0 * R, rows = std::min(q.rows, b1 * R) - r0;
+    k_->pack_quant(q.data.data() + r0 * row_bytes, q.scales.data() + r0 * ng, bits, rows, K, q.spec.group,
+                   data.data() + r0 * row_bytes, scales.data() + r0 * ng);
+  });
+  release_mapped_pages(q.data.data(), q.data.size());
+  release_mapped_pages(q.scales.data(), q.scales.size_bytes());
+  QuantizedMatrix packed;
+  packed.spec = q.spec;
+  packed.rows = q.rows;
+  packed.cols = q.cols;
+  packed.own(std::move(data), std::move(scales));
+  return packed;
 }
 
 void CpuBackend::embedding(const Weight& table, std::span<const TokenId> ids, float* out) {
@@ -80,9 +104,11 @@ void CpuBackend::embedding(const Weight& table, std::span<const TokenId> ids, fl
 
 void CpuBackend::matmul(const float* x, int64_t T, const Weight& weight, const Weight* bias, float* y) {
   const auto& w = in_place(weight);
-  const int64_t blocks = (w.rows + kRowBlock - 1) / kRowBlock;
+  // Packed quantized weights are split in the kernels' row blocks.
+  const int64_t rb = w.quant.format != QuantFormat::None && k_->pack_quant ? k_->quant_rows : kRowBlock;
+  const int64_t blocks = (w.rows + rb - 1) / rb;
   pool_.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
-    const int64_t r0 = b0 * kRowBlock, r1 = std::min(w.rows, b1 * kRowBlock);
+    const int64_t r0 = b0 * rb, r1 = std::min(w.rows, b1 * rb);
     if (w.quant.format == QuantFormat::None)
       k_->matmul(x, w.cols, T, w.data, w.source_dtype, w.cols, r0, r1, y, w.rows);
     else
@@ -128,75 +154,7 @@ void CpuBackend::rope(float* x, int64_t T, int64_t n_heads, int64_t head_dim, in
 
 void CpuBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                            int64_t head_dim, const KvView& kv, int64_t past, float* out) {
-  const int64_t G = n_heads / n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-  // One work item = one query position x one KV head: its G query heads share every K/V
-  // row read. Keys are visited in tiles with a running (max, sum) per head.
-  pool_.parallel_for(T * n_kv_heads, [&](int64_t i0, int64_t i1) {
-    std::vector<float> s(static_cast<size_t>(G * kKeyTile));
-    // 16-bit caches: the tile's K and V rows of this KV head, widened once for its G heads.
-    std::vector<float> k_tile(static_cast<size_t>(kKeyTile * head_dim)), v_tile(k_tile.size());
-    std::vector<const float*> vj(static_cast<size_t>(kKeyTile));
-    std::vector<float> m(static_cast<size_t>(G)), l(static_cast<size_t>(G));
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / n_kv_heads, g = i % n_kv_heads;
-      const int64_t n_keys = past + t + 1;
-      const float* qg = q + (t * n_heads + g * G) * head_dim;
-      float* og = out + (t * n_heads + g * G) * head_dim;
-      std::fill(m.begin(), m.end(), -INFINITY);
-      std::fill(l.begin(), l.end(), 0.0f);
-      std::fill(og, og + G * head_dim, 0.0f);
-      for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
-        const int64_t nj = std::min(kKeyTile, n_keys - j0);
-        // Row addresses advance by a fixed step inside a block: the block lookup (a division)
-        // is done once per block, not once per key.
-        const std::byte* k_at = nullptr;
-        const std::byte* v_at = nullptr;
-        const int64_t row_bytes = kv.stride * kv.elem_bytes;
-        for (int64_t j = 0; j < nj; ++j) {
-          if (j == 0 || (j0 + j) % kv.block_size == 0) {
-            k_at = static_cast<const std::byte*>(kv.k(j0 + j));
-            v_at = static_cast<const std::byte*>(kv.v(j0 + j));
-          } else {
-            k_at += row_bytes;
-            v_at += row_bytes;
-          }
-          // This KV head's slice of each row is a few hundred bytes in a row kilobytes long:
-          // the hardware prefetcher does not follow it, so ask for rows a few keys ahead.
-          if (j0 + j + kPrefetchKeys < n_keys) {
-            const auto* kf = static_cast<const char*>(kv.k(j0 + j + kPrefetchKeys)) + g * head_dim * kv.elem_bytes;
-            const auto* vf = static_cast<const char*>(kv.v(j0 + j + kPrefetchKeys)) + g * head_dim * kv.elem_bytes;
-            for (int64_t c = 0; c < head_dim * kv.elem_bytes; c += 64) {
-              __builtin_prefetch(kf + c);
-              __builtin_prefetch(vf + c);
-            }
-          }
-          const float* kj = kv_row_f32(k_at, kv.dtype, g * head_dim, head_dim, k_tile.data() + j * head_dim);
-          for (int64_t h = 0; h < G; ++h) s[h * kKeyTile + j] = k_->dot(qg + h * head_dim, kj, head_dim) * scale;
-          vj[j] = kv_row_f32(v_at, kv.dtype, g * head_dim, head_dim, v_tile.data() + j * head_dim);
-        }
-        for (int64_t h = 0; h < G; ++h) {
-          float* sh = s.data() + h * kKeyTile;
-          const float tile_max = *std::max_element(sh, sh + nj);
-          const float new_m = std::max(m[h], tile_max);
-          float correction = std::exp(m[h] - new_m);  // 0 on the first tile (m = -inf)
-          l[h] *= correction;
-          m[h] = new_m;
-          float* oh = og + h * head_dim;
-          for (int64_t j = 0; j < nj; ++j) {
-            const float p = std::exp(sh[j] - new_m);
-            l[h] += p;
-            k_->scale_axpy(oh, correction, p, vj[j], head_dim);
-            correction = 1.0f;
-          }
-        }
-      }
-      for (int64_t h = 0; h < G; ++h) {
-        const float inv = 1.0f / l[h];
-        for (int64_t d = 0; d < head_dim; ++d) og[h * head_dim + d] *= inv;
-      }
-    }
-  });
+  cpu::attention(*k_, pool_, q, T, n_heads, n_kv_heads, head_dim, kv, past, out);
 }
 
 void CpuBackend::silu_mul(const float* gate, const float* up, int64_t n, float* out) {

@@ -14,7 +14,7 @@ namespace ilm {
 class CpuBackend final : public Backend {
  public:
   // isa: "" picks $INTERNLM_CPU_KERNELS if set, else the best exact kernels this CPU
-  // supports; "avx512bf16" / "avx512" / "avx2" / "generic" forces one (ilm::Error if the CPU
+  // supports; "avx512bf16" / "avx512vnni" / "avx512" / "avx2" / "neon" / "generic" forces one (ilm::Error if the CPU
   // lacks it).
   explicit CpuBackend(int threads = 0, const std::string& isa = "");
 
@@ -36,6 +36,8 @@ class CpuBackend final : public Backend {
   std::vector<std::string> weight_formats() const override;
 
  private:
+  QuantizedMatrix pack_quantized(const QuantizedMatrix& q);
+
   ThreadPool pool_;
   const cpu::Kernels* k_;
 };

@@ -14,6 +14,7 @@ bool has_avx512() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
 }
+bool has_avx512_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
 bool has_avx2() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -25,9 +26,13 @@ bool has_avx2() {
 
 const Kernels* kernels_for(std::string_view isa) {
 #if defined(__x86_64__) || defined(_M_X64)
-  if (isa == "avx512bf16") return has_avx512() && __builtin_cpu_supports("avx512bf16") ? &kAvx512Bf16Kernels : nullptr;
+  if (isa == "avx512bf16") return has_avx512_vnni() && __builtin_cpu_supports("avx512bf16") ? &kAvx512Bf16Kernels : nullptr;
+  if (isa == "avx512vnni") return has_avx512_vnni() ? &kAvx512VnniKernels : nullptr;
   if (isa == "avx512") return has_avx512() ? &kAvx512Kernels : nullptr;
   if (isa == "avx2") return has_avx2() ? &kAvx2Kernels : nullptr;
+#endif
+#if defined(__aarch64__)
+  if (isa == "neon") return &kNeonKernels;
 #endif
   if (isa == "generic") return &kGenericKernels;
   return nullptr;
@@ -35,7 +40,7 @@ const Kernels* kernels_for(std::string_view isa) {
 
 std::vector<std::string_view> supported_isas() {
   std::vector<std::string_view> out;
-  for (std::string_view isa : {"avx512", "avx2", "generic"})
+  for (std::string_view isa : {"avx512vnni", "avx512", "avx2", "neon", "generic"})
     if (kernels_for(isa)) out.push_back(isa);
   return out;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // SIMD kernels of the cpu backend, one implementation per instruction set, chosen at run
-// time from what the CPU reports (never from the build machine's flags): AVX-512, AVX2+FMA,
-// or portable C++ (any CPU, ARM included, auto-vectorised by the compiler).
+// time from what the CPU reports (never from the build machine's flags): AVX-512 with VNNI
+// (quantized weights through vpdpbusd), AVX-512, AVX2+FMA, NEON on aarch64, or portable C++
+// (any CPU, auto-vectorised by the compiler).
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -20,6 +21,21 @@ using MatmulFn = void (*)(const float* x, int64_t ldx, int64_t T, const void* w,
 using MatmulQuantFn = void (*)(const float* x, int64_t ldx, int64_t T, const uint8_t* data,
                                const uint16_t* scales, int bits, int64_t K, int64_t group,
                                int64_t r0, int64_t r1, float* y, int64_t ldy);
+// Writes a kernel's private layout of a [rows, K] group-quantized matrix given in the standard
+// layout: data_out gets packed_rows * K bytes (int8) or half that (int4), scales_out
+// packed_rows * K / group f16 scales, where packed_rows is rows rounded up to quant_rows
+// (padding rows: zero scales; data_out comes zero-filled). Same numbers, another order.
+using PackQuantFn = void (*)(const uint8_t* data, const uint16_t* scales, int bits, int64_t rows, int64_t K,
+                             int64_t group, uint8_t* data_out, uint16_t* scales_out);
+// C[m·ldc + n] = (accumulate ? C[m·ldc + n] : 0) + Σ_k A[m·sam + k·sak] · B[k·ldb + n] for
+// m < M, n < N: the small f32 GEMM of attention tiles. A is read element by element, so it
+// may be stored either way round. Every C element sums its k in ascending order in a lane of
+// its own, so its value does not depend on M, N or the tiling.
+using GemmFn = void (*)(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                        int64_t ldb, float* C, int64_t ldc, bool accumulate);
+// x[i] = e^x[i] to within ~2 ulp, the same value for the same input wherever it sits in x (no
+// scalar tail with another formula); e^x = 0 below -87.3 (so e^-inf = 0).
+using ExpFn = void (*)(float* x, int64_t n);
 // Σ a[i] · b[i]
 using DotFn = float (*)(const float* a, const float* b, int64_t n);
 // y[i] = y[i] · scale + a · x[i]
@@ -32,7 +48,7 @@ using ReadSumFn = float (*)(const float* p, int64_t n);
 using FmaLoopFn = float (*)(int64_t iters);
 
 struct Kernels {
-  std::string_view isa;  // "avx512bf16", "avx512", "avx2", "generic"
+  std::string_view isa;  // "avx512bf16", "avx512vnni", "avx512", "avx2", "neon", "generic"
   MatmulFn matmul;
   MatmulQuantFn matmul_quant;
   DotFn dot;
@@ -40,6 +56,12 @@ struct Kernels {
   ReadSumFn read_sum;
   FmaLoopFn fma_loop;
   int64_t fma_loop_flops_per_iter;  // floating-point operations per fma_loop iteration
+  // Quantized weights: with pack_quant set, matmul_quant takes the packed layout, and work is
+  // split in blocks of quant_rows rows (r0 a multiple of it); else the standard layout.
+  PackQuantFn pack_quant;
+  int64_t quant_rows;
+  GemmFn gemm;
+  ExpFn exp;
 };
 
 // Dot-product peak probes, when the CPU has the instruction: bf16 (AVX512_BF16 vdpbf16ps,

@@ -52,19 +52,19 @@ inline float load_w1(const void* w, int64_t i) {
 template <DType WT, int TT, int RB>
 inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
   __m256 acc[TT][RB];
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
   const int64_t Kv = K / kLanes * kLanes;
   for (int64_t k = 0; k < Kv; k += kLanes) {
     __m256 wv[RB];
-    for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k);
-    for (int t = 0; t < TT; ++t) {
+    ILM_UNROLL for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k);
+    ILM_UNROLL for (int t = 0; t < TT; ++t) {
       const __m256 xv = _mm256_loadu_ps(x + t * ldx + k);
-      for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, wv[i], acc[t][i]);
+      ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, wv[i], acc[t][i]);
     }
   }
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) {
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) {
       float s = reduce_add(acc[t][i]);
       for (int64_t k = Kv; k < K; ++k) s += x[t * ldx + k] * load_w1<WT>(w, (r + i) * K + k);
       y[t * ldy + r + i] = s;
@@ -132,19 +132,19 @@ template <int BITS, int TT, int RB>
 inline void tile_q(const float* x, int64_t ldx, const uint8_t* data, const uint16_t* scales, int64_t K,
                    int64_t group, int64_t r, float* y, int64_t ldy) {
   __m256 acc[TT][RB];
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
   for (int64_t k = 0; k < K; k += 32) {
     __m256 w[RB][4];
-    for (int i = 0; i < RB; ++i) load_q32<BITS>(data, scales, K, group, r + i, k, w[i]);
-    for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) load_q32<BITS>(data, scales, K, group, r + i, k, w[i]);
+    ILM_UNROLL for (int t = 0; t < TT; ++t)
       for (int j = 0; j < 4; ++j) {
         const __m256 xv = _mm256_loadu_ps(x + t * ldx + k + 8 * j);
-        for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, w[i][j], acc[t][i]);
+        ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, w[i][j], acc[t][i]);
       }
   }
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = reduce_add(acc[t][i]);
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = reduce_add(acc[t][i]);
 }
 
 template <int BITS>
@@ -216,10 +216,91 @@ float fma_loop_avx2(int64_t iters) {
   return reduce_add(s);
 }
 
+// Lane masks for _mm256_maskload/maskstore: the first n of 8 lanes.
+inline __m256i first_lanes(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// MR rows x NV vectors of C in registers over all of K; the last vector masked to N.
+template <int MR, int NV>
+inline void gemm_tile(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, bool accumulate, __m256i last) {
+  const __m256i all = _mm256_set1_epi32(-1);
+  __m256 acc[MR][NV];
+  ILM_UNROLL for (int r = 0; r < MR; ++r)
+    ILM_UNROLL for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? _mm256_maskload_ps(C + r * ldc + v * kLanes, v == NV - 1 ? last : all)
+                             : _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    __m256 b[NV];
+    ILM_UNROLL for (int v = 0; v < NV; ++v) b[v] = _mm256_maskload_ps(B + k * ldb + v * kLanes, v == NV - 1 ? last : all);
+    ILM_UNROLL for (int r = 0; r < MR; ++r) {
+      const __m256 a = _mm256_set1_ps(A[r * sam + k * sak]);
+      ILM_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  ILM_UNROLL for (int r = 0; r < MR; ++r)
+    ILM_UNROLL for (int v = 0; v < NV; ++v) _mm256_maskstore_ps(C + r * ldc + v * kLanes, v == NV - 1 ? last : all, acc[r][v]);
+}
+
+template <int NV>
+inline void gemm_rows(int64_t M, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
+                      float* C, int64_t ldc, bool accumulate, __m256i last) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) gemm_tile<4, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate, last);
+  for (; m < M; ++m) gemm_tile<1, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate, last);
+}
+
+// e^x for 8 lanes: x = n·ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial, times 2^n
+// through the exponent bits; 0 below -87.3.
+inline __m256 exp8(__m256 x) {
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  // 2^n in two steps (n in [-126, 128]: one power of two could leave the exponent range).
+  const __m256i e = _mm256_cvtps_epi32(n);
+  const __m256i e1 = _mm256_srai_epi32(e, 1), e2 = _mm256_sub_epi32(e, e1);
+  const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
+  const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
+  const __m256 out = _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ), out);
+}
+
+void exp_avx2(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm256_storeu_ps(x + i, exp8(_mm256_loadu_ps(x + i)));
+  if (i < n) {
+    const __m256i m = first_lanes(n - i);
+    _mm256_maskstore_ps(x + i, m, exp8(_mm256_maskload_ps(x + i, m)));
+  }
+}
+
+void gemm_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+               int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  for (int64_t n0 = 0; n0 < N; n0 += 2 * kLanes) {
+    const int64_t w = N - n0 < 2 * kLanes ? N - n0 : 2 * kLanes;
+    const int64_t nv = (w + kLanes - 1) / kLanes;
+    const __m256i last = first_lanes(w - (nv - 1) * kLanes);
+    if (nv == 2)
+      gemm_rows<2>(M, K, A, sam, sak, B + n0, ldb, C + n0, ldc, accumulate, last);
+    else
+      gemm_rows<1>(M, K, A, sam, sak, B + n0, ldb, C + n0, ldc, accumulate, last);
+  }
+}
+
 }  // namespace
 
 const Kernels kAvx2Kernels = {"avx2", matmul_avx2, matmul_quant_avx2, dot_avx2, scale_axpy_avx2,
-                              read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains};
+                              read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx2, exp_avx2};
 
 }  // namespace ilm::cpu
 #endif

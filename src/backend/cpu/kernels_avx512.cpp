@@ -41,29 +41,42 @@ inline float load_w1(const void* w, int64_t i) {
   }
 }
 
+// Columns are summed in slices of kSlice: each slice's vector sum is reduced to a scalar and
+// the slices are added in order. matmul_typed either passes whole rows (few tokens) or cuts
+// them at the same boundaries for cache blocking, so both give the same bits: a token's
+// result never depends on how many others share the call.
+constexpr int64_t kSlice = 1024;
+
 // TT tokens x RB rows: TT*RB accumulators stay in registers over columns [k0, k0 + kn) of
 // rows of length K; the sums are stored into y, or added to it when `add`.
 template <DType WT, int TT, int RB>
 inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t k0, int64_t kn, int64_t r, float* y,
                  int64_t ldy, bool add) {
-  __m512 acc[TT][RB];
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
-  const int64_t kv = kn / kLanes * kLanes;
-  for (int64_t k = 0; k < kv; k += kLanes) {
-    __m512 wv[RB];
-    for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k0 + k);
-    for (int t = 0; t < TT; ++t) {
-      const __m512 xv = _mm512_loadu_ps(x + t * ldx + k0 + k);
-      for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_fmadd_ps(xv, wv[i], acc[t][i]);
+  float sum[TT][RB];
+  for (int64_t c0 = 0; c0 < kn; c0 += kSlice) {
+    const int64_t cn = kn - c0 < kSlice ? kn - c0 : kSlice;
+    const int64_t kb = k0 + c0;
+    __m512 acc[TT][RB];
+    ILM_UNROLL for (int t = 0; t < TT; ++t)
+      ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
+    const int64_t kv = cn / kLanes * kLanes;
+    for (int64_t k = 0; k < kv; k += kLanes) {
+      __m512 wv[RB];
+      ILM_UNROLL for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + kb + k);
+      ILM_UNROLL for (int t = 0; t < TT; ++t) {
+        const __m512 xv = _mm512_loadu_ps(x + t * ldx + kb + k);
+        ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_fmadd_ps(xv, wv[i], acc[t][i]);
+      }
     }
+    ILM_UNROLL for (int t = 0; t < TT; ++t)
+      ILM_UNROLL for (int i = 0; i < RB; ++i) {
+        float s = _mm512_reduce_add_ps(acc[t][i]);
+        for (int64_t k = kv; k < cn; ++k) s += x[t * ldx + kb + k] * load_w1<WT>(w, (r + i) * K + kb + k);
+        sum[t][i] = c0 == 0 ? s : sum[t][i] + s;
+      }
   }
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) {
-      float s = _mm512_reduce_add_ps(acc[t][i]);
-      for (int64_t k = kv; k < kn; ++k) s += x[t * ldx + k0 + k] * load_w1<WT>(w, (r + i) * K + k0 + k);
-      y[t * ldy + r + i] = add ? y[t * ldy + r + i] + s : s;
-    }
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = add ? y[t * ldy + r + i] + sum[t][i] : sum[t][i];
 }
 
 template <DType WT, int RB>
@@ -84,10 +97,9 @@ void matmul_typed(const float* x, int64_t ldx, int64_t T, const void* w, int64_t
                   int64_t r1, float* y, int64_t ldy) {
   // Blocking: a token block of activations (tb x kc floats, 256 KiB) stays in L2 while this
   // thread's weight rows stream through in kc-wide column slices; later slices add into y.
-  // The slicing depends only on T and K, so results never depend on the thread count.
   // Few tokens (decode, small batches) fit in L2 whole: no slicing, so each weight row is one
-  // sequential stream for the prefetcher.
-  const int64_t kc_max = T * K * 4 <= 512 * 1024 ? K : 1024;
+  // sequential stream for the prefetcher. Either way the sums are the same (see kSlice).
+  const int64_t kc_max = T * K * 4 <= 512 * 1024 ? K : kSlice;
   const int64_t kc = K < kc_max ? K : kc_max;
   int64_t tb = (256 * 1024) / (kc * 4) / 4 * 4;
   if (tb < 4) tb = 4;
@@ -136,18 +148,18 @@ template <int BITS, int TT, int RB>
 inline void tile_q(const float* x, int64_t ldx, const uint8_t* data, const uint16_t* scales, int64_t K,
                    int64_t group, int64_t r, float* y, int64_t ldy) {
   __m512 acc[TT][RB];
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 32) {
     __m512 w0[RB], w1[RB];
-    for (int i = 0; i < RB; ++i) load_q32<BITS>(data, scales, K, group, r + i, k, w0[i], w1[i]);
-    for (int t = 0; t < TT; ++t) {
+    ILM_UNROLL for (int i = 0; i < RB; ++i) load_q32<BITS>(data, scales, K, group, r + i, k, w0[i], w1[i]);
+    ILM_UNROLL for (int t = 0; t < TT; ++t) {
       const __m512 x0 = _mm512_loadu_ps(x + t * ldx + k), x1 = _mm512_loadu_ps(x + t * ldx + k + 16);
-      for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_fmadd_ps(x1, w1[i], _mm512_fmadd_ps(x0, w0[i], acc[t][i]));
+      ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_fmadd_ps(x1, w1[i], _mm512_fmadd_ps(x0, w0[i], acc[t][i]));
     }
   }
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = _mm512_reduce_add_ps(acc[t][i]);
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) y[t * ldy + r + i] = _mm512_reduce_add_ps(acc[t][i]);
 }
 
 template <int BITS, int RB>
@@ -232,10 +244,88 @@ float fma_loop_avx512(int64_t iters) {
   return _mm512_reduce_add_ps(s);
 }
 
+// MR rows x NV vectors of C in registers over all of K; the last vector masked to N.
+template <int MR, int NV>
+inline void gemm_tile(int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb, float* C,
+                      int64_t ldc, bool accumulate, __mmask16 last) {
+  __m512 acc[MR][NV];
+  ILM_UNROLL for (int r = 0; r < MR; ++r)
+    ILM_UNROLL for (int v = 0; v < NV; ++v)
+      acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xffff, C + r * ldc + v * kLanes)
+                             : _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    __m512 b[NV];
+    ILM_UNROLL for (int v = 0; v < NV; ++v) b[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? last : 0xffff, B + k * ldb + v * kLanes);
+    ILM_UNROLL for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * sam + k * sak]);
+      ILM_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  ILM_UNROLL for (int r = 0; r < MR; ++r)
+    ILM_UNROLL for (int v = 0; v < NV; ++v) _mm512_mask_storeu_ps(C + r * ldc + v * kLanes, v == NV - 1 ? last : 0xffff, acc[r][v]);
+}
+
+template <int NV>
+inline void gemm_rows(int64_t M, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B, int64_t ldb,
+                      float* C, int64_t ldc, bool accumulate, __mmask16 last) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) gemm_tile<4, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate, last);
+  switch (M - m) {
+    case 3: gemm_tile<3, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate, last); break;
+    case 2: gemm_tile<2, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate, last); break;
+    case 1: gemm_tile<1, NV>(K, A + m * sam, sam, sak, B, ldb, C + m * ldc, ldc, accumulate, last); break;
+    default: break;
+  }
+}
+
 }  // namespace
 
+// e^x for 16 lanes: x = n·ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial, times
+// 2^n with vscalefps; 0 below -87.3.
+inline __m512 exp16(__m512 x) {
+  const __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_min_ps(xc, _mm512_set1_ps(88.7f)),
+                                                      _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), _mm512_min_ps(xc, _mm512_set1_ps(88.7f)));
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
+  return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_scalef_ps(y, n));
+}
+
+void exp_avx512(float* x, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(x + i, exp16(_mm512_loadu_ps(x + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(x + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
+  }
+}
+
+void gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                 int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  for (int64_t n0 = 0; n0 < N; n0 += 4 * kLanes) {
+    const int64_t w = N - n0 < 4 * kLanes ? N - n0 : 4 * kLanes;
+    const int64_t nv = (w + kLanes - 1) / kLanes, rem = w - (nv - 1) * kLanes;
+    const __mmask16 last = rem == kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rem) - 1);
+    switch (nv) {
+      case 4: gemm_rows<4>(M, K, A, sam, sak, B + n0, ldb, C + n0, ldc, accumulate, last); break;
+      case 3: gemm_rows<3>(M, K, A, sam, sak, B + n0, ldb, C + n0, ldc, accumulate, last); break;
+      case 2: gemm_rows<2>(M, K, A, sam, sak, B + n0, ldb, C + n0, ldc, accumulate, last); break;
+      default: gemm_rows<1>(M, K, A, sam, sak, B + n0, ldb, C + n0, ldc, accumulate, last); break;
+    }
+  }
+}
+
 const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512, scale_axpy_avx512,
-                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains};
+                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512};
 
 }  // namespace ilm::cpu
 #endif

@@ -21,18 +21,18 @@ template <int TT, int RB>
 inline void tile(const uint16_t* xb, int64_t ldxb, const uint16_t* w, int64_t ldw, int64_t K, int64_t r, float* y,
                  int64_t ldy, bool add) {
   __m512 acc[TT][RB];
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 32) {
     __m512bh wv[RB];
-    for (int i = 0; i < RB; ++i) wv[i] = load_bh(w + (r + i) * ldw + k);
-    for (int t = 0; t < TT; ++t) {
+    ILM_UNROLL for (int i = 0; i < RB; ++i) wv[i] = load_bh(w + (r + i) * ldw + k);
+    ILM_UNROLL for (int t = 0; t < TT; ++t) {
       const __m512bh xv = load_bh(xb + t * ldxb + k);
-      for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], wv[i], xv);
+      ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm512_dpbf16_ps(acc[t][i], wv[i], xv);
     }
   }
-  for (int t = 0; t < TT; ++t)
-    for (int i = 0; i < RB; ++i) {
+  ILM_UNROLL for (int t = 0; t < TT; ++t)
+    ILM_UNROLL for (int i = 0; i < RB; ++i) {
       const float v = _mm512_reduce_add_ps(acc[t][i]);
       y[t * ldy + r + i] = add ? y[t * ldy + r + i] + v : v;
     }
@@ -108,14 +108,20 @@ void matmul_avx512bf16(const float* x, int64_t ldx, int64_t T, const void* w, DT
 
 }  // namespace
 
+// Quantized weights go to the VNNI kernels with activations in one int8 level (every
+// AVX512_BF16 CPU also has VNNI).
 const Kernels kAvx512Bf16Kernels = {"avx512bf16",
                                     matmul_avx512bf16,
-                                    kAvx512Kernels.matmul_quant,
+                                    matmul_quant_avx512vnni_q8,
                                     kAvx512Kernels.dot,
                                     kAvx512Kernels.scale_axpy,
                                     kAvx512Kernels.read_sum,
                                     kAvx512Kernels.fma_loop,
-                                    kAvx512Kernels.fma_loop_flops_per_iter};
+                                    kAvx512Kernels.fma_loop_flops_per_iter,
+                                    pack_quant_avx512vnni,
+                                    kAvx512VnniQuantRows,
+                                    gemm_avx512,
+                                    exp_avx512};
 
 }  // namespace ilm::cpu
 #endif

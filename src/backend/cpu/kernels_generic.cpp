@@ -1,5 +1,6 @@
 // Portable kernels: plain C++ the compiler can vectorise for the build target (SSE2 on any
 // x86-64, NEON on aarch64). Several independent accumulators keep the FP adds pipelined.
+#include <cmath>
 #include <vector>
 
 #include "backend/cpu/kernels_impl.h"
@@ -103,7 +104,25 @@ float fma_loop_generic(int64_t iters) {
 
 }  // namespace
 
+void gemm_generic(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
+                  int64_t ldb, float* C, int64_t ldc, bool accumulate) {
+  for (int64_t m = 0; m < M; ++m) {
+    float* c = C + m * ldc;
+    if (!accumulate)
+      for (int64_t n = 0; n < N; ++n) c[n] = 0.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = A[m * sam + k * sak];
+      const float* b = B + k * ldb;
+      for (int64_t n = 0; n < N; ++n) c[n] += a * b[n];
+    }
+  }
+}
+
+void exp_generic(float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] < -87.3f ? 0.0f : std::exp(x[i]);
+}
+
 const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic, scale_axpy_generic,
-                                 read_sum_generic, fma_loop_generic, 2 * kChains};
+                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic};
 
 }  // namespace ilm::cpu

@@ -117,7 +117,7 @@ void RefBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
   pool_.parallel_for(n_heads * T, [&](int64_t i0, int64_t i1) {
     std::vector<double> scores;
     std::vector<double> acc(static_cast<size_t>(head_dim));
-    std::vector<float> row(static_cast<size_t>(head_dim));  // a 16-bit KV row widened
+    std::vector<float> row(static_cast<size_t>(head_dim));  // a 16-bit / int8 KV row as f32
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t h = i % n_heads, t = i / n_heads;
       const int64_t kvh = h / group;
@@ -126,7 +126,7 @@ void RefBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       scores.assign(static_cast<size_t>(n_keys), 0.0);
       double max_s = -INFINITY;
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* kj = kv_row_f32(kv.k(j), kv.dtype, kvh * head_dim, head_dim, row.data());
+        const float* kj = kv_row_f32(kv, kv.k(j), kvh, row.data());
         double s = 0.0;
         for (int64_t d = 0; d < head_dim; ++d) s += static_cast<double>(qv[d]) * kj[d];
         s *= scale;
@@ -137,7 +137,7 @@ void RefBackend::attention(const float* q, int64_t T, int64_t n_heads, int64_t n
       for (auto& s : scores) denom += (s = std::exp(s - max_s));
       std::fill(acc.begin(), acc.end(), 0.0);
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* vj = kv_row_f32(kv.v(j), kv.dtype, kvh * head_dim, head_dim, row.data());
+        const float* vj = kv_row_f32(kv, kv.v(j), kvh, row.data());
         const double p = scores[j] / denom;
         for (int64_t d = 0; d < head_dim; ++d) acc[d] += p * vj[d];
       }
