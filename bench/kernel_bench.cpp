@@ -63,18 +63,24 @@ void BM_Matmul(benchmark::State& state, const std::string& isa, const std::strin
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// Layer 0 of `cache` holding ctx random f32 rows of `row` values as both keys and values.
+KvView filled_cache(KvCache& cache, int64_t ctx, int64_t row) {
+  cache.reserve_more(ctx);
+  KvView kv = cache.layer(0, ctx);
+  const auto k = random_vec(static_cast<size_t>(ctx * row), 3);
+  for (int64_t p = 0; p < ctx; ++p) {
+    std::copy_n(k.begin() + p * row, row, static_cast<float*>(kv.k(p)));
+    std::copy_n(k.begin() + p * row, row, static_cast<float*>(kv.v(p)));
+  }
+  return kv;
+}
+
 // args: context length; one decode query, 7B head layout (32 heads, 8 KV heads, hd 128).
 void BM_AttentionDecode(benchmark::State& state) {
   const int64_t ctx = state.range(0), nh = 32, nkv = 8, hd = 128;
   CpuBackend be(0);
   KvCache cache(1, nkv, hd, ctx);
-  cache.reserve_more(ctx);
-  KvView kv = cache.layer(0, ctx);
-  const auto k = random_vec(static_cast<size_t>(ctx * nkv * hd), 3);
-  for (int64_t p = 0; p < ctx; ++p) {
-    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, static_cast<float*>(kv.k(p)));
-    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, static_cast<float*>(kv.v(p)));
-  }
+  const KvView kv = filled_cache(cache, ctx, nkv * hd);
   const auto q = random_vec(static_cast<size_t>(nh * hd), 4);
   std::vector<float> out(q.size());
   for (auto _ : state) {
@@ -90,13 +96,7 @@ void BM_AttentionPrefill(benchmark::State& state) {
   const int64_t past = state.range(0), T = 512, nh = 32, nkv = 8, hd = 128, ctx = past + T;
   CpuBackend be(0);
   KvCache cache(1, nkv, hd, ctx);
-  cache.reserve_more(ctx);
-  KvView kv = cache.layer(0, ctx);
-  const auto k = random_vec(static_cast<size_t>(ctx * nkv * hd), 3);
-  for (int64_t p = 0; p < ctx; ++p) {
-    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, static_cast<float*>(kv.k(p)));
-    std::copy_n(k.begin() + p * nkv * hd, nkv * hd, static_cast<float*>(kv.v(p)));
-  }
+  const KvView kv = filled_cache(cache, ctx, nkv * hd);
   const auto q = random_vec(static_cast<size_t>(T * nh * hd), 4);
   std::vector<float> out(q.size());
   for (auto _ : state) {

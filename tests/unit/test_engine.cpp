@@ -106,6 +106,15 @@ class EngineTest : public ::testing::Test {
     r.max_tokens = max_tokens;
     return r;
   }
+  // Three sampled choices (temperature 1.5, top-k 50, seed 77) of one prompt.
+  static RequestParams three_sampled_choices(const std::vector<TokenId>& p, int64_t max_tokens) {
+    RequestParams r = request(p, max_tokens);
+    r.n = 3;
+    r.sampling.temperature = 1.5f;
+    r.sampling.top_k = 50;
+    r.sampling.seed = 77;
+    return r;
+  }
 
   static std::filesystem::path dir_;
   static std::unique_ptr<LoadedModel> model_;
@@ -260,11 +269,7 @@ TEST_F(EngineTest, Int8KvCachePrefixReuseForkAndPreemptionMatchSoloInt8Runs) {
     EXPECT_EQ(collect(*sb, 1).tokens[0], solo_kv(b, 5, DType::I8));
     EXPECT_EQ(sb->cached_tokens(), 32);
     // Fork: n choices from one prefill share the full blocks and copy the partial one.
-    RequestParams r = request(prompt(4, 21), 10);
-    r.n = 3;
-    r.sampling.temperature = 1.5f;
-    r.sampling.top_k = 50;
-    r.sampling.seed = 77;
+    const RequestParams r = three_sampled_choices(prompt(4, 21), 10);
     Collected c = collect(*engine.submit(r), 3);
     ASSERT_EQ(c.error, "");
     for (int i = 0; i < 3; ++i) {
@@ -343,11 +348,7 @@ TEST_F(EngineTest, PreemptionUnderKvPressureKeepsOutputsExact) {
 
 TEST_F(EngineTest, ChoicesAreForkedFromOnePrefillWithSeedPlusIndex) {
   Engine engine(*model_->lm, EngineOptions{});
-  RequestParams r = request(prompt(4, 21), 10);
-  r.n = 3;
-  r.sampling.temperature = 1.5f;
-  r.sampling.top_k = 50;
-  r.sampling.seed = 77;
+  const RequestParams r = three_sampled_choices(prompt(4, 21), 10);
   Collected c = collect(*engine.submit(r), 3);
   ASSERT_EQ(c.error, "");
   for (int i = 0; i < 3; ++i) {

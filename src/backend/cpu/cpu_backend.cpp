@@ -171,10 +171,10 @@ std::vector<OperatorInfo> CpuBackend::operators() const {
   const std::string isa(k_->isa);
   return {
       {"embedding", "token id -> embedding row (bf16/f16/f32 widened)"},
-      {"matmul", "register-tiled GEMM/GEMV, weights in place, " + isa + ", threaded over rows"},
+      {"matmul", "register-tiled GEMM/GEMV, " + isa + ", threaded over rows; bf16/f16/f32 in place, int8/int4 repacked for vpdpbusd where VNNI runs"},
       {"rmsnorm", "f32, SIMD sum of squares"},
       {"rope", "rotate-half RoPE, f32 angle table, dynamic NTK / linear via RopeSpec"},
-      {"attention", "GQA-aware tiled online softmax over the KV cache, " + isa},
+      {"attention", "GQA-aware, 32 positions x 64 keys GEMM tiles, online softmax over the paged KV cache (f32/bf16/f16/int8), " + isa},
       {"silu_mul", "silu(gate) ⊙ up, threaded"},
       {"add", "residual add"},
   };

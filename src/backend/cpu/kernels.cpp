@@ -1,6 +1,7 @@
 #include "backend/cpu/kernels.h"
 
 #include <string>
+#include <vector>
 
 #include "backend/cpu/kernels_impl.h"
 
@@ -23,6 +24,13 @@ bool has_avx2() {
 #endif
 
 }  // namespace
+
+uint8_t* thread_scratch(ScratchSlot slot, int64_t bytes) {
+  thread_local std::vector<uint8_t> buffers[static_cast<int>(ScratchSlot::kCount)];
+  auto& b = buffers[static_cast<int>(slot)];
+  if (static_cast<int64_t>(b.size()) < bytes) b.resize(static_cast<size_t>(bytes));
+  return b.data();
+}
 
 const Kernels* kernels_for(std::string_view isa) {
 #if defined(__x86_64__) || defined(_M_X64)

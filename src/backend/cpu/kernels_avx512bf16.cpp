@@ -51,16 +51,6 @@ inline void tokens(const uint16_t* xb, int64_t ldxb, int64_t T, const uint16_t* 
   }
 }
 
-// Per-thread scratch for the bf16 activations (internal linkage, freed at thread exit).
-struct ActivationBuffer {
-  uint16_t* p = nullptr;
-  int64_t cap = 0;
-  ActivationBuffer() = default;
-  ActivationBuffer(const ActivationBuffer&) = delete;
-  ActivationBuffer& operator=(const ActivationBuffer&) = delete;
-  ~ActivationBuffer() { delete[] p; }
-};
-
 // Round-to-nearest-even f32 -> bf16 of n values (n a multiple of 16).
 void to_bf16(const float* x, uint16_t* out, int64_t n) {
   for (int64_t i = 0; i < n; i += 32) {
@@ -82,15 +72,7 @@ void matmul_avx512bf16(const float* x, int64_t ldx, int64_t T, const void* w, DT
   const int64_t kc = K < kc_max ? K : kc_max;
   int64_t tb = (256 * 1024) / (kc * 2) / 4 * 4;
   if (tb < 4) tb = 4;
-  // A raw buffer, not std::vector: a library template instantiated in this file could carry
-  // AVX-512 code into callers elsewhere (one weak definition wins at link time).
-  thread_local ActivationBuffer buf;
-  if (buf.cap < tb * K) {
-    delete[] buf.p;
-    buf.p = new uint16_t[static_cast<size_t>(tb * K)];
-    buf.cap = tb * K;
-  }
-  uint16_t* const xbuf = buf.p;
+  auto* const xbuf = reinterpret_cast<uint16_t*>(thread_scratch(ScratchSlot::Activations, tb * K * 2));
 
   const auto* wb = static_cast<const uint16_t*>(w);
   for (int64_t t0 = 0; t0 < T; t0 += tb) {

@@ -34,30 +34,10 @@ constexpr float kLoStep = 1.0f / 254.0f;  // the second level's step, in units o
 
 // --- packing --------------------------------------------------------------------------------
 
-// Scratch that grows (raw buffers: a library template instantiated in this file could carry
-// AVX-512 code into callers elsewhere, since one weak definition wins at link time).
-struct Scratch {
-  uint8_t* p = nullptr;
-  int64_t cap = 0;
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() { delete[] p; }
-  uint8_t* get(int64_t n) {
-    if (cap < n) {
-      delete[] p;
-      p = new uint8_t[static_cast<size_t>(n)];
-      cap = n;
-    }
-    return p;
-  }
-};
-
 // data_out must be zeroed: rows past `rows` (padding) are left as they are.
 void pack_quant_impl(const uint8_t* data, const uint16_t* scales, int bits, int64_t rows, int64_t K, int64_t group,
                      uint8_t* data_out, uint16_t* scales_out) {
-  thread_local Scratch scratch;
-  uint8_t* u = scratch.get(K);  // one row's unsigned weights, in column order
+  uint8_t* u = thread_scratch(ScratchSlot::PackRow, K);  // one row's unsigned weights, in column order
   const int64_t blocks = (rows + kRows - 1) / kRows, ng = K / group;
   const int64_t block_bytes = bits == 8 ? kRows * K : kRows * K / 2;
   for (int64_t row = 0; row < rows; ++row) {
@@ -105,10 +85,9 @@ struct ActivationRows {
 
 ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int64_t K, int64_t group, int off,
                                     int levels) {
-  thread_local Scratch scratch;
   const int64_t ng = K / group;
   const int64_t ints = T * ng * 4;
-  uint8_t* base = scratch.get(2 * T * K + 3 * ints + 64);
+  uint8_t* base = thread_scratch(ScratchSlot::Activations, 2 * T * K + 3 * ints + 64);
   ActivationRows a;
   a.h = reinterpret_cast<int8_t*>(base);
   a.l = a.h + T * K;

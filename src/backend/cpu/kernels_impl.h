@@ -15,6 +15,13 @@
 
 namespace ilm::cpu {
 
+// Per-thread scratch that grows as needed and lives until the thread exits, for the kernels'
+// temporary buffers. Defined in kernels.cpp, compiled for every CPU: kernel files must not
+// instantiate library templates (std::vector...), whose one linked copy could then carry
+// their instruction set into callers on any CPU.
+enum class ScratchSlot { Activations, PackRow, kCount };
+uint8_t* thread_scratch(ScratchSlot slot, int64_t bytes);
+
 extern const Kernels kGenericKernels;
 // Portable small GEMM (kernels_generic.cpp), for tables without one of their own.
 void gemm_generic(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
