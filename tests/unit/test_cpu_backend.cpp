@@ -73,12 +73,13 @@ TEST(CpuKernels, MatmulMatchesRefForEveryIsaDtypeAndTail) {
 }
 
 // A query's attention output does not depend on which other queries share the call: 70
-// positions at once (three query blocks, several key tiles) equal each position alone, bit
-// for bit, so chunked, batched and recomputed prompts give what decode gives.
+// positions at once (three query blocks, several key tiles and segments: the prompt schedule)
+// equal each position alone and a 5-position batch (the decode schedule), bit for bit, so
+// chunked, batched and recomputed prompts give what decode gives.
 TEST(CpuBackendOps, AttentionOfAPositionIsTheSameAloneOrInABlock) {
   for (auto isa : cpu::supported_isas()) {
     CpuBackend cpu(2, std::string(isa));
-    const int64_t nh = 12, nkv = 3, hd = 64, T = 70, past = 100;
+    const int64_t nh = 12, nkv = 3, hd = 64, T = 70, past = 600;
     KvCache cache(1, nkv, hd, past + T, DType::BF16);
     cache.reserve_more(past + T);
     KvView kv = cache.layer(0, past + T);
@@ -97,6 +98,10 @@ TEST(CpuBackendOps, AttentionOfAPositionIsTheSameAloneOrInABlock) {
       for (int64_t i = 0; i < nh * hd; ++i)
         ASSERT_EQ(one[static_cast<size_t>(i)], all[static_cast<size_t>(t * nh * hd + i)]) << isa << " t" << t << " i" << i;
     }
+    std::vector<float> five(static_cast<size_t>(5 * nh * hd));
+    cpu.attention(q.data() + 10 * nh * hd, 5, nh, nkv, hd, kv, past + 10, five.data());
+    for (int64_t i = 0; i < 5 * nh * hd; ++i)
+      ASSERT_EQ(five[static_cast<size_t>(i)], all[static_cast<size_t>(10 * nh * hd + i)]) << isa << " i" << i;
   }
 }
 

@@ -1,18 +1,22 @@
 // Causal GQA attention as small GEMMs over tiles of the KV cache, with an online softmax.
 //
-// One work item is a block of up to kQueryBlock query positions x one KV head: its rows are
-// the block's positions x the G query heads sharing that KV head, so every K/V row fetched
-// from the cache serves G x kQueryBlock queries (a long prompt reads the cache T / 32 times,
-// not T times). Keys are visited in tiles of kKeyTile: the tile's K and V rows of the head are
-// gathered as f32 (widened or dequantized once), scores S^T = K · Q^T come from one GEMM, the
-// running (max, sum) of each query row is updated, and O += P · V is a second GEMM. Memory per
-// work item is fixed, however long the context.
+// The rows of a work item are up to kQueryBlock query positions x the G query heads of one KV
+// head, so every K/V row fetched serves G x kQueryBlock queries. Keys go by in tiles of
+// kKeyTile: the tile's K and V rows are gathered as f32 (widened or dequantized once), scores
+// S^T = K · Q^T come from one GEMM, each query row's running (max, sum) is updated, and
+// O += P · V is a second GEMM. The keys are cut into fixed segments of kSegment: each
+// segment's (max, sum, O) is computed from scratch and the segments are merged in order.
 //
-// A query row's result depends only on its own scores and the (fixed) tile boundaries: every
-// GEMM element sums in its own lane in a fixed order, masked keys add exact zeros, and the
-// exponentials are the same for the same input. So attention gives the same bits for a
-// position whether it is computed alone (decode), in a batch, or in a prompt chunk of any
-// size, which keeps batched, chunked and recomputed sequences identical to solo runs.
+// Two schedules share that arithmetic:
+//  - prompts (many query blocks): one work item per (query block, KV head) runs its
+//    segments one after the other, reading only its head's slice of each row;
+//  - decode and small batches: one work item per (query block, segment) runs every KV head on
+//    whole K/V rows read front to back (a head's slice alone is 512 bytes of a 4 KB row, which
+//    the hardware prefetcher does not follow), and the segments are merged afterwards.
+// A query row's result depends only on its own scores and the fixed tile and segment
+// boundaries (GEMM elements sum in their own lane in a fixed order, masked keys add exact
+// zeros, the exponentials are the same for the same input), so a position gets the same bits
+// alone, batched, in a prompt chunk of any size, and under either schedule.
 #include "backend/cpu/attention.h"
 
 #include <algorithm>
@@ -26,40 +30,162 @@ namespace {
 
 constexpr int64_t kQueryBlock = 32;   // query positions per work item
 constexpr int64_t kKeyTile = 64;      // keys per GEMM / softmax step
-constexpr int64_t kPrefetchKeys = 8;  // how far ahead the gather asks for K/V rows
+constexpr int64_t kSegment = 256;     // keys per independently computed segment
+constexpr int64_t kPrefetchKeys = 8;  // how far ahead the head-slice gather asks for rows
+constexpr int64_t kSmallBatch = 8;    // up to this many positions: segment-parallel schedule
 
-struct Scratch {
-  std::vector<float> qt, kb, vb, st, o, m, l, tmax;
-  std::vector<int64_t> limit;
-  void size(int64_t rows, int64_t hd) {
-    qt.resize(static_cast<size_t>(hd * rows));
-    kb.resize(static_cast<size_t>(kKeyTile * hd));
-    vb.resize(kb.size());
-    st.resize(static_cast<size_t>(kKeyTile * rows));
-    o.resize(static_cast<size_t>(rows * hd));
-    m.resize(static_cast<size_t>(rows));
-    l.resize(m.size());
-    tmax.resize(m.size());
-    limit.resize(m.size());
+// The softmax state of M query rows over some keys: unnormalised O [M][hd], running max and
+// sum per row, in storage owned elsewhere.
+struct State {
+  float* o;
+  float* m;
+  float* l;
+};
+
+// Storage for n states of M rows x hd.
+struct States {
+  std::vector<float> o, m, l;
+  int64_t M = 0, hd = 0;
+  void reset(int64_t n, int64_t M_, int64_t hd_) {
+    M = M_;
+    hd = hd_;
+    o.assign(static_cast<size_t>(n * M * hd), 0.0f);
+    m.assign(static_cast<size_t>(n * M), -INFINITY);
+    l.assign(static_cast<size_t>(n * M), 0.0f);
+  }
+  State at(int64_t i) { return {o.data() + i * M * hd, m.data() + i * M, l.data() + i * M}; }
+};
+
+// One query block of one KV head: Q^T (pre-scaled by 1/sqrt(hd)) and each row's key limit.
+struct Queries {
+  int64_t M = 0, t0 = 0;
+  std::vector<float> qt;         // [hd][M]
+  std::vector<int64_t> limit;    // keys row r may see
+  void load(const float* q, int64_t t0_, int64_t nq, int64_t g, int64_t G, int64_t n_heads, int64_t hd,
+            int64_t past) {
+    t0 = t0_;
+    M = nq * G;  // row r: position t0 + r / G, query head g·G + r % G
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    qt.resize(static_cast<size_t>(hd * M));
+    limit.resize(static_cast<size_t>(M));
+    for (int64_t r = 0; r < M; ++r) {
+      const float* qr = q + ((t0 + r / G) * n_heads + g * G + r % G) * hd;
+      for (int64_t d = 0; d < hd; ++d) qt[static_cast<size_t>(d * M + r)] = qr[d] * scale;
+      limit[static_cast<size_t>(r)] = past + t0 + r / G + 1;
+    }
   }
 };
 
-// Copies the tile's rows [j0, j0 + nj) of KV head g into kb / vb as f32 (hd values a row).
-void gather(const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj, int64_t n_keys, float* kb, float* vb) {
-  // Row addresses advance by a fixed step inside a block: one block lookup per block.
-  const std::byte* k_at = nullptr;
-  const std::byte* v_at = nullptr;
+// A tile's K / V rows of one head as f32, in runs of rows `ld` floats apart: one run for a
+// gathered copy, one per cache block when an f32 cache is read in place.
+struct Run {
+  const float* k;
+  const float* v;
+  int64_t n;
+};
+struct TileRows {
+  Run runs[kKeyTile];
+  int64_t n_runs = 0;
+  int64_t ld = 0;
+};
+
+// Folds keys [j0, j0 + nj) into `st`. scratch: nj x M floats. Splitting the keys into runs
+// changes no result: a score is one GEMM element either way, and O accumulates the runs' keys
+// in order through f32 memory, which holds the register value exactly.
+void tile_update(const Kernels& k, const Queries& qs, int64_t hd, const TileRows& rows, int64_t j0, int64_t nj,
+                 const State& st, std::vector<float>& scratch, std::vector<float>& new_m) {
+  const int64_t M = qs.M;
+  scratch.resize(static_cast<size_t>(nj * M));
+  new_m.resize(static_cast<size_t>(M));
+  float* s = scratch.data();  // [nj][M]: scores, then probabilities
+  for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)
+    k.gemm(rows.runs[i].n, M, hd, rows.runs[i].k, rows.ld, 1, qs.qt.data(), M, s + j * M, M, false);
+  // Keys past a row's limit count as -inf.
+  for (int64_t r = 0; r < M; ++r) new_m[static_cast<size_t>(r)] = st.m[r];
+  for (int64_t j = 0; j < nj; ++j)
+    for (int64_t r = 0; r < M; ++r) {
+      float& v = s[j * M + r];
+      if (j0 + j >= qs.limit[static_cast<size_t>(r)]) v = -INFINITY;
+      new_m[static_cast<size_t>(r)] = std::max(new_m[static_cast<size_t>(r)], v);
+    }
+  for (int64_t j = 0; j < nj; ++j)
+    for (int64_t r = 0; r < M; ++r) {
+      const float mr = new_m[static_cast<size_t>(r)];
+      float& v = s[j * M + r];
+      v = mr == -INFINITY ? -INFINITY : v - mr;  // a row with no visible key yet stays empty
+    }
+  k.exp(s, nj * M);
+  for (int64_t r = 0; r < M; ++r) {
+    const float old_m = st.m[r], mr = new_m[static_cast<size_t>(r)];
+    if (mr == -INFINITY) continue;
+    float sum = 0.0f;
+    for (int64_t j = 0; j < nj; ++j) sum += s[j * M + r];
+    if (old_m != mr && old_m != -INFINITY) {
+      const float c = std::exp(old_m - mr);
+      st.l[r] *= c;
+      float* orow = st.o + r * hd;
+      for (int64_t d = 0; d < hd; ++d) orow[d] *= c;
+    }
+    st.l[r] += sum;
+    st.m[r] = mr;
+  }
+  for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)  // O += P · V, P read transposed
+    k.gemm(M, hd, rows.runs[i].n, s + j * M, 1, M, rows.runs[i].v, rows.ld, st.o, hd, true);
+}
+
+// run ⊕= seg (segments in key order): the one formula both schedules use.
+void merge(const State& run, const State& seg, int64_t M, int64_t hd) {
+  for (int64_t r = 0; r < M; ++r) {
+    const int64_t i = r;
+    if (seg.l[i] == 0.0f) continue;  // no visible key in this segment
+    float* o = run.o + r * hd;
+    const float* so = seg.o + r * hd;
+    if (run.l[i] == 0.0f) {
+      std::copy_n(so, hd, o);
+      run.m[i] = seg.m[i];
+      run.l[i] = seg.l[i];
+      continue;
+    }
+    const float mx = std::max(run.m[i], seg.m[i]);
+    const float a = std::exp(run.m[i] - mx), b = std::exp(seg.m[i] - mx);
+    for (int64_t d = 0; d < hd; ++d) o[d] = o[d] * a + so[d] * b;
+    run.l[i] = run.l[i] * a + seg.l[i] * b;
+    run.m[i] = mx;
+  }
+}
+
+void write_out(const State& st, const Queries& qs, int64_t g, int64_t G, int64_t n_heads, int64_t hd, float* out) {
+  for (int64_t r = 0; r < qs.M; ++r) {
+    float* dst = out + ((qs.t0 + r / G) * n_heads + g * G + r % G) * hd;
+    const float inv = 1.0f / st.l[r];
+    for (int64_t d = 0; d < hd; ++d) dst[d] = st.o[r * hd + d] * inv;
+  }
+}
+
+// Row p's K (or V) address; inside a block rows advance by a fixed step, so the block lookup
+// (a division) is done once per block.
+struct RowWalk {
+  const KvView& kv;
+  bool keys;
+  const std::byte* at = nullptr;
+  const std::byte* row(int64_t p, bool first) {
+    if (first || p % kv.block_size == 0)
+      at = static_cast<const std::byte*>(keys ? kv.k(p) : kv.v(p));
+    else
+      at += kv.row_bytes;
+    return at;
+  }
+};
+
+// KV head g's rows [j0, j0 + nj) into kb / vb (hd floats a row), prefetching a few rows ahead:
+// a head's slice of a row is a few hundred bytes in a row kilobytes long.
+void gather_head(const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj, int64_t n_keys, float* kb,
+                 float* vb) {
+  RowWalk kw{kv, true}, vw{kv, false};
   for (int64_t j = 0; j < nj; ++j) {
     const int64_t p = j0 + j;
-    if (j == 0 || p % kv.block_size == 0) {
-      k_at = static_cast<const std::byte*>(kv.k(p));
-      v_at = static_cast<const std::byte*>(kv.v(p));
-    } else {
-      k_at += kv.row_bytes;
-      v_at += kv.row_bytes;
-    }
-    // This head's slice of each row is a few hundred bytes in a row kilobytes long: the
-    // hardware prefetcher does not follow it, so ask for rows a few keys ahead.
+    const std::byte* k_at = kw.row(p, j == 0);
+    const std::byte* v_at = vw.row(p, j == 0);
     if (p + kPrefetchKeys < n_keys) {
       const auto* kf = static_cast<const char*>(kv.k(p + kPrefetchKeys)) + g * hd * kv.elem_bytes;
       const auto* vf = static_cast<const char*>(kv.v(p + kPrefetchKeys)) + g * hd * kv.elem_bytes;
@@ -75,76 +201,125 @@ void gather(const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj, int
   }
 }
 
+// Whole rows [j0, j0 + nj) (every KV head, n_kv·hd floats a row) front to back: an f32
+// cache is read in place, one run per block; other types are widened into kb / vb.
+TileRows gather_rows(const KvView& kv, int64_t n_kv, int64_t hd, int64_t j0, int64_t nj, float* kb, float* vb) {
+  TileRows t;
+  RowWalk kw{kv, true}, vw{kv, false};
+  if (kv.dtype == DType::F32 && kv.row_bytes % 4 == 0) {
+    t.ld = kv.row_bytes / 4;
+    for (int64_t j = 0; j < nj; ++j) {
+      const std::byte* k_at = kw.row(j0 + j, j == 0);
+      const std::byte* v_at = vw.row(j0 + j, j == 0);
+      if (j == 0 || (j0 + j) % kv.block_size == 0)
+        t.runs[t.n_runs++] = {reinterpret_cast<const float*>(k_at), reinterpret_cast<const float*>(v_at), 0};
+      ++t.runs[t.n_runs - 1].n;
+    }
+    return t;
+  }
+  const int64_t ld = n_kv * hd;
+  for (int64_t j = 0; j < nj; ++j) {
+    const std::byte* k_at = kw.row(j0 + j, j == 0);
+    const std::byte* v_at = vw.row(j0 + j, j == 0);
+    for (int64_t g = 0; g < n_kv; ++g) {
+      float* kd = kb + j * ld + g * hd;
+      float* vd = vb + j * ld + g * hd;
+      if (const float* kr = kv_row_f32(kv, k_at, g, kd); kr != kd) std::memcpy(kd, kr, static_cast<size_t>(hd) * 4);
+      if (const float* vr = kv_row_f32(kv, v_at, g, vd); vr != vd) std::memcpy(vd, vr, static_cast<size_t>(hd) * 4);
+    }
+  }
+  t.ld = ld;
+  t.runs[t.n_runs++] = {kb, vb, nj};
+  return t;
+}
+
+// Head g's view of whole-row tile rows.
+TileRows head_of(const TileRows& t, int64_t g, int64_t hd) {
+  TileRows h = t;
+  for (int64_t i = 0; i < h.n_runs; ++i) {
+    h.runs[i].k += g * hd;
+    h.runs[i].v += g * hd;
+  }
+  return h;
+}
+
+struct Buffers {
+  std::vector<float> kb, vb, scores, new_m;
+  explicit Buffers(int64_t tile_floats)
+      : kb(static_cast<size_t>(tile_floats), 0.0f), vb(static_cast<size_t>(tile_floats), 0.0f) {}
+};
+
 }  // namespace
 
 void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, int64_t n_heads, int64_t n_kv_heads,
                int64_t hd, const KvView& kv, int64_t past, float* out) {
   const int64_t G = n_heads / n_kv_heads;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const int64_t n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
-  pool.parallel_for(n_blocks * n_kv_heads, [&](int64_t i0, int64_t i1) {
-    Scratch s;
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t0 = i / n_kv_heads * kQueryBlock, g = i % n_kv_heads;
-      const int64_t nq = std::min(kQueryBlock, T - t0);
-      const int64_t M = nq * G;  // row r: position t0 + r / G, query head g·G + r % G
-      s.size(M, hd);
-      // Q^T, pre-scaled by 1/sqrt(hd): column r is query row r.
-      for (int64_t r = 0; r < M; ++r) {
-        const float* qr = q + ((t0 + r / G) * n_heads + g * G + r % G) * hd;
-        for (int64_t d = 0; d < hd; ++d) s.qt[static_cast<size_t>(d * M + r)] = qr[d] * scale;
-        s.limit[static_cast<size_t>(r)] = past + t0 + r / G + 1;  // keys this row may see
-      }
-      std::fill(s.o.begin(), s.o.begin() + M * hd, 0.0f);
-      std::fill(s.m.begin(), s.m.begin() + M, -INFINITY);
-      std::fill(s.l.begin(), s.l.begin() + M, 0.0f);
-      const int64_t n_keys = past + t0 + nq;  // what the block's last position sees
-      for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
-        const int64_t nj = std::min(kKeyTile, n_keys - j0);
-        gather(kv, g, hd, j0, nj, n_keys, s.kb.data(), s.vb.data());
-        float* st = s.st.data();  // [nj][M]: scores, then probabilities
-        k.gemm(nj, M, hd, s.kb.data(), hd, 1, s.qt.data(), M, st, M, false);
-        // Online softmax, column r = query row r; keys past a row's limit count as -inf.
-        std::fill(s.tmax.begin(), s.tmax.begin() + M, -INFINITY);
-        for (int64_t j = 0; j < nj; ++j)
-          for (int64_t r = 0; r < M; ++r) {
-            float& v = st[j * M + r];
-            if (j0 + j >= s.limit[static_cast<size_t>(r)]) v = -INFINITY;
-            s.tmax[static_cast<size_t>(r)] = std::max(s.tmax[static_cast<size_t>(r)], v);
+  const int64_t n_segments = (past + T + kSegment - 1) / kSegment;  // what the last position sees
+
+  if (T > kSmallBatch) {
+    // Prompts: (query block, KV head) items, segments in order inside each.
+    pool.parallel_for(n_blocks * n_kv_heads, [&](int64_t i0, int64_t i1) {
+      Queries qs;
+      States run, seg;
+      Buffers b(kKeyTile * hd);
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t t0 = i / n_kv_heads * kQueryBlock, g = i % n_kv_heads;
+        const int64_t nq = std::min(kQueryBlock, T - t0);
+        qs.load(q, t0, nq, g, G, n_heads, hd, past);
+        const int64_t n_keys = past + t0 + nq;  // what the block's last position sees
+        run.reset(1, qs.M, hd);
+        for (int64_t s0 = 0; s0 < n_keys; s0 += kSegment) {
+          seg.reset(1, qs.M, hd);
+          for (int64_t j0 = s0; j0 < std::min(n_keys, s0 + kSegment); j0 += kKeyTile) {
+            const int64_t nj = std::min({kKeyTile, n_keys - j0, s0 + kSegment - j0});
+            gather_head(kv, g, hd, j0, nj, n_keys, b.kb.data(), b.vb.data());
+            TileRows rows;
+            rows.ld = hd;
+            rows.runs[rows.n_runs++] = {b.kb.data(), b.vb.data(), nj};
+            tile_update(k, qs, hd, rows, j0, nj, seg.at(0), b.scores, b.new_m);
           }
-        for (int64_t r = 0; r < M; ++r) {
-          const float new_m = std::max(s.m[static_cast<size_t>(r)], s.tmax[static_cast<size_t>(r)]);
-          s.tmax[static_cast<size_t>(r)] = new_m;  // from here on: the row's new running max
+          merge(run.at(0), seg.at(0), qs.M, hd);
         }
-        for (int64_t j = 0; j < nj; ++j)
-          for (int64_t r = 0; r < M; ++r) {
-            const float mr = s.tmax[static_cast<size_t>(r)];
-            float& v = st[j * M + r];
-            v = mr == -INFINITY ? -INFINITY : v - mr;  // a row with no visible key yet stays empty
-          }
-        k.exp(st, nj * M);
-        for (int64_t r = 0; r < M; ++r) {
-          const float old_m = s.m[static_cast<size_t>(r)], new_m = s.tmax[static_cast<size_t>(r)];
-          if (new_m == -INFINITY) continue;
-          float sum = 0.0f;
-          for (int64_t j = 0; j < nj; ++j) sum += st[j * M + r];
-          if (old_m != new_m && old_m != -INFINITY) {
-            const float c = std::exp(old_m - new_m);
-            s.l[static_cast<size_t>(r)] *= c;
-            float* orow = s.o.data() + r * hd;
-            for (int64_t d = 0; d < hd; ++d) orow[d] *= c;
-          }
-          s.l[static_cast<size_t>(r)] += sum;
-          s.m[static_cast<size_t>(r)] = new_m;
-        }
-        // O += P · V, P read as the transpose of st.
-        k.gemm(M, hd, nj, st, 1, M, s.vb.data(), hd, s.o.data(), hd, true);
+        write_out(run.at(0), qs, g, G, n_heads, hd, out);
       }
-      for (int64_t r = 0; r < M; ++r) {
-        float* dst = out + ((t0 + r / G) * n_heads + g * G + r % G) * hd;
-        const float inv = 1.0f / s.l[static_cast<size_t>(r)];
-        for (int64_t d = 0; d < hd; ++d) dst[d] = s.o[static_cast<size_t>(r * hd + d)] * inv;
+    });
+    return;
+  }
+
+  // Decode and small batches: (segment) items over whole rows, every KV head; then the
+  // segments of each head are merged in order.
+  const int64_t M = T * G;
+  States partial;  // [segment][KV head]
+  partial.reset(n_segments * n_kv_heads, M, hd);
+  pool.parallel_for(n_segments, [&](int64_t i0, int64_t i1) {
+    std::vector<Queries> qs;
+    qs.reserve(static_cast<size_t>(n_kv_heads));
+    for (int64_t g = 0; g < n_kv_heads; ++g) {
+      qs.emplace_back();
+      qs.back().load(q, 0, T, g, G, n_heads, hd, past);
+    }
+    const int64_t ld = n_kv_heads * hd;
+    Buffers b(kKeyTile * ld);
+    for (int64_t s = i0; s < i1; ++s) {
+      const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
+      for (int64_t j0 = s0; j0 < s1; j0 += kKeyTile) {
+        const int64_t nj = std::min(kKeyTile, s1 - j0);
+        const TileRows rows = gather_rows(kv, n_kv_heads, hd, j0, nj, b.kb.data(), b.vb.data());
+        for (int64_t g = 0; g < n_kv_heads; ++g)
+          tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
+                      partial.at(s * n_kv_heads + g), b.scores, b.new_m);
       }
+    }
+  });
+  pool.parallel_for(n_kv_heads, [&](int64_t g0, int64_t g1) {
+    Queries qs;
+    States run;
+    for (int64_t g = g0; g < g1; ++g) {
+      qs.load(q, 0, T, g, G, n_heads, hd, past);
+      run.reset(1, M, hd);
+      for (int64_t s = 0; s < n_segments; ++s) merge(run.at(0), partial.at(s * n_kv_heads + g), M, hd);
+      write_out(run.at(0), qs, g, G, n_heads, hd, out);
     }
   });
 }
