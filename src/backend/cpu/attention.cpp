@@ -92,14 +92,26 @@ struct TileRows {
 // Folds keys [j0, j0 + nj) into `st`. scratch: nj x M floats. Splitting the keys into runs
 // changes no result: a score is one GEMM element either way, and O accumulates the runs' keys
 // in order through f32 memory, which holds the register value exactly.
+// With `kt` (hd x nj floats) and `sq` (M x nj) given, the scores are computed as Q · K^T on
+// a transposed copy of the keys instead: keys fill the vector lanes, which pays when M (the
+// query rows) is smaller than a vector. Each score is the same chain of FMAs over d either
+// way (products commute exactly), so the result is the same bits.
 void tile_update(const Kernels& k, const Queries& qs, int64_t hd, const TileRows& rows, int64_t j0, int64_t nj,
-                 const State& st, std::vector<float>& scratch, std::vector<float>& new_m) {
+                 const State& st, std::vector<float>& scratch, std::vector<float>& new_m, float* kt = nullptr,
+                 float* sq = nullptr) {
   const int64_t M = qs.M;
   scratch.resize(static_cast<size_t>(nj * M));
   new_m.resize(static_cast<size_t>(M));
   float* s = scratch.data();  // [nj][M]: scores, then probabilities
-  for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)
-    k.gemm(rows.runs[i].n, M, hd, rows.runs[i].k, rows.ld, 1, qs.qt.data(), M, s + j * M, M, false);
+  if (kt) {
+    for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)
+      k.transpose(rows.runs[i].k, rows.ld, rows.runs[i].n, hd, kt + j, nj);
+    k.gemm(M, nj, hd, qs.qt.data(), 1, M, kt, nj, sq, nj, false);
+    k.transpose(sq, nj, M, nj, s, M);
+  } else {
+    for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)
+      k.gemm(rows.runs[i].n, M, hd, rows.runs[i].k, rows.ld, 1, qs.qt.data(), M, s + j * M, M, false);
+  }
   // Keys past a row's limit count as -inf.
   for (int64_t r = 0; r < M; ++r) new_m[static_cast<size_t>(r)] = st.m[r];
   for (int64_t j = 0; j < nj; ++j)
@@ -244,7 +256,7 @@ TileRows head_of(const TileRows& t, int64_t g, int64_t hd) {
 }
 
 struct Buffers {
-  std::vector<float> kb, vb, scores, new_m;
+  std::vector<float> kb, vb, scores, new_m, kt, sq;
   explicit Buffers(int64_t tile_floats)
       : kb(static_cast<size_t>(tile_floats), 0.0f), vb(static_cast<size_t>(tile_floats), 0.0f) {}
 };
@@ -301,6 +313,8 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     }
     const int64_t ld = n_kv_heads * hd;
     Buffers b(kKeyTile * ld);
+    b.kt.assign(static_cast<size_t>(kKeyTile * hd), 0.0f);
+    b.sq.assign(static_cast<size_t>(kKeyTile * M), 0.0f);
     for (int64_t s = i0; s < i1; ++s) {
       const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
       for (int64_t j0 = s0; j0 < s1; j0 += kKeyTile) {
@@ -308,7 +322,7 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
         const TileRows rows = gather_rows(kv, n_kv_heads, hd, j0, nj, b.kb.data(), b.vb.data());
         for (int64_t g = 0; g < n_kv_heads; ++g)
           tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
-                      partial.at(s * n_kv_heads + g), b.scores, b.new_m);
+                      partial.at(s * n_kv_heads + g), b.scores, b.new_m, b.kt.data(), b.sq.data());
       }
     }
   });

@@ -33,6 +33,8 @@ using PackQuantFn = void (*)(const uint8_t* data, const uint16_t* scales, int bi
 // its own, so its value does not depend on M, N or the tiling.
 using GemmFn = void (*)(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                         int64_t ldb, float* C, int64_t ldc, bool accumulate);
+// dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols.
+using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 // x[i] = e^x[i] to within ~2 ulp, the same value for the same input wherever it sits in x (no
 // scalar tail with another formula); e^x = 0 below -87.3 (so e^-inf = 0).
 using ExpFn = void (*)(float* x, int64_t n);
@@ -62,6 +64,7 @@ struct Kernels {
   int64_t quant_rows;
   GemmFn gemm;
   ExpFn exp;
+  TransposeFn transpose;
 };
 
 // Dot-product peak probes, when the CPU has the instruction: bf16 (AVX512_BF16 vdpbf16ps,

@@ -309,6 +309,38 @@ void exp_avx512(float* x, int64_t n) {
   }
 }
 
+// Transposes a 16 x 16 block (rows past `rows` read as zeros, columns past `cols` ignored):
+// pairs of rows interleaved, then 4 x 4 blocks within 128-bit lanes, then the lanes.
+inline void transpose16(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  const __mmask16 cm = cols >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << cols) - 1);
+  const __mmask16 rm = rows >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rows) - 1);
+  __m512 r[16], t[16], u[16];
+  ILM_UNROLL for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * lds) : _mm512_setzero_ps();
+  ILM_UNROLL for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  ILM_UNROLL for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  // u[4q + c] holds columns c, c + 4, c + 8, c + 12 (one per 128-bit lane) of rows 4q..4q+3.
+  ILM_UNROLL for (int c = 0; c < 4; ++c) {
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+    const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
+    const __m512 w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+    const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
+    const __m512 out[4] = {_mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)),   // column c
+                           _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),   // c + 4
+                           _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)),   // c + 8
+                           _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(3, 1, 3, 1))};  // c + 12
+    ILM_UNROLL for (int q = 0; q < 4; ++q)
+      if (c + 4 * q < cols) _mm512_mask_storeu_ps(dst + (c + 4 * q) * ldd, rm, out[q]);
+  }
+}
+
 void gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                  int64_t ldb, float* C, int64_t ldc, bool accumulate) {
   for (int64_t n0 = 0; n0 < N; n0 += 4 * kLanes) {
@@ -324,8 +356,14 @@ void gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, i
   }
 }
 
+void transpose_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  for (int64_t r0 = 0; r0 < rows; r0 += kLanes)
+    for (int64_t c0 = 0; c0 < cols; c0 += kLanes)
+      transpose16(src + r0 * lds + c0, lds, rows - r0, cols - c0, dst + c0 * ldd + r0, ldd);
+}
+
 const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512, scale_axpy_avx512,
-                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512};
+                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512};
 
 }  // namespace ilm::cpu
 #endif

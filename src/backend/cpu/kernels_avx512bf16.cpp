@@ -103,7 +103,8 @@ const Kernels kAvx512Bf16Kernels = {"avx512bf16",
                                     pack_quant_avx512vnni,
                                     kAvx512VnniQuantRows,
                                     gemm_avx512,
-                                    exp_avx512};
+                                    exp_avx512,
+                                    transpose_avx512};
 
 }  // namespace ilm::cpu
 #endif

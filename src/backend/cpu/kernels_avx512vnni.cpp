@@ -289,7 +289,8 @@ const Kernels kAvx512VnniKernels = {"avx512vnni",
                                     pack_quant_avx512vnni,
                                     kRows,
                                     gemm_avx512,
-                                    exp_avx512};
+                                    exp_avx512,
+                                    transpose_avx512};
 
 }  // namespace ilm::cpu
 #endif

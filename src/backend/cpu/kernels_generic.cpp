@@ -122,7 +122,12 @@ void exp_generic(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] < -87.3f ? 0.0f : std::exp(x[i]);
 }
 
+void transpose_generic(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
+}
+
 const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic, scale_axpy_generic,
-                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic};
+                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic};
 
 }  // namespace ilm::cpu

@@ -358,6 +358,7 @@ const Kernels kNeonKernels = {
     .quant_rows = 0,
     .gemm = gemm_generic,
     .exp = exp_generic,
+    .transpose = transpose_generic,
 };
 #pragma GCC diagnostic pop
 
