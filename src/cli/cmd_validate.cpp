@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
+#include "model/kv_cache.h"
 #include "validate/thresholds.h"
 #include "validate/validate.h"
 
@@ -19,7 +20,7 @@ namespace {
 
 struct ValidateArgs {
   ModelArgs model;
-  std::string out, golden, config, prompts, stages;
+  std::string out, golden, config, prompts, stages, kv_dtype = "f32";
   bool quick = false, full = false, print_config = false;
 };
 
@@ -63,6 +64,9 @@ void run(const ValidateArgs& a) {
   o.backend = a.model.backend;
   o.quant = a.model.quant;
   parse_quant(o.quant);  // a bad --quant is a usage error, before any work
+  if (!parse_kv_cache_dtype(a.kv_dtype))
+    throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));
+  o.kv_dtype = a.kv_dtype;
   o.threads = a.model.threads;
   o.full = a.full;
   o.out_dir = a.out.empty() ? default_out(o.model_dir) : a.out;
@@ -108,6 +112,9 @@ void add_validate_command(CLI::App& app) {
   cmd->add_flag("--full", a->full, "Every prompt, longer benchmarks, the full context sweep");
   cmd->add_option("--config", a->config, "Thresholds and budgets (TOML subset; see --print-config)");
   cmd->add_option("--prompts", a->prompts, "Prompt set (default: data/prompts.jsonl of the source tree)");
+  cmd->add_option("--kv-cache-dtype", a->kv_dtype,
+                  "KV cache element type of the servers started by the api and performance stages: f32 (default), "
+                  "bf16, f16 or int8");
   cmd->add_option("--stages", a->stages,
                   "Comma-separated stages to run (operators, precision, inference, api, performance; "
                   "environment and model always run)");

@@ -12,6 +12,7 @@
 #include "backend/backend.h"
 #include "backend/cpu/kernels.h"
 #include "common/error.h"
+#include "model/kv_cache.h"
 #include "model/registry.h"
 #include "runtime/loaded_model.h"
 #include "validate/stages.h"
@@ -119,6 +120,7 @@ void stage_environment(Context& ctx, StageResult& r) {
   m["backends_compiled"] = backend_names();
   m["backend_selected"] = o.backend;
   m["quant"] = o.quant;
+  m["kv_cache_dtype"] = o.kv_dtype;
   std::vector<std::string> archs;
   for (const auto& a : architectures()) archs.push_back(a.name);
   m["architectures"] = archs;
@@ -275,7 +277,12 @@ void stage_environment(Context& ctx, StageResult& r) {
     ctx.checkpoint = checkpoint_footprint(ci);
     const double weights = weights_in_format(ctx.checkpoint, o.quant);
     const int64_t kv_tokens = std::min<int64_t>(4096, ci.config.max_position_embeddings);
-    const double kv = ctx.checkpoint["kv_bytes_per_token"].get<double>() * static_cast<double>(kv_tokens);
+    // kv_bytes_per_token is for an f32 cache; the servers use o.kv_dtype.
+    const auto kv_t = parse_kv_cache_dtype(o.kv_dtype).value_or(DType::F32);
+    const double kv_scale = static_cast<double>(kv_row_bytes(ci.config.num_kv_heads, ci.config.head_dim, kv_t)) /
+                            static_cast<double>(kv_row_bytes(ci.config.num_kv_heads, ci.config.head_dim, DType::F32));
+    const double kv =
+        ctx.checkpoint["kv_bytes_per_token"].get<double>() * kv_scale * static_cast<double>(kv_tokens);
     const double margin = ctx.th.get("environment.memory_margin_gb") * 1e9;
     // Weights used as stored are one page-cache copy shared by validate and the `internlm serve` it
     // starts; weights quantized at load are a private copy in each process.
@@ -286,10 +293,10 @@ void stage_environment(Context& ctx, StageResult& r) {
     c.value = need / 1e9;
     c.threshold = mem.available_bytes / 1e9;
     c.status = need <= mem.available_bytes ? Status::Pass : Status::Fail;
-    c.detail = fmt::format("checkpoint needs {} ({}weights {} as {} + KV cache {} for {} tokens + margin {}), {} "
+    c.detail = fmt::format("checkpoint needs {} ({}weights {} as {} + {} KV cache {} for {} tokens + margin {}), {} "
                            "available of {}",
                            gb(need), copies == 2 ? "2 x (validate and the serve it starts quantize separately) " : "",
-                           gb(weights), o.quant == "none" ? "stored" : o.quant, gb(kv), kv_tokens, gb(margin),
+                           gb(weights), o.quant == "none" ? "stored" : o.quant, o.kv_dtype, gb(kv), kv_tokens, gb(margin),
                            gb(mem.available_bytes), gb(mem.total_bytes));
     c.source = "tensor index of the checkpoint and /proc/meminfo MemAvailable; environment.memory_margin_gb";
   } catch (const Error& e) {

@@ -22,6 +22,7 @@ struct Options {
   std::filesystem::path model_dir;  // resolved
   std::string backend = "cpu";
   std::string quant = "none";
+  std::string kv_dtype = "f32";  // KV cache element type of the servers validate starts
   int threads = 0;
   std::filesystem::path out_dir;
   std::filesystem::path golden_dir;  // empty: no golden comparison

@@ -246,6 +246,20 @@ def main():
         assert "model did not load" in stage_of(r, "precision")["summary"]
         assert "FAIL Config, index and shards readable" in p.stdout.decode(), p.stdout.decode()
 
+    def int8_kv_cache_reaches_the_servers():
+        rep = os.path.join(TMP, "report-kv-int8")
+        p = run("validate", "--model", model, "--out", rep, "--stages", "api", "--kv-cache-dtype", "int8")
+        assert p.returncode == 0, f"exit {p.returncode}: {p.stderr.decode()[-2000:]}"
+        r = json.load(open(os.path.join(rep, "report.json")))
+        validate_schema(r)
+        assert r["machine"]["kv_cache_dtype"] == "int8", r["machine"]
+        assert stage_of(r, "api")["status"] == "pass", stage_of(r, "api")
+        log = open(os.path.join(rep, "serve-api.log")).read()
+        assert "int8" in log, log[:500]
+        assert "int8 KV cache" in checks_of(r)["environment.memory"]["detail"]
+        p = run("validate", "--model", model, "--out", rep, "--kv-cache-dtype", "i8")
+        assert p.returncode != 0 and b"--kv-cache-dtype must be" in p.stderr, p.stderr
+
     def injected_operator_error_fails():
         rep = os.path.join(TMP, "report-fault")
         p = run("validate", "--model", model, "--out", rep, "--stages", "operators,precision",
@@ -349,6 +363,7 @@ def main():
     check("golden logits of other weights fail the golden checks", wrong_golden_fails)
     check("tools/hf_reference.py", hf_reference_tool)
     check("truncated shard fails the model check", truncated_shard_fails_model_check)
+    check("--kv-cache-dtype int8 reaches the servers validate starts", int8_kv_cache_reaches_the_servers)
     check("injected matmul error fails operators and precision", injected_operator_error_fails)
     check("bad config file is refused with file:line", bad_config_refused)
     check("config keys documented, printed defaults load, thresholds apply", config_applies_and_every_key_is_documented)
