@@ -63,23 +63,26 @@ void BM_Matmul(benchmark::State& state, const std::string& isa, const std::strin
                                                  benchmark::Counter::kIsIterationInvariantRate);
 }
 
-// Layer 0 of `cache` holding ctx random f32 rows of `row` values as both keys and values.
+// Layer 0 of `cache` holding ctx random rows of `row` values (stored in the cache's type) as
+// both keys and values.
 KvView filled_cache(KvCache& cache, int64_t ctx, int64_t row) {
   cache.reserve_more(ctx);
   KvView kv = cache.layer(0, ctx);
   const auto k = random_vec(static_cast<size_t>(ctx * row), 3);
   for (int64_t p = 0; p < ctx; ++p) {
-    std::copy_n(k.begin() + p * row, row, static_cast<float*>(kv.k(p)));
-    std::copy_n(k.begin() + p * row, row, static_cast<float*>(kv.v(p)));
+    kv_row_store(kv, kv.k(p), k.data() + p * row);
+    kv_row_store(kv, kv.v(p), k.data() + p * row);
   }
   return kv;
 }
 
-// args: context length; one decode query, 7B head layout (32 heads, 8 KV heads, hd 128).
+// args: context length, KV element type (0 f32, 1 bf16, 2 int8); one decode query, 7B head
+// layout (32 heads, 8 KV heads, hd 128). kv_GB/s counts the cache's own bytes.
 void BM_AttentionDecode(benchmark::State& state) {
   const int64_t ctx = state.range(0), nh = 32, nkv = 8, hd = 128;
+  const DType t = state.range(1) == 0 ? DType::F32 : state.range(1) == 1 ? DType::BF16 : DType::I8;
   CpuBackend be(0);
-  KvCache cache(1, nkv, hd, ctx);
+  KvCache cache(1, nkv, hd, ctx, t);
   const KvView kv = filled_cache(cache, ctx, nkv * hd);
   const auto q = random_vec(static_cast<size_t>(nh * hd), 4);
   std::vector<float> out(q.size());
@@ -87,7 +90,7 @@ void BM_AttentionDecode(benchmark::State& state) {
     be.attention(q.data(), 1, nh, nkv, hd, kv, ctx - 1, out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["kv_GB/s"] = benchmark::Counter(2.0 * static_cast<double>(ctx * nkv * hd) * 4,
+  state.counters["kv_GB/s"] = benchmark::Counter(2.0 * static_cast<double>(ctx * kv_row_bytes(nkv, hd, t)),
                                                  benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1000);
 }
 
@@ -123,7 +126,10 @@ void register_all() {
     }
   }
   benchmark::RegisterBenchmark("AttentionDecode", BM_AttentionDecode)
-      ->Arg(1024)->Arg(4096)->Arg(16384)->Unit(benchmark::kMicrosecond)->UseRealTime();
+      ->ArgNames({"ctx", "kv"})
+      ->ArgsProduct({{1024, 4096, 16384}, {0, 1, 2}})
+      ->Unit(benchmark::kMicrosecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("AttentionPrefill512", BM_AttentionPrefill)
       ->Arg(0)->Arg(4096)->Arg(16384)->Unit(benchmark::kMillisecond)->UseRealTime();
 }

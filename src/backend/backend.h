@@ -83,6 +83,9 @@ const float* kv_row_f32(const KvView& kv, const void* row, int64_t head, float* 
 // nearest even; I8 quantizes each KV head's slice symmetrically, scale = max|v| / 127 (0 for
 // an all-zero slice), q = round(v / scale), so |v - q x scale| <= scale / 2.
 void kv_row_store(const KvView& kv, void* row, const float* src);
+// The scale of KV head `head` in an I8 row (value = q x scale); 1 for the float types. For
+// backends that widen rows their own way: the value is what kv_row_f32 multiplies by.
+float kv_row_scale(const KvView& kv, const void* row, int64_t head);
 
 // The float element types only (F32, BF16, F16; I8 needs the view's head layout): n values of
 // a KV row starting at element `first`, as f32 (the row itself for an f32 cache, else

@@ -64,6 +64,10 @@ const float* kv_row_f32(const KvView& kv, const void* row, int64_t head, float* 
   return scratch;
 }
 
+float kv_row_scale(const KvView& kv, const void* row, int64_t head) {
+  return kv.dtype == DType::I8 ? head_scale(kv, row, head) : 1.0f;
+}
+
 void kv_row_store(const KvView& kv, void* row, const float* src) {
   if (kv.dtype != DType::I8) return kv_row_store(row, kv.dtype, src, kv.stride);
   auto* q = static_cast<int8_t*>(row);

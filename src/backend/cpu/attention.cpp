@@ -189,9 +189,14 @@ struct RowWalk {
   }
 };
 
+// KV head g's values of a row as f32 into dst (the numbers kv_row_f32 gives, SIMD-widened).
+void widen_head(const Kernels& k, const KvView& kv, const std::byte* row, int64_t g, int64_t hd, float* dst) {
+  k.widen(row + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, row, g), hd, dst);
+}
+
 // KV head g's rows [j0, j0 + nj) into kb / vb (hd floats a row), prefetching a few rows ahead:
 // a head's slice of a row is a few hundred bytes in a row kilobytes long.
-void gather_head(const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj, int64_t n_keys, float* kb,
+void gather_head(const Kernels& k, const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj, int64_t n_keys, float* kb,
                  float* vb) {
   RowWalk kw{kv, true}, vw{kv, false};
   for (int64_t j = 0; j < nj; ++j) {
@@ -206,16 +211,14 @@ void gather_head(const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj
         __builtin_prefetch(vf + c);
       }
     }
-    float* kd = kb + j * hd;
-    float* vd = vb + j * hd;
-    if (const float* kr = kv_row_f32(kv, k_at, g, kd); kr != kd) std::memcpy(kd, kr, static_cast<size_t>(hd) * 4);
-    if (const float* vr = kv_row_f32(kv, v_at, g, vd); vr != vd) std::memcpy(vd, vr, static_cast<size_t>(hd) * 4);
+    widen_head(k, kv, k_at, g, hd, kb + j * hd);
+    widen_head(k, kv, v_at, g, hd, vb + j * hd);
   }
 }
 
 // Whole rows [j0, j0 + nj) (every KV head, n_kv·hd floats a row) front to back: an f32
 // cache is read in place, one run per block; other types are widened into kb / vb.
-TileRows gather_rows(const KvView& kv, int64_t n_kv, int64_t hd, int64_t j0, int64_t nj, float* kb, float* vb) {
+TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t hd, int64_t j0, int64_t nj, float* kb, float* vb) {
   TileRows t;
   RowWalk kw{kv, true}, vw{kv, false};
   if (kv.dtype == DType::F32 && kv.row_bytes % 4 == 0) {
@@ -233,11 +236,14 @@ TileRows gather_rows(const KvView& kv, int64_t n_kv, int64_t hd, int64_t j0, int
   for (int64_t j = 0; j < nj; ++j) {
     const std::byte* k_at = kw.row(j0 + j, j == 0);
     const std::byte* v_at = vw.row(j0 + j, j == 0);
-    for (int64_t g = 0; g < n_kv; ++g) {
-      float* kd = kb + j * ld + g * hd;
-      float* vd = vb + j * ld + g * hd;
-      if (const float* kr = kv_row_f32(kv, k_at, g, kd); kr != kd) std::memcpy(kd, kr, static_cast<size_t>(hd) * 4);
-      if (const float* vr = kv_row_f32(kv, v_at, g, vd); vr != vd) std::memcpy(vd, vr, static_cast<size_t>(hd) * 4);
+    if (kv.dtype == DType::I8) {  // one scale per head
+      for (int64_t g = 0; g < n_kv; ++g) {
+        widen_head(k, kv, k_at, g, hd, kb + j * ld + g * hd);
+        widen_head(k, kv, v_at, g, hd, vb + j * ld + g * hd);
+      }
+    } else {
+      k.widen(k_at, kv.dtype, 1.0f, ld, kb + j * ld);
+      k.widen(v_at, kv.dtype, 1.0f, ld, vb + j * ld);
     }
   }
   t.ld = ld;
@@ -285,7 +291,7 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
           seg.reset(1, qs.M, hd);
           for (int64_t j0 = s0; j0 < std::min(n_keys, s0 + kSegment); j0 += kKeyTile) {
             const int64_t nj = std::min({kKeyTile, n_keys - j0, s0 + kSegment - j0});
-            gather_head(kv, g, hd, j0, nj, n_keys, b.kb.data(), b.vb.data());
+            gather_head(k, kv, g, hd, j0, nj, n_keys, b.kb.data(), b.vb.data());
             TileRows rows;
             rows.ld = hd;
             rows.runs[rows.n_runs++] = {b.kb.data(), b.vb.data(), nj};
@@ -319,7 +325,7 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
       const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
       for (int64_t j0 = s0; j0 < s1; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, s1 - j0);
-        const TileRows rows = gather_rows(kv, n_kv_heads, hd, j0, nj, b.kb.data(), b.vb.data());
+        const TileRows rows = gather_rows(k, kv, n_kv_heads, hd, j0, nj, b.kb.data(), b.vb.data());
         for (int64_t g = 0; g < n_kv_heads; ++g)
           tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
                       partial.at(s * n_kv_heads + g), b.scores, b.new_m, b.kt.data(), b.sq.data());

@@ -33,6 +33,9 @@ using PackQuantFn = void (*)(const uint8_t* data, const uint16_t* scales, int bi
 // its own, so its value does not depend on M, N or the tiling.
 using GemmFn = void (*)(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                         int64_t ldb, float* C, int64_t ldc, bool accumulate);
+// dst[i] = n values of src (F32, BF16, F16, or I8 times `scale`) as f32: exactly the values
+// kv_row_f32 gives (widening is exact; q·scale is one rounded product either way).
+using WidenFn = void (*)(const void* src, DType t, float scale, int64_t n, float* dst);
 // dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols.
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 // x[i] = e^x[i] to within ~2 ulp, the same value for the same input wherever it sits in x (no
@@ -65,6 +68,7 @@ struct Kernels {
   GemmFn gemm;
   ExpFn exp;
   TransposeFn transpose;
+  WidenFn widen;
 };
 
 // Dot-product peak probes, when the CPU has the instruction: bf16 (AVX512_BF16 vdpbf16ps,

@@ -362,8 +362,36 @@ void transpose_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols,
       transpose16(src + r0 * lds + c0, lds, rows - r0, cols - c0, dst + c0 * ldd + r0, ldd);
 }
 
+void widen_avx512(const void* src, DType t, float scale, int64_t n, float* dst) {
+  int64_t i = 0;
+  switch (t) {
+    case DType::BF16:
+      for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(dst + i, load_w<DType::BF16>(src, i));
+      for (; i < n; ++i) dst[i] = load_w1<DType::BF16>(src, i);
+      break;
+    case DType::F16:
+      for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(dst + i, load_w<DType::F16>(src, i));
+      for (; i < n; ++i) dst[i] = load_w1<DType::F16>(src, i);
+      break;
+    case DType::I8: {
+      const auto* q = static_cast<const int8_t*>(src);
+      const __m512 s = _mm512_set1_ps(scale);
+      for (; i + kLanes <= n; i += kLanes) {
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i));
+        _mm512_storeu_ps(dst + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), s));
+      }
+      for (; i < n; ++i) dst[i] = static_cast<float>(q[i]) * scale;
+      break;
+    }
+    default:
+      for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(dst + i, load_w<DType::F32>(src, i));
+      for (; i < n; ++i) dst[i] = static_cast<const float*>(src)[i];
+      break;
+  }
+}
+
 const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512, scale_axpy_avx512,
-                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512};
+                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512, widen_avx512};
 
 }  // namespace ilm::cpu
 #endif

@@ -104,7 +104,8 @@ const Kernels kAvx512Bf16Kernels = {"avx512bf16",
                                     kAvx512VnniQuantRows,
                                     gemm_avx512,
                                     exp_avx512,
-                                    transpose_avx512};
+                                    transpose_avx512,
+                                    widen_avx512};
 
 }  // namespace ilm::cpu
 #endif

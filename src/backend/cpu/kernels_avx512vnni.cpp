@@ -290,7 +290,8 @@ const Kernels kAvx512VnniKernels = {"avx512vnni",
                                     kRows,
                                     gemm_avx512,
                                     exp_avx512,
-                                    transpose_avx512};
+                                    transpose_avx512,
+                                    widen_avx512};
 
 }  // namespace ilm::cpu
 #endif

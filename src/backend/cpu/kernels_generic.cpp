@@ -127,7 +127,24 @@ void transpose_generic(const float* src, int64_t lds, int64_t rows, int64_t cols
     for (int64_t c = 0; c < cols; ++c) dst[c * ldd + r] = src[r * lds + c];
 }
 
+void widen_generic(const void* src, DType t, float scale, int64_t n, float* dst) {
+  switch (t) {
+    case DType::BF16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(static_cast<const uint16_t*>(src)[i]);
+      break;
+    case DType::I8:
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<float>(static_cast<const int8_t*>(src)[i]) * scale;
+      break;
+    default:
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<const float*>(src)[i];
+      break;
+  }
+}
+
 const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic, scale_axpy_generic,
-                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic};
+                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic, widen_generic};
 
 }  // namespace ilm::cpu

@@ -28,9 +28,11 @@ void gemm_generic(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, 
                   int64_t ldb, float* C, int64_t ldc, bool accumulate);
 void exp_generic(float* x, int64_t n);
 void transpose_generic(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
+void widen_generic(const void* src, DType t, float scale, int64_t n, float* dst);
 #if defined(__x86_64__) || defined(_M_X64)
 void exp_avx512(float* x, int64_t n);
 void transpose_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
+void widen_avx512(const void* src, DType t, float scale, int64_t n, float* dst);
 void gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                  int64_t ldb, float* C, int64_t ldc, bool accumulate);
 #endif

@@ -359,6 +359,7 @@ const Kernels kNeonKernels = {
     .gemm = gemm_generic,
     .exp = exp_generic,
     .transpose = transpose_generic,
+    .widen = widen_generic,
 };
 #pragma GCC diagnostic pop
 
