@@ -72,6 +72,29 @@ TEST(CpuKernels, MatmulMatchesRefForEveryIsaDtypeAndTail) {
   }
 }
 
+// The kernels' KV widening gives exactly what kv_row_f32 (the definition every backend reads
+// the cache by) gives, for every element type and a head slice that is not a multiple of 16.
+TEST(CpuKernels, WidenEqualsKvRowF32) {
+  for (auto isa : cpu::supported_isas()) {
+    const cpu::Kernels& k = *cpu::kernels_for(isa);
+    for (DType t : {DType::F32, DType::BF16, DType::F16, DType::I8}) {
+      const int64_t nkv = 3, hd = 37;
+      KvCache cache(1, nkv, hd, 2, t);
+      cache.reserve_more(2);
+      KvView kv = cache.layer(0, 2);
+      const auto v = random_vec(static_cast<size_t>(nkv * hd), 19, 3.0f);
+      kv_row_store(kv, kv.k(1), v.data());
+      std::vector<float> want(static_cast<size_t>(hd)), got(want.size());
+      for (int64_t g = 0; g < nkv; ++g) {
+        const float* w = kv_row_f32(kv, kv.k(1), g, want.data());
+        k.widen(static_cast<const std::byte*>(kv.k(1)) + g * hd * kv.elem_bytes, t, kv_row_scale(kv, kv.k(1), g), hd,
+                got.data());
+        for (int64_t i = 0; i < hd; ++i) ASSERT_EQ(got[static_cast<size_t>(i)], w[i]) << isa << " " << dtype_name(t);
+      }
+    }
+  }
+}
+
 // A query's attention output does not depend on which other queries share the call: 70
 // positions at once (three query blocks, several key tiles and segments: the prompt schedule)
 // equal each position alone and a 5-position batch (the decode schedule), bit for bit, so
