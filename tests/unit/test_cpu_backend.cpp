@@ -102,29 +102,68 @@ TEST(CpuKernels, WidenEqualsKvRowF32) {
 TEST(CpuBackendOps, AttentionOfAPositionIsTheSameAloneOrInABlock) {
   for (auto isa : cpu::supported_isas()) {
     CpuBackend cpu(2, std::string(isa));
-    const int64_t nh = 12, nkv = 3, hd = 64, T = 70, past = 600;
-    KvCache cache(1, nkv, hd, past + T, DType::BF16);
-    cache.reserve_more(past + T);
-    KvView kv = cache.layer(0, past + T);
-    const auto k = random_vec(static_cast<size_t>((past + T) * nkv * hd), 15);
-    const auto v = random_vec(k.size(), 16);
-    const int64_t row = nkv * hd;
-    for (int64_t p = 0; p < past + T; ++p) {
-      kv_row_store(kv.k(p), DType::BF16, k.data() + p * row, row);
-      kv_row_store(kv.v(p), DType::BF16, v.data() + p * row, row);
+    // Paged caches with blocks of 7 (the f32 cache is read in place, in runs across blocks)
+    // and a contiguous one.
+    for (auto [t, block] : std::vector<std::pair<DType, int64_t>>{
+             {DType::BF16, 0}, {DType::F32, 7}, {DType::I8, 7}, {DType::F16, 7}}) {
+      const int64_t nh = 12, nkv = 3, hd = 64, T = 70, past = 600, L = past + T;
+      std::shared_ptr<KvBlockPool> pool;
+      if (block > 0) pool = std::make_shared<KvBlockPool>(1, nkv, hd, block, (L + block - 1) / block, t);
+      KvCache cache = block > 0 ? KvCache(pool, L) : KvCache(1, nkv, hd, L, t);
+      cache.reserve_more(L);
+      KvView kv = cache.layer(0, L);
+      const auto k = random_vec(static_cast<size_t>(L * nkv * hd), 15);
+      const auto v = random_vec(k.size(), 16);
+      const int64_t row = nkv * hd;
+      for (int64_t p = 0; p < L; ++p) {
+        kv_row_store(kv, kv.k(p), k.data() + p * row);
+        kv_row_store(kv, kv.v(p), v.data() + p * row);
+      }
+      const auto q = random_vec(static_cast<size_t>(T * nh * hd), 17);
+      std::vector<float> all(q.size()), one(static_cast<size_t>(nh * hd));
+      cpu.attention(q.data(), T, nh, nkv, hd, kv, past, all.data());
+      for (int64_t i = 0; i < T; ++i) {
+        cpu.attention(q.data() + i * nh * hd, 1, nh, nkv, hd, kv, past + i, one.data());
+        for (int64_t e = 0; e < nh * hd; ++e)
+          ASSERT_EQ(one[static_cast<size_t>(e)], all[static_cast<size_t>(i * nh * hd + e)])
+              << isa << " " << dtype_name(t) << " block " << block << " t" << i << " e" << e;
+      }
+      std::vector<float> five(static_cast<size_t>(5 * nh * hd));
+      cpu.attention(q.data() + 10 * nh * hd, 5, nh, nkv, hd, kv, past + 10, five.data());
+      for (int64_t e = 0; e < 5 * nh * hd; ++e)
+        ASSERT_EQ(five[static_cast<size_t>(e)], all[static_cast<size_t>(10 * nh * hd + e)])
+            << isa << " " << dtype_name(t) << " block " << block << " e" << e;
     }
-    const auto q = random_vec(static_cast<size_t>(T * nh * hd), 17);
-    std::vector<float> all(q.size()), one(static_cast<size_t>(nh * hd));
-    cpu.attention(q.data(), T, nh, nkv, hd, kv, past, all.data());
-    for (int64_t t = 0; t < T; ++t) {
-      cpu.attention(q.data() + t * nh * hd, 1, nh, nkv, hd, kv, past + t, one.data());
-      for (int64_t i = 0; i < nh * hd; ++i)
-        ASSERT_EQ(one[static_cast<size_t>(i)], all[static_cast<size_t>(t * nh * hd + i)]) << isa << " t" << t << " i" << i;
+  }
+}
+
+// A NaN in the input comes out as NaN on every kernel set, as f32 arithmetic would give it
+// (quantized kernels must not round it away; the vectorised exp must not clamp it).
+TEST(CpuKernels, NanPropagates) {
+  for (auto isa : cpu::supported_isas()) {
+    const cpu::Kernels& kt = *cpu::kernels_for(isa);
+    float e[4] = {NAN, -INFINITY, 0.0f, -100.0f};
+    kt.exp(e, 4);
+    EXPECT_TRUE(std::isnan(e[0])) << isa;
+    EXPECT_EQ(e[1], 0.0f) << isa;
+    EXPECT_EQ(e[2], 1.0f) << isa;
+    EXPECT_EQ(e[3], 0.0f) << isa;
+    CpuBackend cpu(2, std::string(isa));
+    for (const char* fmt_name : {"none", "int8", "int4"}) {
+      const int64_t N = 20, K = 64;
+      HostTensor w(DType::BF16, {N, K}, random_vec(static_cast<size_t>(N * K), 35, 0.02f));
+      auto wc = cpu.load_weight(w.ref, parse_quant(fmt_name));
+      for (int64_t at : {0, 5, 20, 63}) {
+        auto x = random_vec(static_cast<size_t>(2 * K), 36);
+        x[static_cast<size_t>(K + at)] = NAN;  // token 1 only
+        std::vector<float> y(static_cast<size_t>(2 * N));
+        cpu.matmul(x.data(), 2, *wc, nullptr, y.data());
+        for (int64_t r = 0; r < N; ++r) {
+          EXPECT_FALSE(std::isnan(y[static_cast<size_t>(r)])) << isa << " " << fmt_name;
+          EXPECT_TRUE(std::isnan(y[static_cast<size_t>(N + r)])) << isa << " " << fmt_name << " at " << at;
+        }
+      }
     }
-    std::vector<float> five(static_cast<size_t>(5 * nh * hd));
-    cpu.attention(q.data() + 10 * nh * hd, 5, nh, nkv, hd, kv, past + 10, five.data());
-    for (int64_t i = 0; i < 5 * nh * hd; ++i)
-      ASSERT_EQ(five[static_cast<size_t>(i)], all[static_cast<size_t>(10 * nh * hd + i)]) << isa << " i" << i;
   }
 }
 

@@ -15,8 +15,10 @@
 //    the hardware prefetcher does not follow), and the segments are merged afterwards.
 // A query row's result depends only on its own scores and the fixed tile and segment
 // boundaries (GEMM elements sum in their own lane in a fixed order, masked keys add exact
-// zeros, the exponentials are the same for the same input), so a position gets the same bits
-// alone, batched, in a prompt chunk of any size, and under either schedule.
+// zeros, the exponentials are the same for the same input), so a position gets the same
+// values alone, batched, in a prompt chunk of any size, and under either schedule (the same
+// bits, except that an output element that underflowed to -0 may come out +0 after the extra
+// masked keys of a batch).
 #include "backend/cpu/attention.h"
 
 #include <algorithm>

@@ -108,7 +108,7 @@ void CpuBackend::matmul(const float* x, int64_t T, const Weight& weight, const W
   const int64_t rb = w.quant.format != QuantFormat::None && k_->pack_quant ? k_->quant_rows : kRowBlock;
   const int64_t blocks = (w.rows + rb - 1) / rb;
   pool_.parallel_for(blocks, [&](int64_t b0, int64_t b1) {
-    const int64_t r0 = b0 * rb, r1 = std::min(w.rows, b1 * rb);
+    const int64_t r0 = b0 * rb, r1 = std::min(w.rows, b1 * rb);  // packed kernels need r0 % rb == 0
     if (w.quant.format == QuantFormat::None)
       k_->matmul(x, w.cols, T, w.data, w.source_dtype, w.cols, r0, r1, y, w.rows);
     else

@@ -39,7 +39,7 @@ using WidenFn = void (*)(const void* src, DType t, float scale, int64_t n, float
 // dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols.
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 // x[i] = e^x[i] to within ~2 ulp, the same value for the same input wherever it sits in x (no
-// scalar tail with another formula); e^x = 0 below -87.3 (so e^-inf = 0).
+// scalar tail with another formula); e^x = 0 below -87.3 (so e^-inf = 0), NaN for NaN.
 using ExpFn = void (*)(float* x, int64_t n);
 // Σ a[i] · b[i]
 using DotFn = float (*)(const float* a, const float* b, int64_t n);
@@ -84,10 +84,13 @@ const DotPeakProbe* int8_dot_probe();
 const Kernels& best_kernels();
 // Kernels for a given ISA if this CPU supports it (and the build includes it), else nullptr.
 const Kernels* kernels_for(std::string_view isa);
-// Every exact (f32-arithmetic) kernel set that can run here, best first. Not listed:
-// "avx512bf16", which rounds activations to bf16 for multi-token matmuls on bf16 weights
-// (vdpbf16ps, 2x the FMA throughput) at ~4e-3 relative logit error, above the 1e-3 the
-// default must hold; it is opt-in via kernels_for("avx512bf16") / INTERNLM_CPU_KERNELS.
+// Every kernel set that holds the precision targets and can run here, best first (the first
+// is the default): f32 arithmetic, except that avx512vnni carries activations for quantized
+// weights in two int8 levels (~2e-5 relative kernel error). Not listed: "avx512bf16", which
+// rounds activations to bf16 (bf16 weights, several tokens; ~4e-3 relative logit error) or to
+// one int8 level (quantized weights; ~6e-3 kernel error) for speed; it is opt-in via
+// kernels_for("avx512bf16") / INTERNLM_CPU_KERNELS, and unlike the others a token's result
+// there depends on whether it is alone (T = 1 keeps the exact bf16 path).
 std::vector<std::string_view> supported_isas();
 // CPU features relevant to kernel choice, e.g. {"avx2", "fma", "avx512f", "avx512_bf16"}.
 std::vector<std::string> cpu_features();

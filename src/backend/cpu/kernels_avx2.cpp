@@ -252,9 +252,10 @@ inline void gemm_rows(int64_t M, int64_t K, const float* A, int64_t sam, int64_t
 }
 
 // e^x for 8 lanes: x = n·ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial, times 2^n
-// through the exponent bits; 0 below -87.3.
+// through the exponent bits; 0 below -87.3, NaN for NaN.
 inline __m256 exp8(__m256 x) {
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+  // max/min return their second operand when either is NaN: x goes second, so NaN stays NaN.
+  const __m256 xc = _mm256_min_ps(_mm256_set1_ps(88.7f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);

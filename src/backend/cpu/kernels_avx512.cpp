@@ -281,13 +281,13 @@ inline void gemm_rows(int64_t M, int64_t K, const float* A, int64_t sam, int64_t
 }  // namespace
 
 // e^x for 16 lanes: x = n·ln2 + r, |r| <= ln2/2, e^r by the Cephes expf polynomial, times
-// 2^n with vscalefps; 0 below -87.3.
+// 2^n with vscalefps; 0 below -87.3, NaN for NaN.
 inline __m512 exp16(__m512 x) {
-  const __m512 xc = _mm512_max_ps(x, _mm512_set1_ps(-88.0f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_min_ps(xc, _mm512_set1_ps(88.7f)),
-                                                      _mm512_set1_ps(1.44269504088896341f)),
+  // max/min return their second operand when either is NaN: x goes second, so NaN stays NaN.
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.7f), _mm512_max_ps(_mm512_set1_ps(-88.0f), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), _mm512_min_ps(xc, _mm512_set1_ps(88.7f)));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
   __m512 p = _mm512_set1_ps(1.9875691500e-4f);
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));

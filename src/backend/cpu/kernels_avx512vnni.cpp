@@ -21,6 +21,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "backend/cpu/kernels_impl.h"
@@ -101,10 +102,18 @@ ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int6
     for (int64_t g = 0; g < ng; ++g) {
       const float* xg = xt + g * group;
       __m512 m = _mm512_setzero_ps();
-      for (int64_t i = 0; i < group; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(xg + i)));
+      __mmask16 nan = 0;
+      for (int64_t i = 0; i < group; i += 16) {
+        const __m512 v = _mm512_loadu_ps(xg + i);
+        nan |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        m = _mm512_max_ps(m, _mm512_abs_ps(v));
+      }
       const float amax = _mm512_reduce_max_ps(m);
-      const float s = amax / 127.0f;
-      const __m512 inv = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+      // A NaN anywhere in the group makes its scale NaN, so the outputs are NaN as with f32
+      // arithmetic. A group below 127/FLT_MAX (~4e-37) counts as zero: its step would overflow.
+      const bool usable = amax > 127.0f / 3.4e38f && amax <= 3.4e38f;
+      const float s = nan ? NAN : usable ? amax / 127.0f : 0.0f;
+      const __m512 inv = _mm512_set1_ps(usable && !nan ? 127.0f / amax : 0.0f);
       __m512i sh = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
       for (int64_t i = 0; i < group; i += 16) {
         const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xg + i), inv);
