@@ -218,9 +218,10 @@ void gather_head(const Kernels& k, const KvView& kv, int64_t g, int64_t hd, int6
   }
 }
 
-// Whole rows [j0, j0 + nj) (every KV head, n_kv·hd floats a row) front to back: an f32
-// cache is read in place, one run per block; other types are widened into kb / vb.
-TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t hd, int64_t j0, int64_t nj, float* kb, float* vb) {
+// Rows [j0, j0 + nj) front to back, laid out as whole rows (n_kv·hd floats): an f32 cache is
+// read in place, one run per block; other types have KV heads [g0, g1) widened into kb / vb.
+TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t hd, int64_t g0, int64_t g1, int64_t j0,
+                     int64_t nj, float* kb, float* vb) {
   TileRows t;
   RowWalk kw{kv, true}, vw{kv, false};
   if (kv.dtype == DType::F32 && kv.row_bytes % 4 == 0) {
@@ -239,13 +240,14 @@ TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t h
     const std::byte* k_at = kw.row(j0 + j, j == 0);
     const std::byte* v_at = vw.row(j0 + j, j == 0);
     if (kv.dtype == DType::I8) {  // one scale per head
-      for (int64_t g = 0; g < n_kv; ++g) {
+      for (int64_t g = g0; g < g1; ++g) {
         widen_head(k, kv, k_at, g, hd, kb + j * ld + g * hd);
         widen_head(k, kv, v_at, g, hd, vb + j * ld + g * hd);
       }
     } else {
-      k.widen(k_at, kv.dtype, 1.0f, ld, kb + j * ld);
-      k.widen(v_at, kv.dtype, 1.0f, ld, vb + j * ld);
+      const int64_t first = g0 * hd, n = (g1 - g0) * hd;
+      k.widen(k_at + first * kv.elem_bytes, kv.dtype, 1.0f, n, kb + j * ld + first);
+      k.widen(v_at + first * kv.elem_bytes, kv.dtype, 1.0f, n, vb + j * ld + first);
     }
   }
   t.ld = ld;
@@ -307,12 +309,14 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     return;
   }
 
-  // Decode and small batches: (segment) items over whole rows, every KV head; then the
-  // segments of each head are merged in order.
+  // Decode and small batches: (segment, group of KV heads) items reading rows front to back,
+  // enough of them to keep every thread busy; then each head's segments are merged in order.
   const int64_t M = T * G;
+  const int64_t groups = std::clamp<int64_t>((2 * pool.size() + n_segments - 1) / n_segments, 1, n_kv_heads);
+  const int64_t per_group = (n_kv_heads + groups - 1) / groups;
   States partial;  // [segment][KV head]
   partial.reset(n_segments * n_kv_heads, M, hd);
-  pool.parallel_for(n_segments, [&](int64_t i0, int64_t i1) {
+  pool.parallel_for(n_segments * groups, [&](int64_t i0, int64_t i1) {
     std::vector<Queries> qs;
     qs.reserve(static_cast<size_t>(n_kv_heads));
     for (int64_t g = 0; g < n_kv_heads; ++g) {
@@ -323,12 +327,13 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     Buffers b(kKeyTile * ld);
     b.kt.assign(static_cast<size_t>(kKeyTile * hd), 0.0f);
     b.sq.assign(static_cast<size_t>(kKeyTile * M), 0.0f);
-    for (int64_t s = i0; s < i1; ++s) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t s = i / groups, g0 = i % groups * per_group, g1 = std::min(n_kv_heads, g0 + per_group);
       const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
-      for (int64_t j0 = s0; j0 < s1; j0 += kKeyTile) {
+      for (int64_t j0 = s0; j0 < s1 && g0 < g1; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, s1 - j0);
-        const TileRows rows = gather_rows(k, kv, n_kv_heads, hd, j0, nj, b.kb.data(), b.vb.data());
-        for (int64_t g = 0; g < n_kv_heads; ++g)
+        const TileRows rows = gather_rows(k, kv, n_kv_heads, hd, g0, g1, j0, nj, b.kb.data(), b.vb.data());
+        for (int64_t g = g0; g < g1; ++g)
           tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
                       partial.at(s * n_kv_heads + g), b.scores, b.new_m, b.kt.data(), b.sq.data());
       }
