@@ -137,8 +137,9 @@ TEST(CpuBackendOps, AttentionOfAPositionIsTheSameAloneOrInABlock) {
   }
 }
 
-// A NaN in the input comes out as NaN on every kernel set, as f32 arithmetic would give it
-// (quantized kernels must not round it away; the vectorised exp must not clamp it).
+// A NaN or infinity in the input gives non-finite outputs on every kernel set, as f32
+// arithmetic would (quantized kernels must not round it away; the vectorised exp must not
+// clamp a NaN).
 TEST(CpuKernels, NanPropagates) {
   for (auto isa : cpu::supported_isas()) {
     const cpu::Kernels& kt = *cpu::kernels_for(isa);
@@ -153,14 +154,14 @@ TEST(CpuKernels, NanPropagates) {
       const int64_t N = 20, K = 64;
       HostTensor w(DType::BF16, {N, K}, random_vec(static_cast<size_t>(N * K), 35, 0.02f));
       auto wc = cpu.load_weight(w.ref, parse_quant(fmt_name));
-      for (int64_t at : {0, 5, 20, 63}) {
+      for (int64_t at : {0, 5, 20, 63, -1}) {  // -1: an infinity at 7 (f32 gives ±inf or NaN)
         auto x = random_vec(static_cast<size_t>(2 * K), 36);
-        x[static_cast<size_t>(K + at)] = NAN;  // token 1 only
+        x[static_cast<size_t>(K + (at < 0 ? 7 : at))] = at < 0 ? INFINITY : NAN;  // token 1 only
         std::vector<float> y(static_cast<size_t>(2 * N));
         cpu.matmul(x.data(), 2, *wc, nullptr, y.data());
         for (int64_t r = 0; r < N; ++r) {
           EXPECT_FALSE(std::isnan(y[static_cast<size_t>(r)])) << isa << " " << fmt_name;
-          EXPECT_TRUE(std::isnan(y[static_cast<size_t>(N + r)])) << isa << " " << fmt_name << " at " << at;
+          EXPECT_FALSE(std::isfinite(y[static_cast<size_t>(N + r)])) << isa << " " << fmt_name << " at " << at;
         }
       }
     }

@@ -109,11 +109,19 @@ ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int6
         m = _mm512_max_ps(m, _mm512_abs_ps(v));
       }
       const float amax = _mm512_reduce_max_ps(m);
-      // A NaN anywhere in the group makes its scale NaN, so the outputs are NaN as with f32
-      // arithmetic. A group below 127/FLT_MAX (~4e-37) counts as zero: its step would overflow.
-      const bool usable = amax > 127.0f / 3.4e38f && amax <= 3.4e38f;
-      const float s = nan ? NAN : usable ? amax / 127.0f : 0.0f;
-      const __m512 inv = _mm512_set1_ps(usable && !nan ? 127.0f / amax : 0.0f);
+      // A NaN or infinity anywhere in the group makes its scale NaN, so the outputs are NaN
+      // (f32 arithmetic would give NaN or ±inf). A group below 127/FLT_MAX (~4e-37) counts as
+      // zero: its step would overflow. Either way the levels are zero.
+      const bool finite = !nan && amax <= 3.4e38f;
+      if (!finite || !(amax > 127.0f / 3.4e38f)) {
+        std::memset(a.h + t * K + g * group, 0, static_cast<size_t>(group));
+        if (levels == 2) std::memset(a.l + t * K + g * group, 0, static_cast<size_t>(group));
+        a.s[t * ng + g] = finite ? 0.0f : NAN;
+        a.oh[t * ng + g] = a.ol[t * ng + g] = 0;
+        continue;
+      }
+      const float s = amax / 127.0f;
+      const __m512 inv = _mm512_set1_ps(127.0f / amax);
       __m512i sh = _mm512_setzero_si512(), sl = _mm512_setzero_si512();
       for (int64_t i = 0; i < group; i += 16) {
         const __m512 v = _mm512_mul_ps(_mm512_loadu_ps(xg + i), inv);
