@@ -9,7 +9,7 @@
 //
 // Two schedules share that arithmetic:
 //  - prompts (many query blocks): one work item per (query block, KV head) runs its
-//    segments one after the other, reading only its head's slice of each row;
+//    segments one after the other, widening only its head's slice of each row;
 //  - decode and small batches: one work item per (query block, segment) runs every KV head on
 //    whole K/V rows read front to back (a head's slice alone is 512 bytes of a 4 KB row, which
 //    the hardware prefetcher does not follow), and the segments are merged afterwards.
@@ -33,8 +33,8 @@ namespace {
 constexpr int64_t kQueryBlock = 32;   // query positions per work item
 constexpr int64_t kKeyTile = 64;      // keys per GEMM / softmax step
 constexpr int64_t kSegment = 256;     // keys per independently computed segment
-constexpr int64_t kPrefetchKeys = 8;  // how far ahead the head-slice gather asks for rows
-constexpr int64_t kSmallBatch = 8;    // up to this many positions: segment-parallel schedule
+constexpr int64_t kSmallBatch = 8;
+constexpr int64_t kPrefetchKeys = 8;  // how far ahead a gather asks for rows    // up to this many positions: segment-parallel schedule
 
 // The softmax state of M query rows over some keys: unnormalised O [M][hd], running max and
 // sum per row, in storage owned elsewhere.
@@ -60,12 +60,11 @@ struct States {
 
 // One query block of one KV head: Q^T (pre-scaled by 1/sqrt(hd)) and each row's key limit.
 struct Queries {
-  int64_t M = 0, t0 = 0;
+  int64_t M = 0;
   std::vector<float> qt;         // [hd][M]
   std::vector<int64_t> limit;    // keys row r may see
-  void load(const float* q, int64_t t0_, int64_t nq, int64_t g, int64_t G, int64_t n_heads, int64_t hd,
+  void load(const float* q, int64_t t0, int64_t nq, int64_t g, int64_t G, int64_t n_heads, int64_t hd,
             int64_t past) {
-    t0 = t0_;
     M = nq * G;  // row r: position t0 + r / G, query head g·G + r % G
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     qt.resize(static_cast<size_t>(hd * M));
@@ -89,6 +88,7 @@ struct TileRows {
   Run runs[kKeyTile];
   int64_t n_runs = 0;
   int64_t ld = 0;
+  int64_t first_head = 0;  // the KV head at offset 0 of a row
 };
 
 // Folds keys [j0, j0 + nj) into `st`. scratch: nj x M floats. Splitting the keys into runs
@@ -168,9 +168,11 @@ void merge(const State& run, const State& seg, int64_t M, int64_t hd) {
   }
 }
 
-void write_out(const State& st, const Queries& qs, int64_t g, int64_t G, int64_t n_heads, int64_t hd, float* out) {
-  for (int64_t r = 0; r < qs.M; ++r) {
-    float* dst = out + ((qs.t0 + r / G) * n_heads + g * G + r % G) * hd;
+// Normalised output of the M rows (positions t0 + r / G, query heads g·G + r % G).
+void write_out(const State& st, int64_t t0, int64_t M, int64_t g, int64_t G, int64_t n_heads, int64_t hd,
+               float* out) {
+  for (int64_t r = 0; r < M; ++r) {
+    float* dst = out + ((t0 + r / G) * n_heads + g * G + r % G) * hd;
     const float inv = 1.0f / st.l[r];
     for (int64_t d = 0; d < hd; ++d) dst[d] = st.o[r * hd + d] * inv;
   }
@@ -196,35 +198,15 @@ void widen_head(const Kernels& k, const KvView& kv, const std::byte* row, int64_
   k.widen(row + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, row, g), hd, dst);
 }
 
-// KV head g's rows [j0, j0 + nj) into kb / vb (hd floats a row), prefetching a few rows ahead:
-// a head's slice of a row is a few hundred bytes in a row kilobytes long.
-void gather_head(const Kernels& k, const KvView& kv, int64_t g, int64_t hd, int64_t j0, int64_t nj, int64_t n_keys, float* kb,
-                 float* vb) {
-  RowWalk kw{kv, true}, vw{kv, false};
-  for (int64_t j = 0; j < nj; ++j) {
-    const int64_t p = j0 + j;
-    const std::byte* k_at = kw.row(p, j == 0);
-    const std::byte* v_at = vw.row(p, j == 0);
-    if (p + kPrefetchKeys < n_keys) {
-      const auto* kf = static_cast<const char*>(kv.k(p + kPrefetchKeys)) + g * hd * kv.elem_bytes;
-      const auto* vf = static_cast<const char*>(kv.v(p + kPrefetchKeys)) + g * hd * kv.elem_bytes;
-      for (int64_t c = 0; c < hd * kv.elem_bytes; c += 64) {
-        __builtin_prefetch(kf + c);
-        __builtin_prefetch(vf + c);
-      }
-    }
-    widen_head(k, kv, k_at, g, hd, kb + j * hd);
-    widen_head(k, kv, v_at, g, hd, vb + j * hd);
-  }
-}
-
-// Rows [j0, j0 + nj) front to back, laid out as whole rows (n_kv·hd floats): an f32 cache is
-// read in place, one run per block; other types have KV heads [g0, g1) widened into kb / vb.
-TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t hd, int64_t g0, int64_t g1, int64_t j0,
-                     int64_t nj, float* kb, float* vb) {
+// Rows [j0, j0 + nj) of KV heads [g0, g1), front to back: an f32 cache with `in_place` is
+// used where it is, one run per block (decode reads each row once); otherwise the heads are
+// widened into kb / vb, (g1 - g0)·hd floats a row (a prompt's GEMMs read the tile many times:
+// dense rows, not 4 KB-strided ones that share L1 sets), prefetching rows below n_keys ahead.
+TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t hd, int64_t g0, int64_t g1, int64_t j0, int64_t nj,
+                     int64_t n_keys, bool in_place, float* kb, float* vb) {
   TileRows t;
   RowWalk kw{kv, true}, vw{kv, false};
-  if (kv.dtype == DType::F32 && kv.row_bytes % 4 == 0) {
+  if (in_place && kv.dtype == DType::F32 && kv.row_bytes % 4 == 0) {
     t.ld = kv.row_bytes / 4;
     for (int64_t j = 0; j < nj; ++j) {
       const std::byte* k_at = kw.row(j0 + j, j == 0);
@@ -235,22 +217,32 @@ TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t h
     }
     return t;
   }
-  const int64_t ld = n_kv * hd;
+  const int64_t ld = (g1 - g0) * hd;
   for (int64_t j = 0; j < nj; ++j) {
     const std::byte* k_at = kw.row(j0 + j, j == 0);
     const std::byte* v_at = vw.row(j0 + j, j == 0);
+    // The heads' slice is a few hundred bytes of a row kilobytes long, which the hardware
+    // prefetcher does not follow: ask for the rows a few keys ahead.
+    if (j0 + j + kPrefetchKeys < n_keys) {
+      const auto* kf = static_cast<const char*>(kv.k(j0 + j + kPrefetchKeys)) + g0 * hd * kv.elem_bytes;
+      const auto* vf = static_cast<const char*>(kv.v(j0 + j + kPrefetchKeys)) + g0 * hd * kv.elem_bytes;
+      for (int64_t c = 0; c < ld * kv.elem_bytes; c += 64) {
+        __builtin_prefetch(kf + c);
+        __builtin_prefetch(vf + c);
+      }
+    }
     if (kv.dtype == DType::I8) {  // one scale per head
       for (int64_t g = g0; g < g1; ++g) {
-        widen_head(k, kv, k_at, g, hd, kb + j * ld + g * hd);
-        widen_head(k, kv, v_at, g, hd, vb + j * ld + g * hd);
+        widen_head(k, kv, k_at, g, hd, kb + j * ld + (g - g0) * hd);
+        widen_head(k, kv, v_at, g, hd, vb + j * ld + (g - g0) * hd);
       }
     } else {
-      const int64_t first = g0 * hd, n = (g1 - g0) * hd;
-      k.widen(k_at + first * kv.elem_bytes, kv.dtype, 1.0f, n, kb + j * ld + first);
-      k.widen(v_at + first * kv.elem_bytes, kv.dtype, 1.0f, n, vb + j * ld + first);
+      k.widen(k_at + g0 * hd * kv.elem_bytes, kv.dtype, 1.0f, ld, kb + j * ld);
+      k.widen(v_at + g0 * hd * kv.elem_bytes, kv.dtype, 1.0f, ld, vb + j * ld);
     }
   }
   t.ld = ld;
+  t.first_head = g0;
   t.runs[t.n_runs++] = {kb, vb, nj};
   return t;
 }
@@ -259,8 +251,8 @@ TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t n_kv, int64_t h
 TileRows head_of(const TileRows& t, int64_t g, int64_t hd) {
   TileRows h = t;
   for (int64_t i = 0; i < h.n_runs; ++i) {
-    h.runs[i].k += g * hd;
-    h.runs[i].v += g * hd;
+    h.runs[i].k += (g - t.first_head) * hd;
+    h.runs[i].v += (g - t.first_head) * hd;
   }
   return h;
 }
@@ -295,15 +287,12 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
           seg.reset(1, qs.M, hd);
           for (int64_t j0 = s0; j0 < std::min(n_keys, s0 + kSegment); j0 += kKeyTile) {
             const int64_t nj = std::min({kKeyTile, n_keys - j0, s0 + kSegment - j0});
-            gather_head(k, kv, g, hd, j0, nj, n_keys, b.kb.data(), b.vb.data());
-            TileRows rows;
-            rows.ld = hd;
-            rows.runs[rows.n_runs++] = {b.kb.data(), b.vb.data(), nj};
-            tile_update(k, qs, hd, rows, j0, nj, seg.at(0), b.scores, b.new_m);
+            const TileRows rows = gather_rows(k, kv, hd, g, g + 1, j0, nj, n_keys, false, b.kb.data(), b.vb.data());
+            tile_update(k, qs, hd, head_of(rows, g, hd), j0, nj, seg.at(0), b.scores, b.new_m);
           }
           merge(run.at(0), seg.at(0), qs.M, hd);
         }
-        write_out(run.at(0), qs, g, G, n_heads, hd, out);
+        write_out(run.at(0), t0, qs.M, g, G, n_heads, hd, out);
       }
     });
     return;
@@ -316,13 +305,13 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
   const int64_t per_group = (n_kv_heads + groups - 1) / groups;
   States partial;  // [segment][KV head]
   partial.reset(n_segments * n_kv_heads, M, hd);
+  std::vector<Queries> qs;  // per KV head, shared read-only by the items
+  qs.reserve(static_cast<size_t>(n_kv_heads));
+  for (int64_t g = 0; g < n_kv_heads; ++g) {
+    qs.emplace_back();
+    qs.back().load(q, 0, T, g, G, n_heads, hd, past);
+  }
   pool.parallel_for(n_segments * groups, [&](int64_t i0, int64_t i1) {
-    std::vector<Queries> qs;
-    qs.reserve(static_cast<size_t>(n_kv_heads));
-    for (int64_t g = 0; g < n_kv_heads; ++g) {
-      qs.emplace_back();
-      qs.back().load(q, 0, T, g, G, n_heads, hd, past);
-    }
     const int64_t ld = n_kv_heads * hd;
     Buffers b(kKeyTile * ld);
     b.kt.assign(static_cast<size_t>(kKeyTile * hd), 0.0f);
@@ -332,7 +321,7 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
       const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
       for (int64_t j0 = s0; j0 < s1 && g0 < g1; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, s1 - j0);
-        const TileRows rows = gather_rows(k, kv, n_kv_heads, hd, g0, g1, j0, nj, b.kb.data(), b.vb.data());
+        const TileRows rows = gather_rows(k, kv, hd, g0, g1, j0, nj, s1, true, b.kb.data(), b.vb.data());
         for (int64_t g = g0; g < g1; ++g)
           tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
                       partial.at(s * n_kv_heads + g), b.scores, b.new_m, b.kt.data(), b.sq.data());
@@ -340,13 +329,11 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     }
   });
   pool.parallel_for(n_kv_heads, [&](int64_t g0, int64_t g1) {
-    Queries qs;
     States run;
     for (int64_t g = g0; g < g1; ++g) {
-      qs.load(q, 0, T, g, G, n_heads, hd, past);
       run.reset(1, M, hd);
       for (int64_t s = 0; s < n_segments; ++s) merge(run.at(0), partial.at(s * n_kv_heads + g), M, hd);
-      write_out(run.at(0), qs, g, G, n_heads, hd, out);
+      write_out(run.at(0), 0, M, g, G, n_heads, hd, out);
     }
   });
 }
