@@ -43,8 +43,6 @@ using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_
 using ExpFn = void (*)(float* x, int64_t n);
 // Σ a[i] · b[i]
 using DotFn = float (*)(const float* a, const float* b, int64_t n);
-// y[i] = y[i] · scale + a · x[i]
-using ScaleAxpyFn = void (*)(float* y, float scale, float a, const float* x, int64_t n);
 
 // Machine probes used by `internlm bench` to measure this machine's limits in the same run.
 // Sum of n floats, with loads as wide as the ISA allows (a read-bandwidth probe).
@@ -57,7 +55,6 @@ struct Kernels {
   MatmulFn matmul;
   MatmulQuantFn matmul_quant;
   DotFn dot;
-  ScaleAxpyFn scale_axpy;
   ReadSumFn read_sum;
   FmaLoopFn fma_loop;
   int64_t fma_loop_flops_per_iter;  // floating-point operations per fma_loop iteration

@@ -181,14 +181,6 @@ float dot_avx2(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-void scale_axpy_avx2(float* y, float scale, float a, const float* x, int64_t n) {
-  const __m256 vs = _mm256_set1_ps(scale), va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_mul_ps(vs, _mm256_loadu_ps(y + i))));
-  for (; i < n; ++i) y[i] = y[i] * scale + a * x[i];
-}
-
 float read_sum_avx2(const float* p, int64_t n) {
   __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
@@ -300,7 +292,7 @@ void gemm_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int
 
 }  // namespace
 
-const Kernels kAvx2Kernels = {"avx2", matmul_avx2, matmul_quant_avx2, dot_avx2, scale_axpy_avx2,
+const Kernels kAvx2Kernels = {"avx2", matmul_avx2, matmul_quant_avx2, dot_avx2,
                               read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx2, exp_avx2, transpose_generic, widen_generic};
 
 }  // namespace ilm::cpu

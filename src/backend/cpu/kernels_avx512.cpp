@@ -209,14 +209,6 @@ float dot_avx512(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-void scale_axpy_avx512(float* y, float scale, float a, const float* x, int64_t n) {
-  const __m512 vs = _mm512_set1_ps(scale), va = _mm512_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    _mm512_storeu_ps(y + i, _mm512_fmadd_ps(va, _mm512_loadu_ps(x + i), _mm512_mul_ps(vs, _mm512_loadu_ps(y + i))));
-  for (; i < n; ++i) y[i] = y[i] * scale + a * x[i];
-}
-
 float read_sum_avx512(const float* p, int64_t n) {
   __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
@@ -390,7 +382,7 @@ void widen_avx512(const void* src, DType t, float scale, int64_t n, float* dst) 
   }
 }
 
-const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512, scale_axpy_avx512,
+const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512,
                                 read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512, widen_avx512};
 
 }  // namespace ilm::cpu

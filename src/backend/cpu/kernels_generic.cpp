@@ -75,10 +75,6 @@ float dot_generic(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
 }
 
-void scale_axpy_generic(float* y, float scale, float a, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] = y[i] * scale + a * x[i];
-}
-
 float read_sum_generic(const float* p, int64_t n) {
   return [&] {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -144,7 +140,7 @@ void widen_generic(const void* src, DType t, float scale, int64_t n, float* dst)
   }
 }
 
-const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic, scale_axpy_generic,
+const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic,
                                  read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic, widen_generic};
 
 }  // namespace ilm::cpu

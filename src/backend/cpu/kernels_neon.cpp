@@ -303,13 +303,6 @@ float dot_neon(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-void scale_axpy_neon(float* y, float scale, float a, const float* x, int64_t n) {
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    vst1q_f32(y + i, vfmaq_n_f32(vmulq_n_f32(vld1q_f32(y + i), scale), vld1q_f32(x + i), a));
-  for (; i < n; ++i) y[i] = y[i] * scale + a * x[i];
-}
-
 float read_sum_neon(const float* p, int64_t n) {
   float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
   int64_t i = 0;
@@ -350,7 +343,6 @@ const Kernels kNeonKernels = {
     .matmul = matmul_neon,
     .matmul_quant = matmul_quant_neon,
     .dot = dot_neon,
-    .scale_axpy = scale_axpy_neon,
     .read_sum = read_sum_neon,
     .fma_loop = fma_loop_neon,
     .fma_loop_flops_per_iter = 2 * kLanes * kFmaChains,
