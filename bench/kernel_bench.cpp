@@ -48,7 +48,7 @@ void BM_Matmul(benchmark::State& state, const std::string& isa, const std::strin
     state.SkipWithError("ISA not supported on this CPU");
     return;
   }
-  CpuBackend be(0, isa);
+  CpuBackend be(0, Precision::Fast, isa);
   Matrix m(N, K);
   auto w = be.load_weight(m.ref, parse_quant(format == "bf16" ? "none" : format));
   const auto x = random_vec(static_cast<size_t>(T * K), 2);

@@ -12,6 +12,7 @@
 
 #include "backend/quant.h"
 #include "common/dtype.h"
+#include "common/precision.h"
 #include "io/tensor_store.h"
 
 namespace ilm {
@@ -111,6 +112,8 @@ class Backend {
   virtual ~Backend() = default;
   virtual std::string_view name() const = 0;
   virtual int threads() const = 0;
+  // The arithmetic this backend runs (common/precision.h); the ref oracle is always Exact.
+  virtual Precision precision() const { return Precision::Exact; }
 
   // Takes a checkpoint tensor (F32, F16 or BF16). The backend may keep a pointer into the
   // mapped file (the TensorStore must outlive the returned weight). With a quantization spec,
@@ -145,8 +148,9 @@ class Backend {
   virtual std::vector<std::string> weight_formats() const = 0;
 };
 
-// Backends by name ("ref", ...). threads = 0: one per hardware thread.
-std::unique_ptr<Backend> make_backend(std::string_view name, int threads = 0);
+// Backends by name ("ref", ...). threads = 0: one per hardware thread. `precision` picks the
+// fast backends' arithmetic (ref is exact either way).
+std::unique_ptr<Backend> make_backend(std::string_view name, int threads = 0, Precision precision = Precision::Fast);
 std::vector<std::string> backend_names();
 
 }  // namespace ilm

@@ -9,9 +9,9 @@ namespace ilm {
 
 std::vector<std::string> backend_names() { return {"cpu", "ref"}; }
 
-std::unique_ptr<Backend> make_backend(std::string_view name, int threads) {
+std::unique_ptr<Backend> make_backend(std::string_view name, int threads, Precision precision) {
   if (name == "ref") return std::make_unique<RefBackend>(threads);
-  if (name == "cpu") return std::make_unique<CpuBackend>(threads);
+  if (name == "cpu") return std::make_unique<CpuBackend>(threads, precision);
   throw Error(fmt::format("unknown backend '{}' (available: {})", name,
                           fmt::join(backend_names(), ", ")));
 }

@@ -46,10 +46,16 @@ void ModelArgs::add_to(CLI::App& cmd) {
   cmd.add_option("--threads,-t", threads, "Threads (default: all)")->check(CLI::NonNegativeNumber);
   cmd.add_option("--quant", quant,
                  "Weight format of the matrices: none (as stored), int8, int4 (optionally :GROUP, default 32)");
+  cmd.add_option("--precision", precision,
+                 "fast (default: bf16 / int8 activations, at least twice as close to the official f32 model as "
+                 "its bf16 run) or exact (f32 activations, ~1e-6; for validation)")
+      ->check(CLI::IsMember({"fast", "exact"}));
 }
 
+Precision ModelArgs::parsed_precision() const { return parse_precision(precision).value_or(Precision::Fast); }
+
 LoadedModel ModelArgs::load() const {
-  return LoadedModel::load(resolve_model_dir(model), {backend, threads, parse_quant(quant)});
+  return LoadedModel::load(resolve_model_dir(model), {backend, threads, parse_quant(quant), parsed_precision()});
 }
 
 std::vector<TokenId> parse_ids(const std::string& text) {

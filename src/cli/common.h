@@ -21,10 +21,11 @@ std::filesystem::path resolve_model_dir(const std::string& model);
 // The options every model-running subcommand shares (--model, --backend, --threads, --quant),
 // and the load they describe.
 struct ModelArgs {
-  std::string model, backend = "cpu", quant = "none";
+  std::string model, backend = "cpu", quant = "none", precision = "fast";
   int threads = 0;
   void add_to(CLI::App& cmd);
   LoadedModel load() const;
+  Precision parsed_precision() const;
 };
 
 // "1,333,352" -> ids; throws ilm::Error on anything else.

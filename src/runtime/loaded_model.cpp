@@ -44,7 +44,7 @@ LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOption
     throw Error(fmt::format("{}: checkpoint is stored as {}; --quant {} cannot change that (quantize the original "
                             "checkpoint instead)",
                             dir.string(), quant_name(m.config.stored_quant), quant_name(opts.quant)));
-  m.backend = make_backend(opts.backend, opts.threads);
+  m.backend = make_backend(opts.backend, opts.threads, opts.precision);
   m.lm = create_model(m.config, *m.store, *m.backend, opts.quant);
   return m;
 }

@@ -18,6 +18,7 @@ struct LoadOptions {
   std::string backend = "cpu";
   int threads = 0;  // 0: all hardware threads
   QuantSpec quant;  // weight format of the big matrices (none = as stored)
+  Precision precision = Precision::Fast;
 };
 
 struct LoadedModel {

@@ -47,14 +47,15 @@ TEST(CpuKernels, GenericIsAlwaysAvailableAndBestIsDetected) {
   const auto isas = cpu::supported_isas();
   ASSERT_FALSE(isas.empty());
   EXPECT_EQ(isas.back(), "generic");
-  EXPECT_EQ(cpu::best_kernels().isa, isas.front());
+  EXPECT_EQ(cpu::best_kernels(Precision::Exact).isa, isas.front());
+  EXPECT_TRUE(cpu::best_kernels(Precision::Fast).isa == "avx512bf16" || cpu::best_kernels(Precision::Fast).isa == isas.front());
   EXPECT_EQ(cpu::kernels_for("no-such-isa"), nullptr);
 }
 
 TEST(CpuKernels, MatmulMatchesRefForEveryIsaDtypeAndTail) {
   RefBackend ref(1);
   for (auto isa : cpu::supported_isas()) {
-    CpuBackend cpu(2, std::string(isa));
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     for (DType dt : {DType::BF16, DType::F16, DType::F32}) {
       for (auto [T, N, K] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
                {1, 1, 1}, {1, 7, 37}, {3, 9, 64}, {5, 13, 100}, {9, 16, 256}, {17, 5, 33}}) {
@@ -101,7 +102,7 @@ TEST(CpuKernels, WidenEqualsKvRowF32) {
 // chunked, batched and recomputed prompts give what decode gives.
 TEST(CpuBackendOps, AttentionOfAPositionIsTheSameAloneOrInABlock) {
   for (auto isa : cpu::supported_isas()) {
-    CpuBackend cpu(2, std::string(isa));
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     // Paged caches with blocks of 7 (the f32 cache is read in place, in runs across blocks)
     // and a contiguous one.
     for (auto [t, block] : std::vector<std::pair<DType, int64_t>>{
@@ -149,7 +150,7 @@ TEST(CpuKernels, NanPropagates) {
     EXPECT_EQ(e[1], 0.0f) << isa;
     EXPECT_EQ(e[2], 1.0f) << isa;
     EXPECT_EQ(e[3], 0.0f) << isa;
-    CpuBackend cpu(2, std::string(isa));
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     for (const char* fmt_name : {"none", "int8", "int4"}) {
       const int64_t N = 20, K = 64;
       HostTensor w(DType::BF16, {N, K}, random_vec(static_cast<size_t>(N * K), 35, 0.02f));
@@ -171,7 +172,7 @@ TEST(CpuKernels, NanPropagates) {
 TEST(CpuBackendOps, AttentionMatchesRefAcrossKeyTiles) {
   RefBackend ref(1);
   for (auto isa : cpu::supported_isas()) {
-    CpuBackend cpu(2, std::string(isa));
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     for (DType kv_type : {DType::F32, DType::BF16, DType::F16})
     for (auto [T, past] : std::vector<std::pair<int64_t, int64_t>>{{1, 0}, {1, 200}, {7, 0}, {5, 130}, {70, 60}}) {
       const int64_t nh = 8, nkv = 2, hd = 32;
@@ -202,7 +203,7 @@ TEST(CpuBackendOps, Int8KvAttentionMatchesRefAcrossKeyTilesAndBlocks) {
   RefBackend ref(1);
   double worst = 0;
   for (auto isa : cpu::supported_isas()) {
-    CpuBackend cpu(2, std::string(isa));
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     for (auto [nh, nkv, hd] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{{8, 2, 32}, {3, 3, 20}})
     for (auto [T, past] : std::vector<std::pair<int64_t, int64_t>>{{1, 0}, {1, 200}, {7, 0}, {5, 130}, {70, 61}}) {
       const int64_t L = past + T, row = nkv * hd, block = 5;
@@ -289,7 +290,7 @@ TEST_F(CpuModelPrecision, LogitsAndGreedyOutputMatchRef) {
   const auto gr = generate(*ref.lm, prompt, o);
 
   for (auto isa : cpu::supported_isas()) {
-    CpuBackend backend(2, std::string(isa));
+    CpuBackend backend(2, Precision::Exact, std::string(isa));
     InternLM2 lm(ref.config, *ref.store, backend);
     KvCache cc = lm.new_cache(128);
     std::vector<float> lc(lr.size());
@@ -344,7 +345,7 @@ TEST(Quantization, RoundTripErrorIsWithinHalfAStep) {
 TEST(Quantization, CpuKernelsMatchRefOnTheSameQuantizedWeights) {
   RefBackend ref(1);
   for (auto isa : cpu::supported_isas()) {
-    CpuBackend cpu(2, std::string(isa));
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     // int8:1024: groups wide enough that the VNNI kernels combine their two levels in f32.
     for (const char* fmt_name : {"int8", "int4", "int8:64", "int4:128", "int8:1024"}) {
       const QuantSpec spec = parse_quant(fmt_name);
@@ -371,11 +372,13 @@ TEST(Quantization, CpuKernelsMatchRefOnTheSameQuantizedWeights) {
 // in one call equal each token alone, bit for bit, on rows not a multiple of any kernel block;
 // bf16 with enough tokens that the GEMM cuts K into cache slices, and a K tail.
 TEST(CpuKernels, MatmulIsBatchInvariantForEveryFormat) {
-  for (auto isa : cpu::supported_isas()) {
-    CpuBackend cpu(2, std::string(isa));
+  auto isas = cpu::supported_isas();
+  if (cpu::kernels_for("avx512bf16")) isas.push_back("avx512bf16");  // the fast set too
+  for (auto isa : isas) {
+    CpuBackend cpu(2, Precision::Exact, std::string(isa));
     for (const char* fmt_name : {"none", "int8", "int4:64"}) {
       const bool dense = std::string_view(fmt_name) == "none";
-      const int64_t T = dense ? 60 : 9, N = 37, K = dense ? 2500 : 384;
+      const int64_t T = dense ? 130 : 9, N = 37, K = dense ? 4500 : 384;  // > one token block, > one K slice
       HostTensor w(DType::BF16, {N, K}, random_vec(static_cast<size_t>(N * K), 33, 0.02f));
       auto wc = cpu.load_weight(w.ref, parse_quant(fmt_name));
       const auto x = random_vec(static_cast<size_t>(T * K), 34);
@@ -394,14 +397,14 @@ TEST_F(CpuModelPrecision, QuantizedLogitsMatchRefOnTheSameQuantizedWeights) {
   for (const char* fmt_name : {"int8", "int4"}) {
     const QuantSpec spec = parse_quant(fmt_name);
     LoadedModel ref = LoadedModel::load(dir_, {"ref", 2, spec});
-    LoadedModel cpu = LoadedModel::load(dir_, {"cpu", 2, spec});
+    LoadedModel cpu = LoadedModel::load(dir_, {"cpu", 2, spec, Precision::Exact});
     const std::vector<TokenId> prompt = ref.tokenizer->encode("量化 quantization test: int main() { return 0; }");
     const int64_t V = ref.config.vocab_size, P = static_cast<int64_t>(prompt.size());
     KvCache cr = ref.lm->new_cache(P), cc = cpu.lm->new_cache(P);
     std::vector<float> lr(static_cast<size_t>(P * V)), lc(lr.size());
     ref.lm->forward(prompt, cr, lr, true);
     cpu.lm->forward(prompt, cc, lc, true);
-    std::printf("%s: cpu (%s) vs ref logits rel err %.2e\n", fmt_name, std::string(CpuBackend(1).isa()).c_str(),
+    std::printf("%s: cpu (%s) vs ref logits rel err %.2e\n", fmt_name, std::string(CpuBackend(1, Precision::Exact).isa()).c_str(),
                 rel_err(lc, lr));
     EXPECT_LT(rel_err(lc, lr), 1e-3) << fmt_name;
   }
@@ -416,8 +419,9 @@ namespace {
 // A batched pass gives every sequence what it gets alone: mixed prefill and decode, different
 // cache lengths, a prompt long enough to be split over passes, NTK active for some sequences.
 TEST_F(CpuModelPrecision, BatchedForwardEqualsSeparateForwards) {
-  for (const char* backend : {"cpu", "ref"}) {
-    LoadedModel m = LoadedModel::load(dir_, {backend, 2, {}});
+  for (auto [backend, precision] : {std::pair{"cpu", Precision::Fast}, std::pair{"cpu", Precision::Exact},
+                                    std::pair{"ref", Precision::Exact}}) {
+    LoadedModel m = LoadedModel::load(dir_, {backend, 2, {}, precision});
     const int64_t V = m.config.vocab_size;
     std::mt19937 rng(3);
     std::uniform_int_distribution<TokenId> tok(3, 90000);
@@ -454,7 +458,7 @@ TEST_F(CpuModelPrecision, BatchedForwardEqualsSeparateForwards) {
     m.lm->forward_batch(batch);
     for (size_t i = 0; i < shapes.size(); ++i) {
       EXPECT_EQ(together[i].length(), solo[i].length());
-      EXPECT_LT(rel_err(got[i], want[i]), 1e-6) << backend << " sequence " << i;
+      EXPECT_LT(rel_err(got[i], want[i]), 1e-6) << backend << " " << precision_name(precision) << " sequence " << i;
     }
   }
 }
@@ -465,11 +469,13 @@ TEST_F(CpuModelPrecision, BatchedForwardEqualsSeparateForwards) {
 namespace ilm {
 namespace {
 
-// The opt-in bf16-activation kernels: the error they cost is bounded and stated, not hidden.
+// The fast kernels: the error they cost is bounded and stated, not hidden, and the same for a
+// token alone as in a batch (activations rounded to bf16 whatever T is).
 TEST_F(CpuModelPrecision, Bf16ActivationKernelsStayWithinTheirStatedError) {
   if (!cpu::kernels_for("avx512bf16")) GTEST_SKIP() << "CPU has no AVX512_BF16";
   RefBackend ref(2);
-  CpuBackend fast(2, "avx512bf16");
+  CpuBackend fast(2, Precision::Fast, "avx512bf16");
+  EXPECT_EQ(fast.precision(), Precision::Fast);
   HostTensor w(DType::BF16, {64, 512}, random_vec(64 * 512, 41, 0.02f));
   auto wr = ref.load_weight(w.ref), wc = fast.load_weight(w.ref);
   const auto x = random_vec(8 * 512, 42);
@@ -479,22 +485,23 @@ TEST_F(CpuModelPrecision, Bf16ActivationKernelsStayWithinTheirStatedError) {
   const double kernel_err = rel_err(yc, yr);
   EXPECT_GT(kernel_err, 0.0);   // it really takes the bf16 path
   EXPECT_LT(kernel_err, 8e-3);  // bf16 rounding of activations: 2^-9 relative per element
-  std::vector<float> y1(64), r1(64);
-  ref.matmul(x.data(), 1, *wr, nullptr, r1.data());
-  fast.matmul(x.data(), 1, *wc, nullptr, y1.data());
-  EXPECT_LT(rel_err(y1, r1), 1e-5);  // one token keeps the exact path
-  // Quantized weights: activations in one int8 level per group (max|x|/254 per element).
+  for (int64_t t = 0; t < 8; ++t) {
+    std::vector<float> y1(64);
+    fast.matmul(x.data() + t * 512, 1, *wc, nullptr, y1.data());
+    EXPECT_TRUE(std::equal(y1.begin(), y1.end(), yc.begin() + t * 64)) << "token " << t << " alone differs";
+  }
+  // Quantized weights keep two int8 activation levels on the fast path (one level broke the
+  // precision rule three times over).
   for (const char* fmt_name : {"int8", "int4"}) {
     auto qr = ref.load_weight(w.ref, parse_quant(fmt_name)), qc = fast.load_weight(w.ref, parse_quant(fmt_name));
     ref.matmul(x.data(), 8, *qr, nullptr, yr.data());
     fast.matmul(x.data(), 8, *qc, nullptr, yc.data());
     const double q_err = rel_err(yc, yr);
     std::printf("avx512bf16 %s: kernel rel err %.2e\n", fmt_name, q_err);
-    EXPECT_GT(q_err, 1e-5) << fmt_name;  // it really takes the one-level path
-    EXPECT_LT(q_err, 2e-2) << fmt_name;
+    EXPECT_LT(q_err, 1e-4) << fmt_name;
   }
 
-  LoadedModel m = LoadedModel::load(dir_, {"ref", 2, {}});
+LoadedModel m = LoadedModel::load(dir_, {"ref", 2, {}});
   InternLM2 lm(m.config, *m.store, fast);
   const auto prompt = m.tokenizer->encode("bf16 activations: 你好, world");
   const int64_t V = m.config.vocab_size, P = static_cast<int64_t>(prompt.size());

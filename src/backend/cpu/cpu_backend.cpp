@@ -28,11 +28,11 @@ constexpr int64_t kRowBlock = 4;   // rows per work item: matches the kernels' r
 
 }  // namespace
 
-CpuBackend::CpuBackend(int threads, const std::string& requested) : pool_(threads) {
+CpuBackend::CpuBackend(int threads, Precision precision, const std::string& requested) : pool_(threads) {
   std::string isa = requested;
   if (const char* env = std::getenv("INTERNLM_CPU_KERNELS"); isa.empty() && env && *env) isa = env;
   if (isa.empty()) {
-    k_ = &cpu::best_kernels();
+    k_ = &cpu::best_kernels(precision);
   } else {
     k_ = cpu::kernels_for(isa);
     if (!k_)

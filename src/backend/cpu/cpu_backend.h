@@ -13,14 +13,15 @@ namespace ilm {
 
 class CpuBackend final : public Backend {
  public:
-  // isa: "" picks $INTERNLM_CPU_KERNELS if set, else the best exact kernels this CPU
-  // supports; "avx512bf16" / "avx512vnni" / "avx512" / "avx2" / "neon" / "generic" forces one (ilm::Error if the CPU
-  // lacks it).
-  explicit CpuBackend(int threads = 0, const std::string& isa = "");
+  // isa: "" picks $INTERNLM_CPU_KERNELS if set, else the best kernels of `precision` this CPU
+  // supports; "avx512bf16" / "avx512vnni" / "avx512" / "avx2" / "neon" / "generic" forces one
+  // (ilm::Error if the CPU lacks it).
+  explicit CpuBackend(int threads = 0, Precision precision = Precision::Fast, const std::string& isa = "");
 
   std::string_view name() const override { return "cpu"; }
   int threads() const override { return pool_.size(); }
   std::string_view isa() const { return k_->isa; }
+  Precision precision() const override { return k_->precision; }
   std::unique_ptr<Weight> load_weight(const TensorRef& t, const QuantSpec& quant = {}) override;
   std::unique_ptr<Weight> load_quantized(const std::string& name, QuantizedMatrix q) override;
   void embedding(const Weight& table, std::span<const TokenId> ids, float* out) override;

@@ -53,9 +53,13 @@ std::vector<std::string_view> supported_isas() {
   return out;
 }
 
-const Kernels& best_kernels() {
-  static const Kernels* best = kernels_for(supported_isas().front());
-  return *best;
+const Kernels& best_kernels(Precision p) {
+  static const Kernels* exact = kernels_for(supported_isas().front());
+  static const Kernels* fast = [] {
+    const Kernels* f = kernels_for("avx512bf16");
+    return f ? f : exact;
+  }();
+  return p == Precision::Fast ? *fast : *exact;
 }
 
 const DotPeakProbe* bf16_dot_probe() {

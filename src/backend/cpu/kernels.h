@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/dtype.h"
+#include "common/precision.h"
 
 namespace ilm::cpu {
 
@@ -52,6 +53,9 @@ using FmaLoopFn = float (*)(int64_t iters);
 
 struct Kernels {
   std::string_view isa;  // "avx512bf16", "avx512vnni", "avx512", "avx2", "neon", "generic"
+  // Which precision the set implements: Exact sets multiply f32 activations (int8 / int4 in two
+  // int8 levels, ~2e-5); the Fast set rounds activations to bf16 / one int8 level.
+  Precision precision;
   MatmulFn matmul;
   MatmulQuantFn matmul_quant;
   DotFn dot;
@@ -77,17 +81,16 @@ struct DotPeakProbe {
 const DotPeakProbe* bf16_dot_probe();
 const DotPeakProbe* int8_dot_probe();
 
-// The best kernels this CPU supports (detected once).
-const Kernels& best_kernels();
+// The best kernels of a precision this CPU supports (detected once): for Fast, "avx512bf16"
+// where the CPU has AVX512_BF16 and VNNI, else the best exact set (no rounded-activation
+// kernels pay off without a bf16 / int8 dot-product instruction).
+const Kernels& best_kernels(Precision p = Precision::Fast);
 // Kernels for a given ISA if this CPU supports it (and the build includes it), else nullptr.
 const Kernels* kernels_for(std::string_view isa);
-// Every kernel set that holds the precision targets and can run here, best first (the first
-// is the default): f32 arithmetic, except that avx512vnni carries activations for quantized
-// weights in two int8 levels (~2e-5 relative kernel error). Not listed: "avx512bf16", which
-// rounds activations to bf16 (bf16 weights, several tokens; ~4e-3 relative logit error) or to
-// one int8 level (quantized weights; ~6e-3 kernel error) for speed; it is opt-in via
-// kernels_for("avx512bf16") / INTERNLM_CPU_KERNELS, and unlike the others a token's result
-// there depends on whether it is alone (T = 1 keeps the exact bf16 path).
+// Every exact kernel set that can run here, best first (the first is best_kernels(Exact)):
+// f32 arithmetic, except that avx512vnni carries activations for quantized weights in two int8
+// levels (~2e-5 relative kernel error). Not listed: the Fast set "avx512bf16", which rounds
+// activations to bf16 (bf16 weights) or to one int8 level (quantized weights).
 std::vector<std::string_view> supported_isas();
 // CPU features relevant to kernel choice, e.g. {"avx2", "fma", "avx512f", "avx512_bf16"}.
 std::vector<std::string> cpu_features();

@@ -382,7 +382,7 @@ void widen_avx512(const void* src, DType t, float scale, int64_t n, float* dst) 
   }
 }
 
-const Kernels kAvx512Kernels = {"avx512", matmul_avx512, matmul_quant_avx512, dot_avx512,
+const Kernels kAvx512Kernels = {"avx512", Precision::Exact, matmul_avx512, matmul_quant_avx512, dot_avx512,
                                 read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512, widen_avx512};
 
 }  // namespace ilm::cpu

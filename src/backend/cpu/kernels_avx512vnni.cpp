@@ -281,21 +281,12 @@ void matmul_quant_avx512vnni(const float* x, int64_t ldx, int64_t T, const uint8
     matmul_quant_typed<4, 2>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
 }
 
-void matmul_quant_avx512vnni_q8(const float* x, int64_t ldx, int64_t T, const uint8_t* data,
-                                const uint16_t* scales, int bits, int64_t K, int64_t group, int64_t r0, int64_t r1,
-                                float* y, int64_t ldy) {
-  if (bits == 8)
-    matmul_quant_typed<8, 1>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
-  else
-    matmul_quant_typed<4, 1>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
-}
-
 void pack_quant_avx512vnni(const uint8_t* data, const uint16_t* scales, int bits, int64_t rows, int64_t K,
                            int64_t group, uint8_t* data_out, uint16_t* scales_out) {
   pack_quant_impl(data, scales, bits, rows, K, group, data_out, scales_out);
 }
 
-const Kernels kAvx512VnniKernels = {"avx512vnni",
+const Kernels kAvx512VnniKernels = {"avx512vnni", Precision::Exact,
                                     kAvx512Kernels.matmul,
                                     matmul_quant_avx512vnni,
                                     kAvx512Kernels.dot,

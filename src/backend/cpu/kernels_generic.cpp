@@ -140,7 +140,7 @@ void widen_generic(const void* src, DType t, float scale, int64_t n, float* dst)
   }
 }
 
-const Kernels kGenericKernels = {"generic", matmul_generic, matmul_quant_generic, dot_generic,
+const Kernels kGenericKernels = {"generic", Precision::Exact, matmul_generic, matmul_quant_generic, dot_generic,
                                  read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic, widen_generic};
 
 }  // namespace ilm::cpu

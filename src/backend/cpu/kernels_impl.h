@@ -19,7 +19,7 @@ namespace ilm::cpu {
 // temporary buffers. Defined in kernels.cpp, compiled for every CPU: kernel files must not
 // instantiate library templates (std::vector...), whose one linked copy could then carry
 // their instruction set into callers on any CPU.
-enum class ScratchSlot { Activations, PackRow, kCount };
+enum class ScratchSlot { Activations, PackRow, Partials, kCount };
 uint8_t* thread_scratch(ScratchSlot slot, int64_t bytes);
 
 extern const Kernels kGenericKernels;
@@ -45,11 +45,6 @@ extern const Kernels kAvx512VnniKernels;
 // copying from kAvx512VnniKernels (dynamically initialised: no order across files).
 void matmul_quant_avx512vnni(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
                              int bits, int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy);
-// The same with activations in one int8 level (~1e-2 relative per product, 2x the speed):
-// the opt-in "avx512bf16" set's rounded-activation kernels.
-void matmul_quant_avx512vnni_q8(const float* x, int64_t ldx, int64_t T, const uint8_t* data,
-                                const uint16_t* scales, int bits, int64_t K, int64_t group, int64_t r0, int64_t r1,
-                                float* y, int64_t ldy);
 void pack_quant_avx512vnni(const uint8_t* data, const uint16_t* scales, int bits, int64_t rows, int64_t K,
                            int64_t group, uint8_t* data_out, uint16_t* scales_out);
 constexpr int64_t kAvx512VnniQuantRows = 16;

@@ -340,6 +340,7 @@ float fma_loop_neon(int64_t iters) {
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 const Kernels kNeonKernels = {
     .isa = "neon",
+    .precision = Precision::Exact,
     .matmul = matmul_neon,
     .matmul_quant = matmul_quant_neon,
     .dot = dot_neon,
