@@ -8,9 +8,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include <fmt/format.h>
@@ -63,7 +66,99 @@ bool inside_a_mapping(uintptr_t begin, uintptr_t end) {
   return begin >= it->first && end <= it->second;
 }
 
+constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+
+// Maps the whole file read-only. Large files go at a 2 MiB-aligned address (so file offset and
+// address agree modulo 2 MiB, which a huge-page mapping needs) and are advised MADV_HUGEPAGE.
+void* map_file(int fd, size_t size) {
+  if (size < MappedFile::kHugeMapMin) return ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* reserve = ::mmap(nullptr, size + kHuge, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserve == MAP_FAILED) return ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const auto r = reinterpret_cast<uintptr_t>(reserve);
+  const uintptr_t aligned = (r + kHuge - 1) & ~(kHuge - 1);
+  void* p = ::mmap(reinterpret_cast<void*>(aligned), size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+  if (p == MAP_FAILED) {
+    ::munmap(reserve, size + kHuge);
+    return ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  }
+  // Give back the reservation around the file's pages.
+  const size_t ps = page_size();
+  const uintptr_t end = aligned + (size + ps - 1) / ps * ps;
+  if (aligned > r) ::munmap(reserve, aligned - r);
+  if (r + size + kHuge > end) ::munmap(reinterpret_cast<void*>(end), r + size + kHuge - end);
+#ifdef MADV_HUGEPAGE
+  (void)::madvise(p, size, MADV_HUGEPAGE);  // a hint: fine if refused
+#endif
+  return p;
+}
+
+// Faults every page of [p, p + n) in (read-ahead in large folios where advised).
+void populate(const std::byte* p, size_t n) {
+#ifdef MADV_POPULATE_READ
+  if (::madvise(const_cast<std::byte*>(p), n, MADV_POPULATE_READ) == 0) return;
+#endif
+  const size_t ps = page_size();
+  volatile std::byte sink{};
+  for (size_t i = 0; i < n; i += ps) sink = p[i];
+  (void)sink;
+}
+
 }  // namespace
+
+size_t huge_mapped_bytes(const void* p, size_t n) {
+  std::ifstream smaps("/proc/self/smaps");
+  if (!smaps) return 0;
+  const auto begin = reinterpret_cast<uintptr_t>(p), end = begin + n;
+  size_t total = 0;
+  bool inside = false;
+  std::string line;
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find('-')) {
+      inside = lo < end && hi > begin;
+      continue;
+    }
+    if (!inside) continue;
+    unsigned long kb = 0;
+    if (std::sscanf(line.c_str(), "FilePmdMapped: %lu kB", &kb) == 1 || std::sscanf(line.c_str(), "AnonHugePages: %lu kB", &kb) == 1)
+      total += kb * 1024;
+  }
+  return total;
+}
+
+void collapse_to_huge_pages(void* p, size_t n) {
+  const auto b = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const auto e = (reinterpret_cast<uintptr_t>(p) + n) & ~(kHuge - 1);
+  if (e <= b) return;
+#ifdef MADV_HUGEPAGE
+  (void)::madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+#endif
+  (void)::madvise(reinterpret_cast<void*>(b), e - b, 25 /* MADV_COLLAPSE, Linux 6.1 */);
+}
+
+double MappedFile::populate_huge(bool reread) const {
+  if (data_ == nullptr) return 0;
+  populate(data_, size_);
+  double share = static_cast<double>(huge_mapped_bytes(data_, size_)) / static_cast<double>(size_);
+  if (!reread || size_ < kHugeMapMin || share >= 0.5) return share;
+  // The page cache holds this file in small pages: drop them (only pages no process maps go)
+  // and read the file again through the huge-page mapping.
+  // The address stays the same (tensors already point into it): the file's pages are first
+  // swapped for an inaccessible placeholder, then mapped again in place.
+  const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return share;
+  FdGuard guard{fd};
+  if (::mmap(data_, size_, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+    fail(path_, "cannot unmap for a huge-page read", errno);
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  if (::mmap(data_, size_, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED)
+    fail(path_, "cannot map again", errno);
+#ifdef MADV_HUGEPAGE
+  (void)::madvise(data_, size_, MADV_HUGEPAGE);
+#endif
+  populate(data_, size_);
+  return static_cast<double>(huge_mapped_bytes(data_, size_)) / static_cast<double>(size_);
+}
 
 MappedFile MappedFile::open(const std::filesystem::path& path) {
   // O_NONBLOCK so that a FIFO given by mistake cannot hang us before fstat rejects it; it has
@@ -88,7 +183,7 @@ MappedFile MappedFile::open(const std::filesystem::path& path) {
   m.size_ = static_cast<size_t>(st.st_size);
   if (m.size_ == 0) return m;  // mmap rejects zero-length mappings; an empty file is valid
 
-  void* p = ::mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* p = map_file(fd, m.size_);
   if (p == MAP_FAILED) {
     const int err = errno;
     m.size_ = 0;

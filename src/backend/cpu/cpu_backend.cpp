@@ -84,6 +84,7 @@ QuantizedMatrix CpuBackend::pack_quantized(const QuantizedMatrix& q) {
   });
   release_mapped_pages(q.data.data(), q.data.size());
   release_mapped_pages(q.scales.data(), q.scales.size_bytes());
+  collapse_to_huge_pages(data.data(), data.size());  // decode streams these: 2 MiB TLB entries
   QuantizedMatrix packed;
   packed.spec = q.spec;
   packed.rows = q.rows;
