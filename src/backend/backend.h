@@ -36,6 +36,9 @@ class Weight {
   // its file is not a multiple of its element size, which safetensors allows — an aligned
   // copy kept in this weight.
   const void* init_from(const TensorRef& t, std::string_view backend);
+  // The memory the backend reads to use this weight (for a bandwidth probe over exactly the
+  // pages decode streams); empty where the backend does not say.
+  virtual std::vector<std::span<const std::byte>> memory() const { return {}; }
 
  private:
   std::vector<std::byte> aligned_copy_;

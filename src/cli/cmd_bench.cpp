@@ -30,13 +30,16 @@ void bench(const BenchArgs& a) {
   j["gen_tokens"] = a.opts.gen_tokens;
   j["reps"] = a.opts.reps;
   j["weight_bytes"] = m.store->total_bytes();
+  j["precision"] = precision_name(m.backend->precision());
   if (a.json) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
   const double gb = static_cast<double>(m.store->total_bytes()) / 1e9;
-  fmt::print("model {} ({:.2f} GB weights), backend {}, {} threads\n", m.dir.string(), gb, m.backend->name(),
-             m.backend->threads());
+  fmt::print("model {} ({:.2f} GB weights), backend {} ({} precision), {} threads, {:.0f}% of the decode weights in "
+             "huge pages\n",
+             m.dir.string(), gb, m.backend->name(), precision_name(m.backend->precision()), m.backend->threads(),
+             100 * r.weights_huge_page_share);
   fmt::print("pp{:<5} {:8.2f} ± {:.2f} tok/s   {:.1f} GFLOP/s = {:.1f}% of f32 FMA peak {:.1f}{}\n",
              a.opts.prompt_tokens, r.pp_tokens_per_s.mean, r.pp_tokens_per_s.stddev, r.pp_gflops,
              100 * r.pp_gflops / r.fma_peak_gflops, r.fma_peak_gflops,
@@ -54,6 +57,14 @@ void bench(const BenchArgs& a) {
              std::max(*std::max_element(r.bandwidth_before_gbps.begin(), r.bandwidth_before_gbps.end()),
                       *std::max_element(r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end())),
              100 * r.tg_roofline_ratio_low, 100 * r.tg_roofline_ratio_high);
+  if (!r.weight_read_before_gbps.empty() && r.tg_weight_read_ratio_low > 0) {
+    std::vector<double> wr = r.weight_read_before_gbps;
+    wr.insert(wr.end(), r.weight_read_after_gbps.begin(), r.weight_read_after_gbps.end());
+    fmt::print("              streaming read of the weights' own memory {:.1f}-{:.1f} GB/s around the runs: tg = "
+               "{:.1f}%-{:.1f}% of it\n",
+               *std::min_element(wr.begin(), wr.end()), *std::max_element(wr.begin(), wr.end()),
+               100 * r.tg_weight_read_ratio_low, 100 * r.tg_weight_read_ratio_high);
+  }
   if (r.batch > 1)
     fmt::print("batch{:<3} {:8.2f} ± {:.2f} tok/s aggregate over {} sequences = {:.2f}x single-sequence decode\n",
                r.batch, r.batch_tg_tokens_per_s.mean, r.batch_tg_tokens_per_s.stddev, r.batch,

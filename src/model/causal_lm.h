@@ -55,6 +55,9 @@ class CausalLM {
   // Weight bytes one decode step reads (in the loaded formats): the bandwidth roofline's
   // numerator, without the KV cache.
   virtual uint64_t decode_weight_bytes() const = 0;
+  // The memory of the weights a decode step reads whole (every matrix and norm, the head), as
+  // the backend holds them: what `bench` streams to measure the bandwidth decode can reach.
+  virtual std::vector<std::span<const std::byte>> decode_weight_memory() const { return {}; }
 
   // Names of the checkpoint tensors the model uses (to spot unexpected extra tensors).
   virtual std::vector<std::string> weight_names() const = 0;

@@ -90,6 +90,20 @@ uint64_t InternLM2::decode_weight_bytes() const {
   return total;
 }
 
+std::vector<std::span<const std::byte>> InternLM2::decode_weight_memory() const {
+  std::vector<std::span<const std::byte>> out;
+  auto add = [&out](const std::unique_ptr<Weight>& w) {
+    if (!w) return;
+    for (auto s : w->memory()) out.push_back(s);
+  };
+  for (const Layer& l : layers_)
+    for (const auto* w : {&l.attention_norm, &l.wqkv, &l.wqkv_bias, &l.wo, &l.wo_bias, &l.ffn_norm, &l.w1, &l.w3, &l.w2})
+      add(*w);
+  add(norm_);
+  add(output_ ? output_ : tok_embeddings_);
+  return out;
+}
+
 void InternLM2::forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
                         bool all_logits) {
   SequenceInput one{ids, &cache, logits, all_logits};

@@ -43,6 +43,7 @@ class InternLM2 final : public CausalLM {
   std::vector<std::string> weight_names() const override;
   std::vector<std::string> matrix_names() const override { return matrix_names_; }
   uint64_t decode_weight_bytes() const override;
+  std::vector<std::span<const std::byte>> decode_weight_memory() const override;
 
   // Tokens processed per pass through the layers: bounds activation memory for long prompts.
   // Splitting is exact: chunks see earlier chunks through the cache, and every chunk of one

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "io/mapped_file.h"
 #include "perf/machine_probe.h"
 #include "runtime/sampler.h"
 
@@ -97,6 +98,15 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     lm.forward(one, cache, logits, false);
   }
 
+  const auto weight_memory = lm.decode_weight_memory();
+  {
+    size_t all = 0, huge = 0;
+    for (auto s : weight_memory) {
+      all += s.size();
+      huge += huge_mapped_bytes(s.data(), s.size());  // per span: spans of one mapping overlap in smaps
+    }
+    r.weights_huge_page_share = all ? std::min(1.0, static_cast<double>(huge) / static_cast<double>(all)) : 0.0;
+  }
   std::vector<double> pp, tg;
   for (int rep = 0; rep < o.reps; ++rep) {
     say(fmt::format("pp{} run {}/{}", o.prompt_tokens, rep + 1, o.reps));
@@ -108,6 +118,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
   for (int rep = 0; rep < o.reps; ++rep) {
     say(fmt::format("tg{} run {}/{} (bandwidth probe before and after)", o.gen_tokens, rep + 1, o.reps));
     r.bandwidth_before_gbps.push_back(probe.read_bandwidth_gbps());
+    r.weight_read_before_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
     KvCache cache = lm.new_cache(o.gen_tokens + 1);
     const TokenId bos[1] = {1};
     lm.forward(bos, cache, logits, false);
@@ -118,6 +129,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     }
     tg.push_back(static_cast<double>(o.gen_tokens) / (now_s() - t0));
     r.bandwidth_after_gbps.push_back(probe.read_bandwidth_gbps());
+    r.weight_read_after_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
   }
   if (o.batch > 1) {
     // Batched decode: `batch` sequences, each with its own short prompt, step together; one
@@ -160,6 +172,12 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
   const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
   r.tg_roofline_ratio_low = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (bw_hi * 1e9);
   r.tg_roofline_ratio_high = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (bw_lo * 1e9);
+  std::vector<double> wr = r.weight_read_before_gbps;
+  wr.insert(wr.end(), r.weight_read_after_gbps.begin(), r.weight_read_after_gbps.end());
+  if (!wr.empty() && *std::min_element(wr.begin(), wr.end()) > 0) {
+    r.tg_weight_read_ratio_low = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (*std::max_element(wr.begin(), wr.end()) * 1e9);
+    r.tg_weight_read_ratio_high = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (*std::min_element(wr.begin(), wr.end()) * 1e9);
+  }
 
   if (o.probe_compute) {
     say("compute peaks (f32 FMA, bf16 dot)");
@@ -177,6 +195,10 @@ nlohmann::json BenchResult::to_json() const {
       {"tg_tokens_per_s", stat(tg_tokens_per_s)},
       {"bandwidth_before_gbps", bandwidth_before_gbps},
       {"bandwidth_after_gbps", bandwidth_after_gbps},
+      {"weight_read_before_gbps", weight_read_before_gbps},
+      {"weight_read_after_gbps", weight_read_after_gbps},
+      {"tg_weight_read_ratio", {{"vs_fastest_read", tg_weight_read_ratio_low}, {"vs_slowest_read", tg_weight_read_ratio_high}}},
+      {"weights_huge_page_share", weights_huge_page_share},
       {"decode_bytes_per_token", decode_bytes_per_token},
       {"tg_roofline_ratio", {{"vs_highest_bandwidth", tg_roofline_ratio_low}, {"vs_lowest_bandwidth", tg_roofline_ratio_high}}},
       {"prefill_flops", prefill_flops},

@@ -33,6 +33,10 @@ struct BenchResult {
   double fma_peak_gflops = 0;
   std::optional<double> bf16_peak_gflops, int8_peak_gops;
   std::vector<double> bandwidth_before_gbps, bandwidth_after_gbps;  // per tg repetition
+  // A plain streaming read of the weights' own memory, right before and after each tg run.
+  std::vector<double> weight_read_before_gbps, weight_read_after_gbps;
+  double tg_weight_read_ratio_low = 0, tg_weight_read_ratio_high = 0;  // vs the faster / slower read
+  double weights_huge_page_share = 0;  // of the decode weights' memory, mapped in huge pages
   double decode_bytes_per_token = 0;   // weights + mean KV read per generated token
   double prefill_flops = 0;            // per pp run
   double tg_roofline_ratio_low = 0, tg_roofline_ratio_high = 0;  // vs the faster / slower bracket

@@ -20,6 +20,10 @@ class InPlaceWeight final : public Weight {
  public:
   const void* data = nullptr;
   QuantizedMatrix q;  // when quant.format != None
+  std::vector<std::span<const std::byte>> memory() const override {
+    if (quant.format == QuantFormat::None) return {{static_cast<const std::byte*>(data), bytes}};
+    return {std::as_bytes(q.data), std::as_bytes(q.scales)};
+  }
 };
 
 const InPlaceWeight& in_place(const Weight& w) { return static_cast<const InPlaceWeight&>(w); }
