@@ -122,7 +122,7 @@ void register_all() {
                                              [isa, format](benchmark::State& s) { BM_Matmul(s, isa, format); });
       b->ArgNames({"rows", "cols", "tokens"})->Unit(benchmark::kMillisecond)->UseRealTime();
       b->Args({4096, 4096, 1})->Args({14336, 4096, 1})->Args({4096, 14336, 1});
-      b->Args({4096, 4096, 16})->Args({4096, 4096, 128});
+      b->Args({4096, 4096, 16})->Args({4096, 4096, 128})->Args({14336, 4096, 512})->Args({4096, 14336, 512});
     }
   }
   benchmark::RegisterBenchmark("AttentionDecode", BM_AttentionDecode)

@@ -20,7 +20,7 @@ namespace ilm::cpu {
 namespace {
 
 constexpr int64_t kStep = 32;      // bf16 values per vector
-constexpr int64_t kSliceK = 2048;  // columns per cache slice: 4 weight rows = 16 KiB (L1)
+constexpr int64_t kSliceK = 2048;  // columns per cache slice: a row group's slice of weights stays in L1
 constexpr int64_t kTokBlock = 96;  // tokens per block: 96 x 2048 bf16 = 384 KiB of activations (L2)
 constexpr int kTileT = 6, kTileR = 4;  // 24 accumulators + 4 weight vectors + 1 activation
 
@@ -114,7 +114,9 @@ inline void row_group(const uint16_t* xb, int64_t ldxb, int64_t nt, const uint16
 
 void matmul_bf16_dot(const float* x, int64_t ldx, int64_t T, const uint16_t* w, int64_t K, int64_t r0, int64_t r1,
                      float* y, int64_t ldy) {
-  const int64_t kp = (K + kStep - 1) / kStep * kStep;  // padded activation row
+  // Padded activation row, plus one vector so that the rows of a tile do not all fall in the same
+  // L1 sets (rows 2^n bytes apart alias; measured in kernel_bench).
+  const int64_t kp = (K + kStep - 1) / kStep * kStep + kStep;
   const int64_t tb = T < kTokBlock ? T : kTokBlock;
   auto* const xb = reinterpret_cast<uint16_t*>(thread_scratch(ScratchSlot::Activations, tb * kp * 2));
   auto* const part = reinterpret_cast<float*>(thread_scratch(ScratchSlot::Partials, tb * kTileR * 16 * 4));
