@@ -19,7 +19,8 @@ nlohmann::json matrix() {
   nlohmann::json j;
   j["cpu_features"] = cpu::cpu_features();
   j["cpu_isas"] = cpu::supported_isas();
-  j["cpu_isa_selected"] = cpu::best_kernels().isa;
+  j["cpu_isa_selected"] = cpu::best_kernels(Precision::Fast).isa;
+  j["cpu_isa_exact"] = cpu::best_kernels(Precision::Exact).isa;
   nlohmann::json backends = nlohmann::json::array();
   for (const auto& name : backend_names()) {
     auto be = make_backend(name, 1);
@@ -33,7 +34,8 @@ nlohmann::json matrix() {
 
 void print(const nlohmann::json& j) {
   fmt::print("cpu features: {}\n", fmt::join(j["cpu_features"].get<std::vector<std::string>>(), " "));
-  fmt::print("cpu kernels:  {} (available: {})\n\n", j["cpu_isa_selected"].get<std::string>(),
+  fmt::print("cpu kernels:  {} with --precision fast (default), {} with --precision exact (exact sets available: {})\n\n",
+             j["cpu_isa_selected"].get<std::string>(), j["cpu_isa_exact"].get<std::string>(),
              fmt::join(j["cpu_isas"].get<std::vector<std::string>>(), ", "));
   std::set<std::string> ops, formats;
   for (const auto& b : j["backends"]) {

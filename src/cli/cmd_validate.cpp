@@ -63,6 +63,7 @@ void run(const ValidateArgs& a) {
   o.model_dir = resolve_model_dir(a.model.model);
   o.backend = a.model.backend;
   o.quant = a.model.quant;
+  o.precision = a.model.parsed_precision();
   parse_quant(o.quant);  // a bad --quant is a usage error, before any work
   if (!parse_kv_cache_dtype(a.kv_dtype))
     throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));

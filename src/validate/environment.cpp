@@ -101,7 +101,7 @@ void stage_environment(Context& ctx, StageResult& r) {
   for (auto s : cpu::supported_isas()) isas.emplace_back(s);
   m["cpu_kernel_isas"] = isas;
   const char* forced = std::getenv("INTERNLM_CPU_KERNELS");
-  m["cpu_kernel_isa_selected"] = forced && *forced ? std::string(forced) : std::string(cpu::best_kernels().isa);
+  m["cpu_kernel_isa_selected"] = forced && *forced ? std::string(forced) : std::string(cpu::best_kernels(o.precision).isa);
   m["hardware_threads"] = hw;
   m["threads_used"] = o.threads > 0 ? o.threads : static_cast<int>(hw);
   m["memory_total_bytes"] = mem.total_bytes;
@@ -119,6 +119,7 @@ void stage_environment(Context& ctx, StageResult& r) {
   m["build_flags"] = INTERNLM_BUILD_FLAGS;
   m["backends_compiled"] = backend_names();
   m["backend_selected"] = o.backend;
+  m["precision"] = std::string(precision_name(o.precision));
   m["quant"] = o.quant;
   m["kv_cache_dtype"] = o.kv_dtype;
   std::vector<std::string> archs;

@@ -212,7 +212,7 @@ void stage_operators(Context& ctx, StageResult& r) {
   }
   std::unique_ptr<Backend> test, ref;
   try {
-    test = make_backend(o.backend, o.threads);
+    test = make_backend(o.backend, o.threads, o.precision);
     if (!ctx.fault.empty()) test = make_faulty_backend(std::move(test), parse_fault(ctx.fault));
     ref = make_backend("ref", o.threads);
   } catch (const Error& e) {
@@ -269,7 +269,7 @@ void stage_operators(Context& ctx, StageResult& r) {
   }
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& k : cases) {
-    const double tol = ctx.th.get(fmt::format("operators.{}_rel_tol", k.op));
+    const double tol = ctx.th.get(fast_key(o, fmt::format("operators.{}_rel_tol", k.op)));
     const bool ok = tol > 0 ? k.err.rel <= tol : k.err.max_abs == 0;
     Check c;
     std::string slug = k.name;

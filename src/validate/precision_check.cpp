@@ -178,7 +178,7 @@ void stage_precision(Context& ctx, StageResult& r) {
       ctx.note(fmt::format("{:.2f} B parameters: ref comparison bounded to {} prompt(s) of <= {} tokens and {} greedy "
                            "tokens (precision.large_model_*)",
                            params / 1e9, n_prompts, max_tokens, n_greedy));
-    const double tol_rel = ctx.th.get("precision.max_rel_error");
+    const double tol_rel = ctx.th.get(fast_key(o, "precision.max_rel_error"));
     LogitsSummary total;
     nlohmann::json per_prompt = nlohmann::json::array();
     int64_t greedy_total = 0, greedy_agree = 0;
@@ -274,7 +274,7 @@ void stage_precision(Context& ctx, StageResult& r) {
       c.source = src;
       r.add(c);
     };
-    const double tol_kl = ctx.th.get("precision.max_mean_kl"),
+    const double tol_kl = ctx.th.get(fast_key(o, "precision.max_mean_kl")),
                  min_top1 = ctx.th.get("precision.min_top1_agreement"),
                  min_greedy = ctx.th.get("precision.min_greedy_agreement");
     emit("logits_rel_error", "Logits relative error vs ref", total.max_rel <= tol_rel, total.max_rel, tol_rel,
@@ -406,7 +406,7 @@ void stage_precision(Context& ctx, StageResult& r) {
     emit("files", "Golden files readable", false, static_cast<double>(problems.size()), 0,
          fmt::format("{}", fmt::join(problems, "; ")));
   if (g.positions > 0) {
-    const double tr = ctx.th.get("precision.golden_max_rel_error"), tk = ctx.th.get("precision.golden_max_mean_kl"),
+    const double tr = ctx.th.get(fast_key(o, "precision.golden_max_rel_error")), tk = ctx.th.get("precision.golden_max_mean_kl"),
                  t1 = ctx.th.get("precision.golden_min_top1_agreement");
     emit("rel_error", "Logits relative error vs golden", g.max_rel <= tr, num(g.max_rel), tr,
          fmt::format("max over {} positions: {} (max abs {}); tolerance {}", g.positions, sci(g.max_rel),

@@ -43,8 +43,8 @@ std::string render_markdown(const json& rep) {
   o += fmt::format("- Run: {} → {} ({:.1f} s), internlm.cpp {}\n", rep["started_at"].get<std::string>(),
                    rep["finished_at"].get<std::string>(), rep["duration_s"].get<double>(),
                    rep["engine_version"].get<std::string>());
-  o += fmt::format("- Settings: backend {}, weights {}, threads {}, mode {}, golden {}, prompts {}, config {}\n",
-                   st["backend"].get<std::string>(), st["quant"].get<std::string>(), st["threads"].get<int>() > 0 ? std::to_string(st["threads"].get<int>()) : std::string("all"),
+  o += fmt::format("- Settings: backend {} (precision {}), weights {}, threads {}, mode {}, golden {}, prompts {}, config {}\n",
+                   st["backend"].get<std::string>(), st.value("precision", std::string("exact")), st["quant"].get<std::string>(), st["threads"].get<int>() > 0 ? std::to_string(st["threads"].get<int>()) : std::string("all"),
                    st["mode"].get<std::string>(), st["golden_dir"].is_null() ? "none" : st["golden_dir"].get<std::string>(),
                    st["prompts_file"].get<std::string>(),
                    st["config_file"].is_null() ? "defaults" : st["config_file"].get<std::string>());

@@ -42,7 +42,7 @@ ServeProcess start_serve(const Context& ctx, const std::string& name, const std:
   std::filesystem::remove(s.stdout_log, ec);
   std::filesystem::remove(s.stderr_log, ec);
   s.argv = {o.self_exe.string(), "serve", "--model", o.model_dir.string(), "--host", "127.0.0.1", "--port", "0",
-            "--backend", o.backend, "--quant", o.quant, "--kv-cache-dtype", o.kv_dtype};
+            "--backend", o.backend, "--quant", o.quant, "--precision", std::string(precision_name(o.precision)), "--kv-cache-dtype", o.kv_dtype};
   if (o.threads > 0) {
     s.argv.push_back("--threads");
     s.argv.push_back(std::to_string(o.threads));

@@ -4,11 +4,14 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <fstream>
 
 #include <fmt/format.h>
 
+#include "backend/cpu/kernels.h"
 #include "common/error.h"
 #include "common/utc_time.h"
 #include "io/json_file.h"
@@ -64,6 +67,16 @@ const std::vector<StageDef>& stage_defs() {
 }
 
 }  // namespace
+
+std::string fast_key(const Options& o, const std::string& key) {
+  static const char* const with_fast[] = {"operators.matmul_rel_tol", "precision.max_rel_error", "precision.max_mean_kl",
+                                          "precision.golden_max_rel_error"};
+  const bool fast = o.backend == "cpu" && o.precision == Precision::Fast &&
+                    cpu::best_kernels(Precision::Fast).precision == Precision::Fast;
+  if (!fast || std::find(std::begin(with_fast), std::end(with_fast), key) == std::end(with_fast)) return key;
+  const size_t dot = key.find('.');
+  return key.substr(0, dot + 1) + "fast_" + key.substr(dot + 1);
+}
 
 const std::vector<std::string>& stage_ids() {
   static const std::vector<std::string> ids = [] {
@@ -197,6 +210,7 @@ int run_validate(Options o) {
   report["settings"] = {{"model_dir", o.model_dir.string()},
                         {"backend", o.backend},
                         {"quant", o.quant},
+                        {"precision", std::string(precision_name(o.precision))},
                         {"threads", o.threads},
                         {"mode", ctx.mode()},
                         {"golden_dir", o.golden_dir.empty() ? nlohmann::json() : nlohmann::json(o.golden_dir.string())},

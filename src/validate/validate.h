@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/loaded_model.h"
+#include "common/precision.h"
 #include "validate/report.h"
 #include "validate/thresholds.h"
 
@@ -22,6 +23,7 @@ struct Options {
   std::filesystem::path model_dir;  // resolved
   std::string backend = "cpu";
   std::string quant = "none";
+  Precision precision = Precision::Fast;  // --precision: the cpu backend's arithmetic
   std::string kv_dtype = "f32";  // KV cache element type of the servers validate starts
   int threads = 0;
   std::filesystem::path out_dir;
@@ -33,6 +35,10 @@ struct Options {
   std::filesystem::path self_exe;     // the internlm binary (for serve / bench-serve)
   std::string command_line;           // as typed, for the report
 };
+
+// The threshold key for this run: "a.fast_b" in place of "a.b" under --precision fast on a
+// backend that has a fast path, where such a key exists.
+std::string fast_key(const Options& o, const std::string& key);
 
 // Stage ids in order.
 const std::vector<std::string>& stage_ids();

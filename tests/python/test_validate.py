@@ -190,7 +190,9 @@ def main():
         assert all(0 < r["completion_tokens"] <= r["max_tokens"] for r in rows), rows
         # Precision vs golden (the same ref logits): near-exact.
         g = stage_of(report, "precision")["data"]["golden"]["summary"]
-        assert g["positions"] > 20 and g["max_rel"] < 1e-3, g
+        # (the default fast path rounds activations to bf16: its bound is the precision rule's)
+        assert report["settings"]["precision"] == "fast", report["settings"]
+        assert g["positions"] > 20 and g["max_rel"] < 6e-3, g
 
     def numbers_come_from_the_run():
         # The serving figures in the report are those of the bench-serve JSON this run wrote,
@@ -262,7 +264,7 @@ def main():
 
     def injected_operator_error_fails():
         rep = os.path.join(TMP, "report-fault")
-        p = run("validate", "--model", model, "--out", rep, "--stages", "operators,precision",
+        p = run("validate", "--model", model, "--out", rep, "--stages", "operators,precision", "--precision", "exact",
                 env={"INTERNLM_FAULT_INJECT": "matmul:1e-2"})
         assert p.returncode == 1, f"exit {p.returncode}: {p.stderr.decode()[-2000:]}"
         r = json.load(open(os.path.join(rep, "report.json")))

@@ -196,7 +196,7 @@ ModelConfig small_config() {
 }
 
 TEST(ValidateOperators, CpuMatchesRefOnEveryOperatorAndFaultIsCaught) {
-  auto cpu = make_backend("cpu", 2), ref = make_backend("ref", 2);
+  auto cpu = make_backend("cpu", 2, Precision::Exact), ref = make_backend("ref", 2);
   OpCaseOptions o;
   o.tokens = 5;
   o.max_head_rows = 200;
@@ -213,7 +213,7 @@ TEST(ValidateOperators, CpuMatchesRefOnEveryOperatorAndFaultIsCaught) {
   EXPECT_TRUE(sampled);
 
   // The same with the attention operator perturbed: only attention moves, by the stated amount.
-  auto faulty = make_faulty_backend(make_backend("cpu", 2), parse_fault("attention:0.05"));
+  auto faulty = make_faulty_backend(make_backend("cpu", 2, Precision::Exact), parse_fault("attention:0.05"));
   for (const auto& k : run_operator_cases(*faulty, *ref, small_config(), {}, o)) {
     if (k.op == "attention")
       EXPECT_NEAR(k.err.rel, 0.05, 0.01) << k.name;
@@ -223,6 +223,10 @@ TEST(ValidateOperators, CpuMatchesRefOnEveryOperatorAndFaultIsCaught) {
   // Quantized weights: both backends compute with the same quantized values.
   for (const auto& k : run_operator_cases(*cpu, *ref, small_config(), parse_quant("int4"), o))
     EXPECT_LT(k.err.rel, 1e-4) << k.op << " " << k.name;
+  // The fast path: only matmul rounds (bf16 activations), within validate's fast tolerance.
+  auto fast = make_backend("cpu", 2, Precision::Fast);
+  for (const auto& k : run_operator_cases(*fast, *ref, small_config(), {}, o))
+    EXPECT_LT(k.err.rel, k.op == "matmul" ? 8e-3 : 1e-5) << k.op << " " << k.name;
 }
 
 TEST(ValidateOperators, CompareOutputsCountsNanAsInfinite) {
