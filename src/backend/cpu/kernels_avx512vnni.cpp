@@ -84,8 +84,7 @@ struct ActivationRows {
   int32_t* ol = nullptr;  // [T][groups]
 };
 
-ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int64_t K, int64_t group, int off,
-                                    int levels) {
+ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int64_t K, int64_t group, int off) {
   const int64_t ng = K / group;
   const int64_t ints = T * ng * 4;
   uint8_t* base = thread_scratch(ScratchSlot::Activations, 2 * T * K + 3 * ints + 64);
@@ -115,7 +114,7 @@ ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int6
       const bool finite = !nan && amax <= 3.4e38f;
       if (!finite || !(amax > 127.0f / 3.4e38f)) {
         std::memset(a.h + t * K + g * group, 0, static_cast<size_t>(group));
-        if (levels == 2) std::memset(a.l + t * K + g * group, 0, static_cast<size_t>(group));
+        std::memset(a.l + t * K + g * group, 0, static_cast<size_t>(group));
         a.s[t * ng + g] = finite ? 0.0f : NAN;
         a.oh[t * ng + g] = a.ol[t * ng + g] = 0;
         continue;
@@ -129,14 +128,12 @@ ActivationRows quantize_activations(const float* x, int64_t ldx, int64_t T, int6
         const __m512 rest = _mm512_sub_ps(v, _mm512_cvtepi32_ps(hi));  // in [-0.5, 0.5]
         sh = _mm512_add_epi32(sh, hi);
         _mm_storeu_si128(reinterpret_cast<__m128i*>(a.h + t * K + g * group + i), _mm512_cvtepi32_epi8(hi));
-        if (levels == 2) {
-          __m512i lo = _mm512_cvtps_epi32(_mm512_mul_ps(rest, _mm512_set1_ps(254.0f)));
-          lo = _mm512_max_epi32(_mm512_min_epi32(lo, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
-          sl = _mm512_add_epi32(sl, lo);
-          _mm_storeu_si128(reinterpret_cast<__m128i*>(a.l + t * K + g * group + i), _mm512_cvtepi32_epi8(lo));
-        }
+        __m512i lo = _mm512_cvtps_epi32(_mm512_mul_ps(rest, _mm512_set1_ps(254.0f)));
+        lo = _mm512_max_epi32(_mm512_min_epi32(lo, _mm512_set1_epi32(127)), _mm512_set1_epi32(-127));
+        sl = _mm512_add_epi32(sl, lo);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(a.l + t * K + g * group + i), _mm512_cvtepi32_epi8(lo));
       }
-      a.s[t * ng + g] = levels == 2 ? s * kLoStep : s;  // the unit of 254·h + l, or of h
+      a.s[t * ng + g] = s * kLoStep;  // the unit of 254·h + l
       a.oh[t * ng + g] = off * _mm512_reduce_add_epi32(sh);
       a.ol[t * ng + g] = off * _mm512_reduce_add_epi32(sl);
     }
@@ -170,7 +167,7 @@ inline void load_w8(const uint8_t* blk, int64_t k, __m512i& w0, __m512i& w1) {
 // activation level, started at -off·Σ(level) of the group so that it ends at Σ q·level
 // exactly; folded into the f32 sum once per group. Integer sums are exact, so how chains and
 // tiles are split never changes a result.
-template <int BITS, int LEVELS, int TT, int RB>
+template <int BITS, int TT, int RB>
 inline void tile(const ActivationRows& a, int64_t t0, const uint8_t* data, const uint16_t* scales, int64_t K,
                  int64_t group, int64_t b0, float* y, int64_t ldy, int64_t r1) {
   const int64_t ng = K / group;
@@ -186,7 +183,7 @@ inline void tile(const ActivationRows& a, int64_t t0, const uint8_t* data, const
       const int64_t i = (t0 + t) * ng + g;
       ILM_UNROLL for (int j = 0; j < RB; ++j) {
         ih[t][j] = _mm512_set1_epi32(-a.oh[i]);
-        if constexpr (LEVELS == 2) il[t][j] = _mm512_set1_epi32(-a.ol[i]);
+        il[t][j] = _mm512_set1_epi32(-a.ol[i]);
       }
     }
     for (int64_t k = g * group; k < (g + 1) * group; k += 8) {
@@ -197,12 +194,10 @@ inline void tile(const ActivationRows& a, int64_t t0, const uint8_t* data, const
         const __m512i xh0 = bcast4(ht), xh1 = bcast4(ht + 4);
         ILM_UNROLL for (int j = 0; j < RB; ++j)
           ih[t][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(ih[t][j], w0[j], xh0), w1[j], xh1);
-        if constexpr (LEVELS == 2) {
-          const int8_t* lt = a.l + (t0 + t) * K + k;
-          const __m512i xl0 = bcast4(lt), xl1 = bcast4(lt + 4);
-          ILM_UNROLL for (int j = 0; j < RB; ++j)
-            il[t][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(il[t][j], w0[j], xl0), w1[j], xl1);
-        }
+        const int8_t* lt = a.l + (t0 + t) * K + k;
+        const __m512i xl0 = bcast4(lt), xl1 = bcast4(lt + 4);
+        ILM_UNROLL for (int j = 0; j < RB; ++j)
+          il[t][j] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(il[t][j], w0[j], xl0), w1[j], xl1);
       }
     }
     ILM_UNROLL for (int j = 0; j < RB; ++j) {
@@ -212,9 +207,7 @@ inline void tile(const ActivationRows& a, int64_t t0, const uint8_t* data, const
         // Two levels: 254·Σq·h + Σq·l, combined in int32 (shifts and adds, off the multiply
         // ports) when it cannot overflow, else in f32; a.s already holds s/254.
         __m512 f;
-        if constexpr (LEVELS == 1) {
-          f = _mm512_cvtepi32_ps(ih[t][j]);
-        } else if (int_combine) {
+        if (int_combine) {
           const __m512i h254 = _mm512_sub_epi32(_mm512_slli_epi32(ih[t][j], 8), _mm512_slli_epi32(ih[t][j], 1));
           f = _mm512_cvtepi32_ps(_mm512_add_epi32(h254, il[t][j]));
         } else {
@@ -232,39 +225,39 @@ inline void tile(const ActivationRows& a, int64_t t0, const uint8_t* data, const
   }
 }
 
-template <int BITS, int LEVELS>
+template <int BITS>
 void matmul_quant_typed(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
                         int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   const int64_t b_begin = r0 / kRows, b_end = (r1 + kRows - 1) / kRows;
-  // Token blocks whose activation levels (LEVELS·K bytes a token) stay in L2 while the row
+  // Token blocks whose activation levels (2·K bytes a token) stay in L2 while the row
   // blocks' weights stream past; each weight byte is read from memory once per token block.
-  int64_t tb = (512 * 1024) / (LEVELS * K) / 4 * 4;
+  int64_t tb = (512 * 1024) / (2 * K) / 4 * 4;
   if (tb < 4) tb = 4;
   for (int64_t tb0 = 0; tb0 < T; tb0 += tb) {
     const int64_t nt = T - tb0 < tb ? T - tb0 : tb;
-    const ActivationRows a = quantize_activations(x + tb0 * ldx, ldx, nt, K, group, BITS == 8 ? 128 : 8, LEVELS);
+    const ActivationRows a = quantize_activations(x + tb0 * ldx, ldx, nt, K, group, BITS == 8 ? 128 : 8);
     float* yb = y + tb0 * ldy;
     if (nt == 1) {
       // One token (decode): four row blocks per pass for independent chains.
       int64_t b = b_begin;
-      for (; b + 4 <= b_end; b += 4) tile<BITS, LEVELS, 1, 4>(a, 0, data, scales, K, group, b, yb, ldy, r1);
-      for (; b < b_end; ++b) tile<BITS, LEVELS, 1, 1>(a, 0, data, scales, K, group, b, yb, ldy, r1);
+      for (; b + 4 <= b_end; b += 4) tile<BITS, 1, 4>(a, 0, data, scales, K, group, b, yb, ldy, r1);
+      for (; b < b_end; ++b) tile<BITS, 1, 1>(a, 0, data, scales, K, group, b, yb, ldy, r1);
       continue;
     }
     int64_t b = b_begin;
     for (; b + 2 <= b_end; b += 2) {
       int64_t t = 0;
-      for (; t + 3 <= nt; t += 3) tile<BITS, LEVELS, 3, 2>(a, t, data, scales, K, group, b, yb, ldy, r1);
-      if (nt - t == 2) tile<BITS, LEVELS, 2, 2>(a, t, data, scales, K, group, b, yb, ldy, r1);
-      if (nt - t == 1) tile<BITS, LEVELS, 1, 2>(a, t, data, scales, K, group, b, yb, ldy, r1);
+      for (; t + 3 <= nt; t += 3) tile<BITS, 3, 2>(a, t, data, scales, K, group, b, yb, ldy, r1);
+      if (nt - t == 2) tile<BITS, 2, 2>(a, t, data, scales, K, group, b, yb, ldy, r1);
+      if (nt - t == 1) tile<BITS, 1, 2>(a, t, data, scales, K, group, b, yb, ldy, r1);
     }
     if (b < b_end) {
       int64_t t = 0;
-      for (; t + 4 <= nt; t += 4) tile<BITS, LEVELS, 4, 1>(a, t, data, scales, K, group, b, yb, ldy, r1);
+      for (; t + 4 <= nt; t += 4) tile<BITS, 4, 1>(a, t, data, scales, K, group, b, yb, ldy, r1);
       switch (nt - t) {
-        case 3: tile<BITS, LEVELS, 3, 1>(a, t, data, scales, K, group, b, yb, ldy, r1); break;
-        case 2: tile<BITS, LEVELS, 2, 1>(a, t, data, scales, K, group, b, yb, ldy, r1); break;
-        case 1: tile<BITS, LEVELS, 1, 1>(a, t, data, scales, K, group, b, yb, ldy, r1); break;
+        case 3: tile<BITS, 3, 1>(a, t, data, scales, K, group, b, yb, ldy, r1); break;
+        case 2: tile<BITS, 2, 1>(a, t, data, scales, K, group, b, yb, ldy, r1); break;
+        case 1: tile<BITS, 1, 1>(a, t, data, scales, K, group, b, yb, ldy, r1); break;
         default: break;
       }
     }
@@ -276,9 +269,9 @@ void matmul_quant_typed(const float* x, int64_t ldx, int64_t T, const uint8_t* d
 void matmul_quant_avx512vnni(const float* x, int64_t ldx, int64_t T, const uint8_t* data, const uint16_t* scales,
                              int bits, int64_t K, int64_t group, int64_t r0, int64_t r1, float* y, int64_t ldy) {
   if (bits == 8)
-    matmul_quant_typed<8, 2>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
+    matmul_quant_typed<8>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
   else
-    matmul_quant_typed<4, 2>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
+    matmul_quant_typed<4>(x, ldx, T, data, scales, K, group, r0, r1, y, ldy);
 }
 
 void pack_quant_avx512vnni(const uint8_t* data, const uint16_t* scales, int bits, int64_t rows, int64_t K,
