@@ -490,6 +490,16 @@ TEST_F(CpuModelPrecision, Bf16ActivationKernelsStayWithinTheirStatedError) {
     fast.matmul(x.data() + t * 512, 1, *wc, nullptr, y1.data());
     EXPECT_TRUE(std::equal(y1.begin(), y1.end(), yc.begin() + t * 64)) << "token " << t << " alone differs";
   }
+  // Every tail of the tiling: token tiles (T % 4), row groups (rows % 6), K slices and K % 32.
+  for (auto [T, N, K] : {std::tuple{1, 1, 31}, std::tuple{3, 5, 100}, std::tuple{7, 37, 2111}, std::tuple{130, 41, 4500}}) {
+    HostTensor wt(DType::BF16, {N, K}, random_vec(static_cast<size_t>(N * K), 43, 0.02f));
+    auto wtr = ref.load_weight(wt.ref), wtc = fast.load_weight(wt.ref);
+    const auto xt = random_vec(static_cast<size_t>(T * K), 44);
+    std::vector<float> ytr(static_cast<size_t>(T * N)), ytc(ytr.size());
+    ref.matmul(xt.data(), T, *wtr, nullptr, ytr.data());
+    fast.matmul(xt.data(), T, *wtc, nullptr, ytc.data());
+    EXPECT_LT(rel_err(ytc, ytr), 8e-3) << "T " << T << " N " << N << " K " << K;
+  }
   // Quantized weights keep two int8 activation levels on the fast path (one level broke the
   // precision rule three times over).
   for (const char* fmt_name : {"int8", "int4"}) {
