@@ -25,6 +25,7 @@ namespace {
 struct InspectArgs {
   std::string model;
   bool json = false;
+  bool strict = false;
 };
 
 std::string rope_scaling_str(const RopeScaling& r) {
@@ -133,6 +134,14 @@ nlohmann::json describe(const std::filesystem::path& dir) {
   } else {
     j["tokenizer"] = nullptr;
   }
+  // What would stop a command from running on this folder, though the weights check out.
+  nlohmann::json warnings = nlohmann::json::array();
+  if (j["tokenizer"].is_null())
+    warnings.push_back("no tokenizer.model: run, serve, logits and validate cannot use this folder");
+  if (!unused.empty())
+    warnings.push_back(fmt::format("{} tensors are not used by {}: {}", unused.size(), j["architecture"].get<std::string>(),
+                                   unused.dump()));
+  j["warnings"] = warnings;
   return j;
 }
 
@@ -186,9 +195,7 @@ void print_text(const nlohmann::json& j) {
                t["vocab_size"].get<int64_t>(), t["bos_id"].get<int64_t>(), t["eos_id"].get<int64_t>(),
                t["add_bos_token"].get<bool>(), t["added_tokens"].dump());
   }
-  if (!j["unused_tensors"].empty())
-    fmt::print("warning      {} tensors are not used by {}: {}\n", j["unused_tensors"].size(),
-               j["architecture"].get<std::string>(), j["unused_tensors"].dump());
+  for (const auto& w : j["warnings"]) fmt::print("warning      {}\n", w.get<std::string>());
 }
 
 }  // namespace
@@ -198,12 +205,14 @@ void add_inspect_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("inspect", "Describe a checkpoint and check its tensors against its config");
   cmd->add_option("--model,-m", args->model, "Checkpoint directory (default: built-in synthetic tiny model)");
   cmd->add_flag("--json", args->json, "Print JSON");
+  cmd->add_flag("--strict", args->strict, "Exit with status 1 when there is any warning (e.g. no tokenizer.model)");
   cmd->callback([args] {
     const auto j = describe(resolve_model_dir(args->model));
     if (args->json)
       fmt::print("{}\n", j.dump(2));
     else
       print_text(j);
+    if (args->strict && !j["warnings"].empty()) throw Error("inspect --strict: the checkpoint has warnings (above)");
   });
 }
 

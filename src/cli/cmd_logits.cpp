@@ -1,6 +1,8 @@
 // `internlm logits`: dump the logits of every position, raw little-endian f32 [T, V] in FILE
 // and {"shape": [T, V], "ids": [...]} in FILE.json, so any implementation can be compared.
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
 #include <bit>
 #include <cstdio>
 
@@ -68,6 +70,10 @@ void write_logits(const LogitsArgs& a) {
   write_json_file(a.out + ".json", meta);
   std::fprintf(stderr, "wrote logits [%lld, %lld] to %s (+ .json)\n", static_cast<long long>(T),
                static_cast<long long>(V), a.out.c_str());
+  const auto bad = std::count_if(logits.begin(), logits.end(), [](float v) { return !std::isfinite(v); });
+  if (bad > 0)
+    throw Error(fmt::format("{} of {} logits are not finite (NaN or Inf): the checkpoint or its config is broken", bad,
+                            logits.size()));
 }
 
 }  // namespace

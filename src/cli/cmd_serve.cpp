@@ -16,6 +16,7 @@
 #include "cli/common.h"
 #include "common/error.h"
 #include "runtime/engine.h"
+#include "server/allocator_policy.h"
 #include "server/http_server.h"
 
 namespace ilm::cli {
@@ -28,6 +29,7 @@ struct ServeArgs {
   EngineOptions engine;
   std::string served_model_name;
   double max_body_mb = 8;
+  int64_t max_request_bytes = 0;  // 0: --max-body-mb decides
   bool no_prefix_cache = false;
   std::string kv_dtype = "f32";
 };
@@ -58,6 +60,7 @@ void serve(ServeArgs a) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
+  server::set_allocator_policy();
 
   const auto kv_dtype = parse_kv_cache_dtype(a.kv_dtype);  // before the (slow) model load
   if (!kv_dtype) throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));
@@ -69,7 +72,8 @@ void serve(ServeArgs a) {
 
   a.http.model_name = a.served_model_name.empty() ? default_model_name(m.dir) : a.served_model_name;
   if (a.max_body_mb <= 0) throw Error("--max-body-mb must be positive");
-  a.http.max_body_bytes = static_cast<size_t>(a.max_body_mb * 1024 * 1024);
+  a.http.max_body_bytes = a.max_request_bytes > 0 ? static_cast<size_t>(a.max_request_bytes)
+                                                  : static_cast<size_t>(a.max_body_mb * 1024 * 1024);
   if (a.http.http_threads <= 0) a.http.http_threads = std::max(64, 4 * engine.options().max_seqs);
   server::HttpServer http(engine, *m.tokenizer, m.stop_ids(), default_sampling(m.generation), a.http);
   const int port = http.bind();
@@ -132,7 +136,17 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--itl-budget", e.itl_budget, "A prefilling step costs at most ~this many decode steps")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-prefix-cache", args->no_prefix_cache, "Do not reuse the KV of shared prompt prefixes");
   cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 beyond)");
-  cmd->add_option("--http-threads", h.http_threads, "Connections served at once (default: max(64, 4 x max-seqs))")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-tokens-default", h.max_tokens_default, "max_tokens of a non-streaming chat request that leaves it out or null (at most the rest of the context)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-request-bytes", args->max_request_bytes, "Largest request body in bytes (413 beyond; overrides --max-body-mb, default 8 MiB)")->check(CLI::PositiveNumber);
+  cmd->add_option("--http-threads", h.http_threads, "Complete requests handled at once (default: max(64, 4 x max-seqs))")->check(CLI::NonNegativeNumber);
+  // The connection gate (server/connection_gate.h): what slow, idle or oversized clients may cost.
+  cmd->add_option("--max-head-bytes", h.max_head_bytes, "Largest request head (request line + header fields; 431 beyond)")->check(CLI::Range(1024, 16 << 20));
+  cmd->add_option("--max-header-fields", h.max_header_fields, "Most header fields in a request (431 beyond)")->check(CLI::Range(1, 10000));
+  cmd->add_option("--head-timeout", h.head_timeout_seconds, "Seconds a request head may take to arrive (408, then closed)")->check(CLI::PositiveNumber);
+  cmd->add_option("--body-min-rate", h.body_min_bytes_per_second, "Bytes/s a request body must keep up after a 10 s grace (408 below)")->check(CLI::PositiveNumber);
+  cmd->add_option("--keep-alive-timeout", h.keep_alive_seconds, "Seconds an idle keep-alive connection stays open")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections", h.max_connections, "Open client connections in all (the oldest idle one makes room)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-connections-per-client", h.max_connections_per_client, "Open connections per client address (its oldest idle one makes room)")->check(CLI::PositiveNumber);
   cmd->callback([args] { serve(*args); });
 }
 

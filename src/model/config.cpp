@@ -153,8 +153,11 @@ ModelConfig model_from_json(const json& j, const std::string& source) {
   c.intermediate_size = f.positive_int("intermediate_size", f.require("intermediate_size"));
   c.vocab_size = f.positive_int("vocab_size", f.require("vocab_size"));
   c.max_position_embeddings = f.positive_int("max_position_embeddings", f.require("max_position_embeddings"));
+  // Domains, not just types: a rope_theta of 1e-320 or an eps of 1e300 loads and yields NaN logits.
   c.rms_norm_eps = f.positive_number("rms_norm_eps", f.require("rms_norm_eps"));
+  if (!(c.rms_norm_eps < 1.0)) f.fail("rms_norm_eps", fmt::format("must be in (0, 1), got {}", c.rms_norm_eps));
   c.rope_theta = f.positive_number("rope_theta", f.require("rope_theta"));
+  if (!(c.rope_theta > 1.0)) f.fail("rope_theta", fmt::format("must be a finite number > 1, got {}", c.rope_theta));
   c.rope_scaling = parse_rope_scaling(f, f.find("rope_scaling"));
   // The InternLM2 config class defaults bias to true while the real models have none: required.
   c.bias = f.boolean("bias", f.require("bias"));

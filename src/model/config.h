@@ -48,7 +48,7 @@ struct ModelConfig {
   // Validates: architectures a non-empty array of strings; integers positive and of integer
   // JSON type; hidden_size divisible by num_attention_heads; num_attention_heads divisible by
   // num_key_value_heads; head_dim even; rope_scaling null or an object with exactly "type"
-  // ("dynamic"|"linear") and "factor" (number >= 1); rms_norm_eps > 0; rope_theta > 0;
+  // ("dynamic"|"linear") and "factor" (number >= 1); rms_norm_eps in (0, 1); rope_theta > 1;
   // hidden_act "silu". `source` (the path) prefixes every error, which names the field.
   static ModelConfig from_json(const nlohmann::json& j, const std::string& source);
   static ModelConfig load(const std::filesystem::path& model_dir);  // reads config.json

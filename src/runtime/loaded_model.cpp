@@ -24,6 +24,15 @@ CheckpointInfo CheckpointInfo::load(const std::filesystem::path& dir) {
   CheckpointInfo info;
   info.config = ModelConfig::load(dir);
   info.generation = GenerationConfig::load(dir);
+  // Token ids in generation_config.json get the same range check as config.json's.
+  const auto check_id = [&](const char* field, int64_t id) {
+    if (id >= info.config.vocab_size)
+      throw Error(fmt::format("{}: field '{}': token id {} is outside the vocabulary ({}, config.json vocab_size)",
+                              (dir / "generation_config.json").string(), field, id, info.config.vocab_size));
+  };
+  for (const int64_t id : info.generation.eos_token_ids) check_id("eos_token_id", id);
+  if (info.generation.bos_token_id) check_id("bos_token_id", *info.generation.bos_token_id);
+  if (info.generation.pad_token_id) check_id("pad_token_id", *info.generation.pad_token_id);
   info.store = std::make_unique<TensorStore>(TensorStore::open(dir));
   return info;
 }

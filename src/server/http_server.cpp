@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "server/allocator_policy.h"
+#include "server/connection_gate.h"
 #include "server/generation.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
@@ -68,7 +70,9 @@ struct HttpServer::Impl {
   std::vector<TokenId> stop_ids;
   ServerOptions opts;
   ParseContext ctx;
-  Listener http;
+  Listener http;  // the workers, on a loopback port
+  ConnectionGate gate;
+  int upstream_port = 0;
   Metrics metrics;
   int64_t created = static_cast<int64_t>(std::time(nullptr));
 
@@ -106,12 +110,30 @@ struct HttpServer::Impl {
   };
 
   Impl(Engine& e, const Tokenizer& t, std::vector<TokenId> stops, SamplingParams defaults, ServerOptions o)
-      : engine(e), tok(t), stop_ids(std::move(stops)), opts(std::move(o)) {
+      : engine(e), tok(t), stop_ids(std::move(stops)), opts(std::move(o)), gate(gate_limits(opts), gate_error_body) {
     ctx.tokenizer = &tok;
     ctx.model_name = opts.model_name;
     ctx.defaults = defaults;
     ctx.max_n = std::max(1, engine.options().max_seqs);
+    ctx.max_model_len = engine.options().max_model_len;
+    ctx.max_tokens_default = opts.max_tokens_default;
     routes();
+  }
+
+  static GateLimits gate_limits(const ServerOptions& o) {
+    GateLimits l;
+    l.head.max_bytes = o.max_head_bytes;
+    l.head.max_fields = o.max_header_fields;
+    l.max_body_bytes = o.max_body_bytes;
+    l.head_timeout_s = o.head_timeout_seconds;
+    l.idle_timeout_s = o.keep_alive_seconds;
+    l.body_min_rate = o.body_min_bytes_per_second;
+    l.max_connections = o.max_connections;
+    l.max_connections_per_client = o.max_connections_per_client;
+    return l;
+  }
+  static std::string gate_error_body(int status, const std::string& message, const std::string& code) {
+    return dump_json(error_json(ApiError(status, message, {}, code)));
   }
 
   void check_auth(const httplib::Request& req) const {
@@ -163,9 +185,19 @@ struct HttpServer::Impl {
       // The body is read before the key is checked: a body left unread would be parsed as the
       // connection's next request.
       guarded(req, res, /*auth=*/false, [&] {
-        const std::string body = read_body(res, reader);
-        check_auth(req);
-        fn(req, res, body);
+        // Only JSON is read (httplib would hand a multipart body to a reader nobody set).
+        const std::string type = req.get_header_value("Content-Type");
+        if (type.starts_with("multipart/") || type.starts_with("Multipart/"))
+          throw ApiError(415, fmt::format("unsupported Content-Type '{}': send the request as application/json", type),
+                         {}, "unsupported_media_type");
+        size_t body_bytes = 0;
+        {
+          const std::string body = read_body(res, reader);
+          body_bytes = body.size();
+          check_auth(req);
+          fn(req, res, body);
+        }
+        trim_after_large_request(body_bytes);  // the request's buffers are freed by now
       });
     });
   }
@@ -178,7 +210,7 @@ struct HttpServer::Impl {
     post("/tokenize", [this](const auto&, auto& res, const std::string& body) {
       const json j = parse_body(body);
       check_model(j);
-      const auto ids = parse_tokenize_request(j, tok);
+      const auto ids = parse_tokenize_request(j, tok, engine.options().max_model_len);
       res.set_content(dump_json({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine.options().max_model_len}}),
                       "application/json");
     });
@@ -354,16 +386,26 @@ HttpServer::HttpServer(Engine& engine, const Tokenizer& tok, std::vector<TokenId
 HttpServer::~HttpServer() = default;
 
 int HttpServer::bind() {
-  const auto& o = impl_->opts;
-  const int port = o.port == 0 ? impl_->http.bind_to_any_port(o.host) : (impl_->http.bind_to_port(o.host, o.port) ? o.port : -1);
-  if (port < 0) throw Error(fmt::format("cannot listen on {}:{} (address in use or not available)", o.host, o.port));
-  if (!impl_->http.raise_backlog()) throw Error(fmt::format("cannot listen on {}:{}", o.host, port));
-  return port;
+  Impl& s = *impl_;
+  s.upstream_port = s.http.bind_to_any_port("127.0.0.1");
+  if (s.upstream_port < 0 || !s.http.raise_backlog()) throw Error("cannot listen on a loopback port for the HTTP workers");
+  return s.gate.listen(s.opts.host, s.opts.port);
 }
 
 void HttpServer::serve() {
-  if (!impl_->draining) impl_->http.listen_after_bind();
-  impl_->served = true;
+  Impl& s = *impl_;
+  if (!s.draining) {
+    std::atomic<bool> workers_done{false};
+    std::thread workers([&] {
+      s.http.listen_after_bind();
+      workers_done = true;
+    });
+    s.gate.run(s.upstream_port);  // until shutdown() stops it, after the last response went out
+    while (!workers_done && !s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    if (s.http.is_running()) s.http.stop();
+    workers.join();
+  }
+  s.served = true;
 }
 
 void HttpServer::shutdown() {
@@ -375,17 +417,10 @@ void HttpServer::shutdown() {
     std::unique_lock lock(s.mu);
     s.cv.wait_for(lock, std::chrono::seconds(30), [&] { return s.active == 0; });
   }
-  // A signal can come between bind() and the listen loop's start, when stop() has nothing to
-  // stop yet: wait for the loop to run, stop it once (a second stop() of a running server
-  // trips an assertion in httplib), and wait until serve() has returned.
-  bool stopped = false;
-  while (!s.served) {
-    if (!stopped && s.http.is_running()) {
-      s.http.stop();
-      stopped = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  // The gate hands out what the workers wrote, closes every connection and returns from run();
+  // serve() then stops the workers. A signal before serve() started finds run() returning at once.
+  s.gate.stop(10);
+  while (!s.served) std::this_thread::sleep_for(std::chrono::milliseconds(10));
 }
 
 }  // namespace ilm::server

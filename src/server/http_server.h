@@ -1,6 +1,8 @@
 #pragma once
-// The OpenAI-compatible HTTP front end of one Engine (cpp-httplib): routes, API key, request
-// parsing, streaming (Server-Sent Events), client disconnects, metrics and graceful shutdown.
+// The OpenAI-compatible HTTP front end of one Engine: routes, API key, request parsing,
+// streaming (Server-Sent Events), client disconnects, metrics and graceful shutdown. Clients
+// talk to a ConnectionGate (an event loop that admits only complete requests within their caps
+// and deadlines); cpp-httplib's worker threads, on a loopback port behind it, handle them.
 //
 //   POST /v1/chat/completions, /v1/completions   generation (stream or whole)
 //   GET  /v1/models, /v1/models/{name}           the served model
@@ -26,8 +28,17 @@ struct ServerOptions {
   std::string api_key;               // empty: no authentication
   std::string model_name;            // the name clients must use (or omit)
   size_t max_body_bytes = 8u << 20;  // larger request bodies get 413
-  int http_threads = 64;             // connections served at once (more wait in the accept queue)
-  int keep_alive_seconds = 5;
+  int http_threads = 64;             // complete requests handled at once (more wait for a worker)
+  int keep_alive_seconds = 5;        // an idle keep-alive connection is closed after this
+  int64_t max_tokens_default = 4096; // a non-streaming chat request without max_tokens: at most this many
+  // The connection gate's limits (server/connection_gate.h): head size and fields (431),
+  // head deadline and minimum body rate (408), open connections in all and per client address.
+  size_t max_head_bytes = 64u << 10;
+  int max_header_fields = 100;
+  double head_timeout_seconds = 10;
+  double body_min_bytes_per_second = 64 << 10;
+  int max_connections = 4096;
+  int max_connections_per_client = 1024;
 };
 
 class HttpServer {

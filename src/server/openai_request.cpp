@@ -76,7 +76,27 @@ std::vector<TokenId> as_token_ids(const json& v, const std::string& name, const 
   return ids;
 }
 
-std::vector<TokenId> encode_text(const Tokenizer& tok, const std::string& text, bool add_special) {
+// A prompt that certainly has more tokens than the context is refused before it is encoded in
+// full (Tokenizer::count_beyond).
+void refuse_if_beyond(const Tokenizer& tok, std::string_view text, int64_t max_model_len, const char* what,
+                      const char* param) {
+  if (max_model_len <= 0) return;
+  std::optional<int64_t> n;
+  try {
+    n = tok.count_beyond(text, max_model_len);
+  } catch (const Error& e) {
+    throw bad_request(e.what(), param);
+  }
+  if (n)
+    throw bad_request(fmt::format("This model's maximum context length is {} tokens. However, your {} resulted in "
+                                  "more than {} tokens, which leaves no room for a completion.",
+                                  max_model_len, what, *n),
+                      param);
+}
+
+std::vector<TokenId> encode_text(const Tokenizer& tok, const std::string& text, bool add_special,
+                                 int64_t max_model_len) {
+  refuse_if_beyond(tok, text, max_model_len, "prompt", "prompt");
   try {
     return tok.encode(text, add_special);
   } catch (const Error& e) {
@@ -195,6 +215,10 @@ std::string message_content(const json& content, const std::string& where) {
 
 json parse_body(std::string_view body) {
   if (!is_valid_utf8(body)) throw bad_request("the request body is not valid UTF-8");
+  // nlohmann's parser takes a NUL byte for the end of the input, so "{...}\0garbage" would
+  // pass; a raw NUL is never valid JSON (inside strings it must be escaped).
+  if (const size_t nul = body.find('\0'); nul != std::string_view::npos)
+    throw bad_request(fmt::format("the request body is not valid JSON (a NUL byte at offset {})", nul));
   json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw bad_request("the request body is not valid JSON");
   if (!j.is_object()) throw bad_request("the request body must be a JSON object");
@@ -242,7 +266,9 @@ GenerationRequest parse_chat_request(const json& body, const ParseContext& ctx) 
     r.logprobs = 0;
   }
   const auto messages = parse_messages(body);
+  refuse_if_beyond(*ctx.tokenizer, render_chat(messages, true, ""), ctx.max_model_len, "messages", "messages");
   r.prompts.push_back(encode_chat(*ctx.tokenizer, messages, /*add_generation_prompt=*/true));
+  if (!r.stream) r.default_max_tokens = ctx.max_tokens_default;
   return r;
 }
 
@@ -257,7 +283,7 @@ GenerationRequest parse_completion_request(const json& body, const ParseContext&
   if (!p) throw bad_request("'prompt' is required", "prompt");
   const Tokenizer& tok = *ctx.tokenizer;
   if (p->is_string()) {
-    r.prompts.push_back(encode_text(tok, p->get<std::string>(), true));
+    r.prompts.push_back(encode_text(tok, p->get<std::string>(), true, ctx.max_model_len));
   } else if (p->is_array()) {
     if (p->empty()) throw bad_request("'prompt' must not be empty", "prompt");
     const json& first = p->front();
@@ -267,7 +293,7 @@ GenerationRequest parse_completion_request(const json& body, const ParseContext&
       if (p->size() > kMaxPrompts)
         throw bad_request(fmt::format("at most {} prompts per request, got {}", kMaxPrompts, p->size()), "prompt");
       for (const auto& item : *p) {
-        if (item.is_string() && first.is_string()) r.prompts.push_back(encode_text(tok, item.get<std::string>(), true));
+        if (item.is_string() && first.is_string()) r.prompts.push_back(encode_text(tok, item.get<std::string>(), true, ctx.max_model_len));
         else if (item.is_array() && first.is_array()) r.prompts.push_back(as_token_ids(item, "prompt", tok));
         else throw bad_request("'prompt' must be a string, a list of token ids, or a list of either", "prompt");
       }
@@ -292,30 +318,37 @@ int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int
   const int64_t room = max_model_len - prompt_len;
   if (!req.max_tokens) {
     int64_t n = req.endpoint == Endpoint::Chat ? room : std::min<int64_t>(16, room);
+    if (req.default_max_tokens > 0) n = std::min(n, req.default_max_tokens);
     if (kv_tokens > prompt_len) n = std::min(n, kv_tokens - prompt_len);
     return n;
   }
-  if (*req.max_tokens > room)
+  if (*req.max_tokens > room) {
+    // The total is not formed when it would overflow (max_tokens near 2^63).
+    const bool fits = *req.max_tokens <= INT64_MAX - prompt_len;
     throw bad_request(fmt::format("This model's maximum context length is {} tokens. However, you requested "
                                   "{} tokens ({} in the {}, {} in the completion). Please reduce the length "
                                   "of the {} or completion.",
-                                  max_model_len, prompt_len + *req.max_tokens, prompt_len, what,
-                                  *req.max_tokens, what),
+                                  max_model_len,
+                                  fits ? fmt::format("{}", prompt_len + *req.max_tokens) : std::string("more than 2^63"),
+                                  prompt_len, what, *req.max_tokens, what),
                       "max_tokens");
+  }
   return *req.max_tokens;
 }
 
-std::vector<TokenId> parse_tokenize_request(const json& body, const Tokenizer& tok) {
+std::vector<TokenId> parse_tokenize_request(const json& body, const Tokenizer& tok, int64_t max_model_len) {
   if (field(body, "messages")) {
     bool gen = true;
     if (const json* v = field(body, "add_generation_prompt")) gen = as_bool(*v, "add_generation_prompt");
-    return encode_chat(tok, parse_messages(body), gen);
+    const auto messages = parse_messages(body);
+    refuse_if_beyond(tok, render_chat(messages, gen, ""), max_model_len, "messages", "messages");
+    return encode_chat(tok, messages, gen);
   }
   const json* p = field(body, "prompt");
   if (!p) throw bad_request("give 'prompt' (a string) or 'messages'", "prompt");
   bool add_special = true;
   if (const json* v = field(body, "add_special_tokens")) add_special = as_bool(*v, "add_special_tokens");
-  return encode_text(tok, as_string(*p, "prompt"), add_special);
+  return encode_text(tok, as_string(*p, "prompt"), add_special, max_model_len);
 }
 
 DetokenizeRequest parse_detokenize_request(const json& body, const Tokenizer& tok) {

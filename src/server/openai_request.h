@@ -33,6 +33,7 @@ struct GenerationRequest {
   bool stream = false, include_usage = false;
   int logprobs = -1;  // -1: off; else how many alternatives per token (0..kMaxLogprobs)
   bool skip_special_tokens = true;  // special tokens are left out of the text (as HF decode)
+  int64_t default_max_tokens = 0;   // > 0: bound on the default max_tokens (non-streaming chat)
 };
 
 // What the parser needs to know about the model and server.
@@ -41,6 +42,12 @@ struct ParseContext {
   std::string model_name;   // the served name: a request naming another model is a 404
   SamplingParams defaults;  // sampling values used for fields the request leaves out
   int max_n = 16;           // most choices per prompt
+  // > 0: a prompt certainly longer than this many tokens is refused before it is fully
+  // encoded (a 7 MB prompt would otherwise cost all its tokens' memory only to be refused).
+  int64_t max_model_len = 0;
+  // > 0: a non-streaming chat request without max_tokens generates at most this many (the rest
+  // of a long context could tie a slot up for minutes with nothing sent).
+  int64_t max_tokens_default = 0;
 };
 
 inline constexpr size_t kMaxStop = 16;
@@ -60,7 +67,8 @@ GenerationRequest parse_completion_request(const nlohmann::json& body, const Par
 std::vector<ChatMessage> parse_messages(const nlohmann::json& body);
 
 // max_tokens for one prompt of `prompt_len` tokens: the requested value, or by default the
-// rest of the context (chat, as OpenAI) or min(16, rest) (completions, as OpenAI), and no more
+// rest of the context (chat, as OpenAI; at most req.default_max_tokens when set) or min(16,
+// rest) (completions, as OpenAI), and no more
 // than fits in `kv_tokens` (the KV pool's capacity for this request; 0: unknown) so that a
 // request without max_tokens is not refused on a model whose context exceeds the pool. A
 // prompt that leaves no room, or prompt + max_tokens beyond max_model_len, is a 400 naming
@@ -70,7 +78,7 @@ int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int
 
 // /tokenize: {"prompt": str, "add_special_tokens": bool} or {"messages": [...],
 // "add_generation_prompt": bool} -> ids.
-std::vector<TokenId> parse_tokenize_request(const nlohmann::json& body, const Tokenizer& tok);
+std::vector<TokenId> parse_tokenize_request(const nlohmann::json& body, const Tokenizer& tok, int64_t max_model_len = 0);
 
 // /detokenize: {"tokens": [ids], "skip_special_tokens": bool (default false)}.
 struct DetokenizeRequest {

@@ -211,6 +211,34 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special) 
   return out;
 }
 
+std::optional<int64_t> Tokenizer::count_beyond(std::string_view text, int64_t limit) const {
+  // Every token but BOS/EOS covers at least one byte of the text.
+  if (static_cast<int64_t>(text.size()) <= limit) return std::nullopt;
+  // Pieces of ~16 KiB cut just before a space or newline, where sentencepiece starts a new
+  // piece anyway (and no added token has a space); without one nearby, at a character
+  // boundary. A cut can change the count by a few tokens only: allow 8 per cut.
+  constexpr size_t kPiece = 16u << 10, kSearch = 4u << 10;
+  constexpr int64_t kSlackPerCut = 8;
+  int64_t count = 0, cuts = 0;
+  size_t p = 0;
+  while (p < text.size()) {
+    size_t e = std::min(text.size(), p + kPiece);
+    if (e < text.size()) {
+      size_t s = text.find_first_of(" \n", e);
+      if (s == std::string_view::npos || s > e + kSearch) {
+        s = e;
+        while (s > p + 1 && (static_cast<uint8_t>(text[s]) & 0xC0) == 0x80) --s;
+      }
+      e = s;
+    }
+    count += static_cast<int64_t>(encode(text.substr(p, e - p), false).size());
+    ++cuts;
+    if (count > limit + kSlackPerCut * cuts) return count - kSlackPerCut * cuts;
+    p = e;
+  }
+  return std::nullopt;
+}
+
 void Tokenizer::check_id(TokenId id) const {
   if (id < 0 || id >= vocab_size())
     throw Error(fmt::format("token id {} is out of range (vocabulary size {})", id, vocab_size()));

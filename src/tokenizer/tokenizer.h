@@ -44,6 +44,12 @@ class Tokenizer {
   // ilm::Error.
   std::vector<TokenId> encode(std::string_view text, bool add_special = true) const;
 
+  // Whether `text` (encoded without BOS/EOS) certainly has more than `limit` tokens, found
+  // without encoding all of a long text: a prompt far past the context is refused at the cost
+  // of encoding a little more than `limit` tokens, not all of it. Returns a lower bound on the
+  // count when it does, nullopt when the text may fit (then encode it).
+  std::optional<int64_t> count_beyond(std::string_view text, int64_t limit) const;
+
   // Exact decoding: "▁" -> " ", byte-fallback pieces joined and decoded as UTF-8 (invalid
   // sequences -> U+FFFD), special tokens rendered as their content unless skip_special.
   // Out-of-range ids throw ilm::Error.

@@ -1,0 +1,25 @@
+#include "server/allocator_policy.h"
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace ilm::server {
+
+void set_allocator_policy() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
+  mallopt(M_ARENA_MAX, 8);
+#endif
+}
+
+void trim_after_large_request(size_t bytes) {
+#if defined(__GLIBC__)
+  if (bytes >= (1u << 20)) malloc_trim(0);
+#else
+  (void)bytes;
+#endif
+}
+
+}  // namespace ilm::server
