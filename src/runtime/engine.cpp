@@ -372,6 +372,8 @@ struct Engine::Impl {
     const auto t0 = Clock::now();
     try {
       lm.forward_batch(batch);
+      for (const SequenceInput& in : batch)
+        if (!in.no_logits) require_finite_logits(in.logits);
     } catch (const std::exception& e) {
       // A failed step leaves these caches in an unknown state: end their requests.
       for (const Work& w : work) fail_group(*w.seq->group, fmt::format("forward pass failed: {}", e.what()));

@@ -55,6 +55,7 @@ GenerateResult generate(CausalLM& lm, std::span<const TokenId> prompt, const Gen
   for (;;) {
     if (opts.sample_vocab > 0 && opts.sample_vocab < V)
       std::fill(logits.begin() + opts.sample_vocab, logits.end(), -INFINITY);
+    require_finite_logits(logits);
     const TokenId next = sampler.sample(logits, prompt, res.tokens);
     ++res.completion_tokens;
     if (std::find(opts.stop_ids.begin(), opts.stop_ids.end(), next) != opts.stop_ids.end()) {

@@ -144,13 +144,6 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
   };
   check_ids(prompt, "prompt");
   check_ids(generated, "generated");
-  // A broken checkpoint (or config) yields NaN logits: refuse to pick a token from them rather
-  // than report success with garbage. (-inf is a masked token, not an error.)
-  for (size_t i = 0; i < vocab; ++i)
-    if (std::isnan(logits[i]) || logits[i] == std::numeric_limits<float>::infinity())
-      throw Error(fmt::format("the model produced a non-finite logit ({}) for token {}: the checkpoint or its config "
-                              "is broken",
-                              logits[i], i));
   if (counts_.size() != vocab) counts_.assign(vocab, 0);
 
   // Repetition penalty (HF): once per distinct id of prompt + generated. counts_ marks the
@@ -393,6 +386,14 @@ TokenId argmax(std::span<const float> logits) {
     }
   }
   return static_cast<TokenId>(best);  // all NaN: 0
+}
+
+void require_finite_logits(std::span<const float> logits) {
+  for (size_t i = 0; i < logits.size(); ++i)
+    if (!std::isfinite(logits[i]))
+      throw Error(fmt::format("the model produced a non-finite logit ({}) for token {}: the checkpoint or its config "
+                              "is broken",
+                              logits[i], i));
 }
 
 }  // namespace ilm

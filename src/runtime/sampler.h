@@ -67,4 +67,9 @@ float token_logprob(std::span<const float> logits, TokenId id);
 // Index of the largest value, lowest index on ties; NaN never wins.
 TokenId argmax(std::span<const float> logits);
 
+// Throws ilm::Error when the model's logits hold a NaN or an infinity: a broken checkpoint or
+// config (say rope_theta 1e-320) must fail the request, never pass for a generation. (The
+// sampler itself stays robust to NaN: it is also used on masked and penalised scores.)
+void require_finite_logits(std::span<const float> logits);
+
 }  // namespace ilm

@@ -214,6 +214,45 @@ def main():
         json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
         expect_error(["inspect", "--model", d], "LlamaForCausalLM", "InternLM2ForCausalLM")
 
+        # Found by an adversarial run (issue 17): each of these used to load or report success.
+        d = copy("two-shards-no-index")
+        os.rename(os.path.join(d, "model.safetensors"), os.path.join(d, "a.safetensors"))
+        shutil.copy(os.path.join(d, "a.safetensors"), os.path.join(d, "b.safetensors"))
+        expect_error(["inspect", "--model", d], "a.safetensors", "b.safetensors")
+
+        d = copy("no-tokenizer")
+        os.remove(os.path.join(d, "tokenizer.model"))
+        out = sh("inspect", "--model", d).stdout.decode()
+        assert "warning" in out and "tokenizer.model" in out, out
+        expect_error(["inspect", "--model", d, "--strict"], "--strict")
+        expect_error(["run", "--model", d, "--prompt", "x"], "tokenizer.model")
+
+        for field, value in (("rope_theta", 1e-320), ("rms_norm_eps", 1e300)):
+            d = copy("domain-" + field)
+            cfg = json.load(open(os.path.join(d, "config.json")))
+            cfg[field] = value
+            json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+            expect_error(["logits", "--model", d, "--prompt", "hi", "--out", os.path.join(TMP, "x")], field)
+
+        d = copy("gen-eos")
+        gen = json.load(open(os.path.join(d, "generation_config.json")))
+        gen["eos_token_id"] = [2, 999999]
+        json.dump(gen, open(os.path.join(d, "generation_config.json"), "w"))
+        expect_error(["run", "--model", d, "--prompt", "x"], "generation_config.json", "eos_token_id", "999999")
+
+        # Weights that pass every check but compute NaN: no command reports success.
+        d = copy("nan-weights")
+        st = os.path.join(d, "model.safetensors")
+        data = bytearray(open(st, "rb").read())
+        n = struct.unpack("<Q", data[:8])[0]
+        meta = json.loads(data[8:8 + n])["model.norm.weight"]
+        assert meta["dtype"] == "BF16", meta
+        a, b = meta["data_offsets"]
+        data[8 + n + a:8 + n + b] = b"\xc0\x7f" * ((b - a) // 2)  # bf16 NaN
+        open(st, "wb").write(data)
+        expect_error(["logits", "--model", d, "--prompt", "hi", "--out", os.path.join(TMP, "x")], "not finite")
+        expect_error(["run", "--model", d, "--prompt", "hi", "--max-tokens", "2"], "non-finite")
+
     for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
                      ("greedy is deterministic", greedy_deterministic),
                      ("threads do not change results", threads_do_not_change_results), ("seeded sampling", sampled_seeded),

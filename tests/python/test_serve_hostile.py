@@ -282,6 +282,67 @@ def per_client_cap(s):
             c.close()
 
 
+def odd_requests(srv):
+    """Multipart bodies get 415 (not 500), Range headers are ignored on API routes, and a
+    non-streaming chat request without max_tokens is bounded by --max-tokens-default (3 here)."""
+    boundary = b"XyZ"
+    body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\ntiny\r\n--XyZ--\r\n")
+    resp = raw(srv.port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\nContent-Length: " +
+               str(len(body)).encode() + b"\r\n\r\n" + body)
+    assert status_of(resp) == 415, resp[:300]
+    assert error_of(resp)["message"]
+    st, _, data = srv.request("GET", "/v1/models", headers={"Range": "bytes=0-1"})
+    assert st == 200 and json.loads(data)["object"] == "list", (st, data[:200])
+    j = srv.post("/v1/chat/completions", chat("count to one hundred", temperature=0, max_tokens=None))
+    assert j["usage"]["completion_tokens"] <= 3, j["usage"]
+
+
+def huge_prompts_release_memory(srv):
+    """7 MB prompts (far past the 4,096-token context): refused with 400, one, then three in a
+    row, then four at once; resident memory peaks < 256 MiB above the start and is back within
+    64 MiB of it 5 s later."""
+    pid = srv.proc.pid
+    srv.post("/v1/chat/completions", json.loads(GOOD))  # warm: buffers of a normal request exist
+    start = rss_kb(pid)
+    peak = [start]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], rss_kb(pid))
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    big = json.dumps(chat("hello world, " * (7 * 1024 * 1024 // 13))).encode()
+
+    def one():
+        st, _, data = srv.request("POST", "/v1/chat/completions", big, {"Content-Type": "application/json"})
+        assert st == 400, (st, data[:200])
+        assert b"maximum context length" in data, data[:300]
+
+    try:
+        one()
+        for _ in range(3):
+            one()
+        errors = []
+        ts = [threading.Thread(target=lambda: errors.append(None) if one() else None) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+    finally:
+        done.set()
+        sampler.join()
+    time.sleep(5)
+    end = rss_kb(pid)
+    grew, left = (peak[0] - start) / 1024, (end - start) / 1024
+    print(f"     RSS start {start / 1024:.0f} MiB, peak +{grew:.0f} MiB, +{left:.0f} MiB after 5 s")
+    assert grew < 256, f"peak resident growth {grew:.0f} MiB"
+    assert left < 64, f"resident growth left after 5 s: {left:.0f} MiB"
+
+
 def main():
     shutil.rmtree(TMP, ignore_errors=True)
     os.makedirs(TMP)
@@ -302,8 +363,10 @@ def main():
         check("still serving after all of it", lambda: srv.post("/v1/chat/completions", json.loads(GOOD)))
     finally:
         srv.stop()
-    strict = Server(model, "--max-connections-per-client", "8", "--head-timeout", "1")
+    strict = Server(model, "--max-connections-per-client", "8", "--head-timeout", "1", "--max-tokens-default", "3")
     try:
+        check("multipart 415, Range ignored, --max-tokens-default", lambda: odd_requests(strict))
+        check("7 MB prompts: refused, memory returned", lambda: huge_prompts_release_memory(strict))
         check("head deadline: 408, then closed", lambda: head_deadline(strict.port))
         check("per-client connection cap makes room", lambda: per_client_cap(strict))
     finally:

@@ -208,5 +208,66 @@ TEST_F(serverRequest, TokenizeAndDetokenize) {
   expect_api_error([&] { parse_detokenize_request(parse_body(R"({"tokens": [100000000]})"), tok()); }, 400, "tokens");
 }
 
+// Found by an adversarial run: a NUL after the JSON value ended the input for the parser.
+TEST_F(serverRequest, BodyIsExactlyOneJsonValue) {
+  const std::string good = R"({"prompt": "hi"})";
+  EXPECT_NO_THROW(parse_body(good));
+  expect_api_error([&] { parse_body(good + std::string(1, '\0') + "garbage"); }, 400);
+  expect_api_error([&] { parse_body(good + " {}"); }, 400);
+  EXPECT_NO_THROW(parse_body(good + " \n\t"));
+}
+
+// max_tokens near 2^63: refused, with numbers that are not the result of an overflow.
+TEST_F(serverRequest, HugeMaxTokensMessageDoesNotOverflow) {
+  GenerationRequest r;
+  r.endpoint = Endpoint::Completions;
+  r.max_tokens = INT64_MAX;
+  try {
+    resolve_max_tokens(r, 10, 100);
+    ADD_FAILURE();
+  } catch (const ApiError& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('-'), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(INT64_MAX)), std::string::npos) << msg;
+  }
+}
+
+// --max-tokens-default bounds a non-streaming chat request without max_tokens, not a stream.
+TEST_F(serverRequest, DefaultMaxTokensBoundsNonStreamingChat) {
+  ParseContext c = ctx();
+  c.max_tokens_default = 7;
+  const auto whole = parse_chat_request(parse_body(R"({"messages": [{"role": "user", "content": "hi"}]})"), c);
+  EXPECT_EQ(resolve_max_tokens(whole, 10, 1000), 7);
+  const auto streamed =
+      parse_chat_request(parse_body(R"({"messages": [{"role": "user", "content": "hi"}], "stream": true})"), c);
+  EXPECT_EQ(resolve_max_tokens(streamed, 10, 1000), 990);
+  const auto asked = parse_chat_request(parse_body(R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 50})"), c);
+  EXPECT_EQ(resolve_max_tokens(asked, 10, 1000), 50);
+}
+
+// A prompt far past the context is refused after encoding a little more than the context, and
+// what count_beyond reports is a true lower bound.
+TEST_F(serverRequest, PromptFarPastTheContextIsRefusedEarly) {
+  std::string text;
+  for (int i = 0; text.size() < 200000; ++i) text += "word" + std::to_string(i) + " 你好, world! ";
+  const int64_t full = static_cast<int64_t>(tok().encode(text, false).size());
+  for (int64_t limit : {int64_t{100}, int64_t{5000}, full - 200}) {
+    const auto n = tok().count_beyond(text, limit);
+    ASSERT_TRUE(n.has_value()) << limit;
+    EXPECT_GT(*n, limit);
+    EXPECT_LE(*n, full);
+  }
+  EXPECT_FALSE(tok().count_beyond(text, full + 1000).has_value());
+  EXPECT_FALSE(tok().count_beyond("short", 100).has_value());
+
+  ParseContext c = ctx();
+  c.max_model_len = 1000;
+  const json body = {{"messages", {{{"role", "user"}, {"content", text}}}}};
+  expect_api_error([&] { parse_chat_request(body, c); }, 400, "messages");
+  expect_api_error([&] { parse_completion_request(json{{"prompt", text}}, c); }, 400, "prompt");
+  expect_api_error([&] { parse_tokenize_request(json{{"prompt", text}}, tok(), 1000); }, 400, "prompt");
+  EXPECT_NO_THROW(parse_chat_request(parse_body(R"({"messages": [{"role": "user", "content": "hi"}]})"), c));
+}
+
 }  // namespace
 }  // namespace ilm::server
