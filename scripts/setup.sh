@@ -5,7 +5,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libsentencepiece-dev nlohmann-json3-dev libcli11-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev libcpp-httplib-dev
       python3 python3-numpy python3-sentencepiece python3-jsonschema
       chromium  # python3-jsonschema, chromium: the validate report test (schema, HTML rendering)
-      g++-aarch64-linux-gnu qemu-user)  # the NEON kernel check (tools/check_arm.sh): cross-compiled, run under qemu
+      g++-aarch64-linux-gnu qemu-user  # the NEON kernel check (tools/check_arm.sh): cross-compiled, run under qemu
+      clang libclang-rt-14-dev)  # the libFuzzer targets (scripts/fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every test: the Release build (warnings as errors) under ctest, then the
-# unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# Builds and runs every test: the Release build (warnings as errors) under ctest, the unit
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer, then each libFuzzer target
+# for a bounded time (INTERNLM_FUZZ_SECONDS, default 45; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,4 +11,7 @@ if [ "${INTERNLM_SKIP_SANITIZE:-0}" != 1 ]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DINTERNLM_WERROR=ON -DINTERNLM_SANITIZE=ON >/dev/null
   cmake --build build-asan --parallel "$(nproc)" --target unit_tests
   (cd build-asan && ctest --output-on-failure --timeout 900 -L unit -j "$(nproc)")
+fi
+if [ "${INTERNLM_FUZZ_SECONDS:-45}" != 0 ]; then
+  scripts/fuzz.sh "${INTERNLM_FUZZ_SECONDS:-45}"
 fi

@@ -5,11 +5,20 @@
 
 #include "backend/cpu/kernels_impl.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#include <cpuid.h>
+#endif
+
 namespace ilm::cpu {
 
 namespace {
 
 #if defined(__x86_64__) || defined(_M_X64)
+// F16C from CPUID leaf 1 (ECX bit 29): clang's __builtin_cpu_supports does not know "f16c".
+bool has_f16c() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
 bool has_avx512() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -18,8 +27,7 @@ bool has_avx512() {
 bool has_avx512_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
 bool has_avx2() {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
 }
 #endif
 
@@ -88,7 +96,7 @@ std::vector<std::string> cpu_features() {
   ILM_FEATURE("avx")
   ILM_FEATURE("avx2")
   ILM_FEATURE("fma")
-  ILM_FEATURE("f16c")
+  if (has_f16c()) f.emplace_back("f16c");
   ILM_FEATURE("avx512f")
   ILM_FEATURE("avx512bw")
   ILM_FEATURE("avx512vl")
