@@ -4,6 +4,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include "backend/cpu/kernel_policy.h"
 #include "backend/cpu/kernels_impl.h"
 
 namespace ilm::cpu {
@@ -48,53 +49,72 @@ inline float load_w1(const void* w, int64_t i) {
   }
 }
 
-// TT tokens x RB rows: TT*RB accumulators stay in registers for the whole K loop.
+// TT tokens x RB rows over the pass [k0, k0 + kn) (whole summation slices of the shared
+// policy, but the last): TT*RB accumulators stay in registers; each slice's sum is reduced to a
+// scalar and added to y in slice order (the first slice stores), so a result does not depend
+// on T or on how the passes are cut.
 template <DType WT, int TT, int RB>
-inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
-  __m256 acc[TT][RB];
-  ILM_UNROLL for (int t = 0; t < TT; ++t)
-    ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
-  const int64_t Kv = K / kLanes * kLanes;
-  for (int64_t k = 0; k < Kv; k += kLanes) {
-    __m256 wv[RB];
-    ILM_UNROLL for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k);
-    ILM_UNROLL for (int t = 0; t < TT; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x + t * ldx + k);
-      ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, wv[i], acc[t][i]);
+inline void tile(const float* x, int64_t ldx, const void* w, int64_t K, int64_t k0, int64_t kn, int64_t r, float* y,
+                 int64_t ldy) {
+  for (int64_t s0 = k0; s0 < k0 + kn; s0 += policy::kSliceColumns) {
+    const int64_t sn = k0 + kn - s0 < policy::kSliceColumns ? k0 + kn - s0 : policy::kSliceColumns;
+    __m256 acc[TT][RB];
+    ILM_UNROLL for (int t = 0; t < TT; ++t)
+      ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_setzero_ps();
+    const int64_t kend = s0 + sn / kLanes * kLanes;
+    for (int64_t k = s0; k < kend; k += kLanes) {
+      __m256 wv[RB];
+      ILM_UNROLL for (int i = 0; i < RB; ++i) wv[i] = load_w<WT>(w, (r + i) * K + k);
+      ILM_UNROLL for (int t = 0; t < TT; ++t) {
+        const __m256 xv = _mm256_loadu_ps(x + t * ldx + k);
+        ILM_UNROLL for (int i = 0; i < RB; ++i) acc[t][i] = _mm256_fmadd_ps(xv, wv[i], acc[t][i]);
+      }
     }
+    ILM_UNROLL for (int t = 0; t < TT; ++t)
+      ILM_UNROLL for (int i = 0; i < RB; ++i) {
+        float sum = reduce_add(acc[t][i]);
+        for (int64_t k = kend; k < s0 + sn; ++k) sum += x[t * ldx + k] * load_w1<WT>(w, (r + i) * K + k);
+        float& out = y[t * ldy + r + i];
+        out = s0 == 0 ? sum : out + sum;
+      }
   }
-  ILM_UNROLL for (int t = 0; t < TT; ++t)
-    ILM_UNROLL for (int i = 0; i < RB; ++i) {
-      float s = reduce_add(acc[t][i]);
-      for (int64_t k = Kv; k < K; ++k) s += x[t * ldx + k] * load_w1<WT>(w, (r + i) * K + k);
-      y[t * ldy + r + i] = s;
-    }
 }
 
 template <DType WT, int RB>
-inline void tokens(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r, float* y, int64_t ldy) {
+inline void tokens(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t k0, int64_t kn, int64_t r,
+                   float* y, int64_t ldy) {
   int64_t t = 0;
-  for (; t + 2 <= T; t += 2) tile<WT, 2, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy);
+  for (; t + 2 <= T; t += 2) tile<WT, 2, RB>(x + t * ldx, ldx, w, K, k0, kn, r, y + t * ldy, ldy);
   switch (T - t) {
-    case 1: tile<WT, 1, RB>(x + t * ldx, ldx, w, K, r, y + t * ldy, ldy); break;
+    case 1: tile<WT, 1, RB>(x + t * ldx, ldx, w, K, k0, kn, r, y + t * ldy, ldy); break;
     default: break;
   }
+}
+
+// Rows [r, r + RB) for a token block, in passes of policy::f32_pass_columns: whole rows (one
+// sequential stream per row) while the activations are small, else slice by slice so that the
+// rows' slice of weights stays in L1 while the block's token tiles pass over it.
+template <DType WT, int RB>
+inline void row_group(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r, float* y,
+                      int64_t ldy) {
+  const int64_t pc = policy::f32_pass_columns(T, K);
+  for (int64_t k0 = 0; k0 < K; k0 += pc) tokens<WT, RB>(x, ldx, T, w, K, k0, K - k0 < pc ? K - k0 : pc, r, y, ldy);
 }
 
 template <DType WT>
 void matmul_typed(const float* x, int64_t ldx, int64_t T, const void* w, int64_t K, int64_t r0,
                   int64_t r1, float* y, int64_t ldy) {
-  // Token blocks sized so their activations stay in L2 while this thread's weight rows stream
-  // through once per block.
-  int64_t tb = (256 * 1024) / (K * 4) / 4 * 4;
+  // Token blocks sized so their activations stay in L2 (policy::kActivationBlockBytes) while
+  // this thread's weight rows stream through once per block.
+  int64_t tb = policy::kActivationBlockBytes / (K * 4) / 4 * 4;
   if (tb < 4) tb = 4;
   for (int64_t t0 = 0; t0 < T; t0 += tb) {
     const int64_t nt = T - t0 < tb ? T - t0 : tb;
     const float* xb = x + t0 * ldx;
     float* yb = y + t0 * ldy;
     int64_t r = r0;
-    for (; r + 4 <= r1; r += 4) tokens<WT, 4>(xb, ldx, nt, w, K, r, yb, ldy);
-    for (; r < r1; ++r) tokens<WT, 1>(xb, ldx, nt, w, K, r, yb, ldy);
+    for (; r + 4 <= r1; r += 4) row_group<WT, 4>(xb, ldx, nt, w, K, r, yb, ldy);
+    for (; r < r1; ++r) row_group<WT, 1>(xb, ldx, nt, w, K, r, yb, ldy);
   }
 }
 
@@ -247,17 +267,17 @@ inline void gemm_rows(int64_t M, int64_t K, const float* A, int64_t sam, int64_t
 // through the exponent bits; 0 below -87.3, NaN for NaN.
 inline __m256 exp8(__m256 x) {
   // max/min return their second operand when either is NaN: x goes second, so NaN stays NaN.
-  const __m256 xc = _mm256_min_ps(_mm256_set1_ps(88.7f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+  const __m256 xc = _mm256_min_ps(_mm256_set1_ps(policy::kExpClampHigh), _mm256_max_ps(_mm256_set1_ps(policy::kExpZeroBelow), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(policy::kLog2e)),
                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(policy::kLn2Hi), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(policy::kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(policy::kExpPoly[0]);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(policy::kExpPoly[1]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(policy::kExpPoly[2]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(policy::kExpPoly[3]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(policy::kExpPoly[4]));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(policy::kExpPoly[5]));
   const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
   // 2^n in two steps (n in [-126, 128]: one power of two could leave the exponent range).
   const __m256i e = _mm256_cvtps_epi32(n);
@@ -265,7 +285,7 @@ inline __m256 exp8(__m256 x) {
   const __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e1, _mm256_set1_epi32(127)), 23));
   const __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e2, _mm256_set1_epi32(127)), 23));
   const __m256 out = _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
-  return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(-87.3f), _CMP_LT_OQ), out);
+  return _mm256_andnot_ps(_mm256_cmp_ps(x, _mm256_set1_ps(policy::kExpZeroBelow), _CMP_LT_OQ), out);
 }
 
 void exp_avx2(float* x, int64_t n) {

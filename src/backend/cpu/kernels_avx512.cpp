@@ -4,6 +4,7 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include "backend/cpu/kernel_policy.h"
 #include "backend/cpu/kernels_impl.h"
 
 namespace ilm::cpu {
@@ -45,7 +46,7 @@ inline float load_w1(const void* w, int64_t i) {
 // the slices are added in order. matmul_typed either passes whole rows (few tokens) or cuts
 // them at the same boundaries for cache blocking, so both give the same bits: a token's
 // result never depends on how many others share the call.
-constexpr int64_t kSlice = 1024;
+constexpr int64_t kSlice = policy::kSliceColumns;
 
 // TT tokens x RB rows: TT*RB accumulators stay in registers over columns [k0, k0 + kn) of
 // rows of length K; the sums are stored into y, or added to it when `add`.
@@ -99,7 +100,7 @@ void matmul_typed(const float* x, int64_t ldx, int64_t T, const void* w, int64_t
   // thread's weight rows stream through in kc-wide column slices; later slices add into y.
   // Few tokens (decode, small batches) fit in L2 whole: no slicing, so each weight row is one
   // sequential stream for the prefetcher. Either way the sums are the same (see kSlice).
-  const int64_t kc_max = T * K * 4 <= 512 * 1024 ? K : kSlice;
+  const int64_t kc_max = policy::f32_pass_columns(T, K);
   const int64_t kc = K < kc_max ? K : kc_max;
   int64_t tb = (256 * 1024) / (kc * 4) / 4 * 4;
   if (tb < 4) tb = 4;
@@ -276,19 +277,19 @@ inline void gemm_rows(int64_t M, int64_t K, const float* A, int64_t sam, int64_t
 // 2^n with vscalefps; 0 below -87.3, NaN for NaN.
 inline __m512 exp16(__m512 x) {
   // max/min return their second operand when either is NaN: x goes second, so NaN stays NaN.
-  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(88.7f), _mm512_max_ps(_mm512_set1_ps(-88.0f), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(policy::kExpClampHigh), _mm512_max_ps(_mm512_set1_ps(policy::kExpZeroBelow), x));
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(policy::kLog2e)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), xc);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(policy::kLn2Hi), xc);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(policy::kLn2Lo), r);
+  __m512 p = _mm512_set1_ps(policy::kExpPoly[0]);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(policy::kExpPoly[1]));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(policy::kExpPoly[2]));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(policy::kExpPoly[3]));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(policy::kExpPoly[4]));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(policy::kExpPoly[5]));
   const __m512 y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0f));
-  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.3f), _CMP_LT_OQ);
+  const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(policy::kExpZeroBelow), _CMP_LT_OQ);
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_scalef_ps(y, n));
 }
 

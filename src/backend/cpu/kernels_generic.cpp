@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "backend/cpu/kernel_policy.h"
 #include "backend/cpu/kernels_impl.h"
 
 namespace ilm::cpu {
@@ -115,7 +116,7 @@ void gemm_generic(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, 
 }
 
 void exp_generic(float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = x[i] < -87.3f ? 0.0f : std::exp(x[i]);
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] < policy::kExpZeroBelow ? 0.0f : std::exp(x[i]);
 }
 
 void transpose_generic(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {

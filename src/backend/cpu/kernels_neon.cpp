@@ -14,19 +14,20 @@
 #include <type_traits>
 #include <utility>
 
+#include "backend/cpu/kernel_policy.h"
 #include "backend/cpu/kernels_impl.h"
 
 namespace ilm::cpu {
 
 namespace {
 
-// K is cut into slices of kSlice columns when it is longer than 2 * kSlice (a multiple of 32,
-// so quantized blocks are never split). A function of K only: see above.
-constexpr int64_t kSlice = 1024;
-inline int64_t slice_width(int64_t K) { return K <= 2 * kSlice ? K : kSlice; }
+// K is cut into summation slices of policy::kSliceColumns (a multiple of 32, so quantized
+// blocks are never split), as on x86. A function of K only: see above.
+constexpr int64_t kSlice = policy::kSliceColumns;
+inline int64_t slice_width(int64_t K) { return K <= kSlice ? K : kSlice; }
 // Activations of a token block (tokens x slice floats) are kept under this many bytes, so
 // they stay in L2 while the thread's weight rows stream through once per block.
-constexpr int64_t kActBytes = 256 * 1024;
+constexpr int64_t kActBytes = policy::kActivationBlockBytes;
 
 // Storage type of a dense weight dtype.
 template <DType WT>
