@@ -8,8 +8,6 @@ namespace ilm::server {
 
 void set_allocator_policy() {
 #if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
-  mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
   mallopt(M_ARENA_MAX, 8);
 #endif
 }

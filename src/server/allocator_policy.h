@@ -1,12 +1,15 @@
 #pragma once
 // The server's malloc policy (glibc): memory a large request took goes back to the system.
 //
-// glibc raises its mmap threshold each time a large block is freed (up to 32 MiB), after which
-// multi-megabyte request buffers come from the heap arenas, and 64 HTTP threads mean up to 64
-// arenas whose freed memory stays resident: a refused 7 MB prompt used to leave ~0.5 GB behind.
-// A fixed threshold (which also turns off the dynamic trim threshold) keeps every block of 256
-// KiB or more in its own mapping, returned on free; a cap on arenas bounds what small-block
-// fragmentation can keep; trim_after_large_request() returns the free pages inside arenas.
+// A refused 7 MB prompt used to leave ~0.5 GB resident, and 64 HTTP threads (one glibc arena
+// each) let that add up. Two measures, measured against decode speed:
+// - at most 8 arenas, so what fragmentation keeps is bounded by 8 heaps, not 64;
+// - after a request whose body was large, malloc_trim(0) returns the free pages of every arena
+//   (the tokenizer's and the JSON parser's working memory, the body buffers).
+// A fixed low mmap threshold (every block >= 256 KiB its own mapping, returned on free) was
+// tried and dropped: the engine's per-step buffers (logits, activations) then cost an mmap,
+// page faults and a munmap each step; 16-stream decode on the 1_8b checkpoint fell from ~30 to
+// ~10 tok/s (perf: page faults, memset, munmap in the engine thread).
 #include <cstddef>
 
 namespace ilm::server {

@@ -22,6 +22,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "server/allocator_policy.h"
 
 namespace ilm::server {
 
@@ -111,6 +112,8 @@ struct ConnectionGate::Impl {
   std::unordered_map<uint64_t, std::unique_ptr<Conn>> conns;
   std::unordered_map<std::string, int> per_client;
   uint64_t next_serial = 2;  // 0, 1: the listening socket and the wake-up eventfd
+  std::optional<Clock::time_point> last_large;  // when a request body of 1 MiB or more was relayed
+  Clock::time_point last_trim;
   mutable std::mutex counters_mu;
   GateCounters c;
 
@@ -382,6 +385,7 @@ struct ConnectionGate::Impl {
     cn.upout = forwarded_head(cn.head);
     cn.upout.append(cn.in, 0, body_end);
     cn.in.erase(0, body_end);
+    if (cn.in.capacity() > kReadChunk) std::string(cn.in).swap(cn.in);  // an idle connection keeps no large buffer
     cn.keep_alive = cn.head.keep_alive;
     cn.resp_head.clear();
     cn.resp_head_done = cn.up_done = cn.up_paused = false;
@@ -415,7 +419,12 @@ struct ConnectionGate::Impl {
       if (!cn.resp_head_done) return refuse(cn, 502, "the request could not be handed to a worker");
       return close_conn(cn.serial);
     }
-    if (cn.upout.empty()) cn.upout.shrink_to_fit();
+    if (cn.upout.empty() && cn.upout.capacity() > 0) {
+      const size_t was = cn.upout.capacity();
+      std::string().swap(cn.upout);
+      trim_after_large_request(was);
+      if (was >= (1u << 20)) last_large = Clock::now();
+    }
     update_upstream(cn);
   }
 
@@ -471,6 +480,12 @@ struct ConnectionGate::Impl {
 
   // ---- deadlines
   void sweep(Clock::time_point now) {
+    // A large request's memory is freed by the worker after the gate let go of its copy: trim
+    // again a few times over the next seconds (malloc_trim takes ~1 ms on small heaps).
+    if (last_large && since(*last_large, now) < 3 && since(last_trim, now) > 0.5) {
+      trim_after_large_request(1u << 20);
+      last_trim = now;
+    }
     std::vector<uint64_t> expired;
     for (auto& [id, cn] : conns) {
       const double t = since(cn->phase_start, now);

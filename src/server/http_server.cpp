@@ -190,14 +190,16 @@ struct HttpServer::Impl {
         if (type.starts_with("multipart/") || type.starts_with("Multipart/"))
           throw ApiError(415, fmt::format("unsupported Content-Type '{}': send the request as application/json", type),
                          {}, "unsupported_media_type");
-        size_t body_bytes = 0;
-        {
-          const std::string body = read_body(res, reader);
-          body_bytes = body.size();
-          check_auth(req);
-          fn(req, res, body);
-        }
-        trim_after_large_request(body_bytes);  // the request's buffers are freed by now
+        // Declared first, so it runs last: after the body and everything made from it are
+        // freed, also when the request is refused by an exception.
+        struct TrimOnExit {
+          size_t bytes = 0;
+          ~TrimOnExit() { trim_after_large_request(bytes); }
+        } trim;
+        const std::string body = read_body(res, reader);
+        trim.bytes = body.size();
+        check_auth(req);
+        fn(req, res, body);
       });
     });
   }

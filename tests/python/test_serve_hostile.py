@@ -17,21 +17,23 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_serve_http import BIN, HOST, Server, chat  # noqa: E402
+from test_serve_http import BIN, HOST, RESULTS, Server, chat, check  # noqa: E402
 
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_hostile")
-RESULTS = {"passed": 0, "failed": 0}
 
 
-def check(name, fn):
-    t = time.time()
-    try:
-        fn()
-        RESULTS["passed"] += 1
-        print(f"ok   {name} ({time.time() - t:.1f}s)", flush=True)
-    except Exception as e:  # noqa: BLE001 - report every failure and go on
-        RESULTS["failed"] += 1
-        print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+def read_to_close(s):
+    """Everything the server sends until it closes the connection (or resets it)."""
+    out = b""
+    while True:
+        try:
+            b = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not b:
+            break
+        out += b
+    return out
 
 
 def raw(port, data, timeout=10, read_all=True):
@@ -40,23 +42,23 @@ def raw(port, data, timeout=10, read_all=True):
     s = socket.create_connection((HOST, port), timeout=timeout)
     try:
         s.sendall(data)
+        if read_all:
+            return read_to_close(s)
         out = b""
-        while True:
-            try:
-                b = s.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
+        while b"\r\n\r\n" not in out or len(out.partition(b"\r\n\r\n")[2]) < content_length(out):
+            b = s.recv(65536)
             if not b:
                 break
             out += b
-            if not read_all and b"\r\n\r\n" in out:
-                head, _, rest = out.partition(b"\r\n\r\n")
-                n = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
-                if n and len(rest) >= n[0]:
-                    break
         return out
     finally:
         s.close()
+
+
+def content_length(resp):
+    head = resp.partition(b"\r\n\r\n")[0]
+    n = [int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    return n[0] if n else 0
 
 
 def status_of(resp):
@@ -148,12 +150,7 @@ def head_deadline(port):
     s = socket.create_connection((HOST, port), timeout=10)
     s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\n")
     t = time.time()
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
+    out = read_to_close(s)
     s.close()
     dt = time.time() - t
     assert 0.5 < dt < 3.0, dt
@@ -199,15 +196,7 @@ def head_caps(srv):
 
 def body_cap(port):
     """--max-body-mb 1: a 2 MiB Content-Length is refused from the head alone."""
-    s = socket.create_connection((HOST, port), timeout=10)
-    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n")
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
-    s.close()
+    out = raw(port, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2097152\r\n\r\n")
     assert status_of(out) == 413, out[:200]
     assert error_of(out)["code"] == "request_too_large"
     # Chunked uploads are held to the same cap.
@@ -259,12 +248,7 @@ def expect_continue(port):
     first = s.recv(100)
     assert first.startswith(b"HTTP/1.1 100"), first
     s.sendall(GOOD)
-    out = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        out += b
+    out = read_to_close(s)
     s.close()
     assert b"HTTP/1.1 200" in (first + out), (first + out)[:300]
 
