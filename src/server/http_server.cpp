@@ -49,6 +49,24 @@ void send_error(httplib::Response& res, const ApiError& e) {
   res.set_content(dump_json(error_json(e)), "application/json");
 }
 
+// The connection gate's counters in Prometheus text (its own answers never reach the workers,
+// so internlm_http_requests_total does not count them).
+std::string gate_metrics(const GateCounters& c) {
+  std::string out;
+  auto one = [&](const char* name, const char* help, const char* type, int64_t v) {
+    out += fmt::format("# HELP {0} {1}\n# TYPE {0} {2}\n{0} {3}\n", name, help, type, v);
+  };
+  one("internlm_http_connections_open", "Client connections open now.", "gauge", c.open);
+  one("internlm_http_connections_accepted_total", "Client connections accepted.", "counter", c.accepted);
+  one("internlm_http_connections_evicted_total",
+      "Connections closed to make room at the per-client or total cap.", "counter", c.evicted);
+  one("internlm_http_connections_timed_out_total",
+      "Connections closed at a head, body-rate or idle deadline.", "counter", c.timed_out);
+  one("internlm_http_requests_refused_total",
+      "Requests the gate answered itself (400/413/431/501/505) or refused at accept.", "counter", c.refused);
+  return out;
+}
+
 uint64_t random_seed() {
   thread_local std::mt19937_64 rng{std::random_device{}()};
   return rng();
@@ -240,7 +258,8 @@ struct HttpServer::Impl {
       res.set_content(dump_json({{"status", draining ? "draining" : "ok"}}), "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.render(engine.stats()), "text/plain; version=0.0.4; charset=utf-8");
+      res.set_content(metrics.render(engine.stats()) + gate_metrics(gate.counters()),
+                      "text/plain; version=0.0.4; charset=utf-8");
     });
 
     // Anything httplib answers by itself (unknown path, bad request line) gets a JSON error too.

@@ -241,6 +241,16 @@ def pipelining(port):
     assert resp.index(b'"chat.completion"') < resp.index(b'"object":"list"'), resp[:600]
 
 
+def gate_metrics(srv):
+    """The gate's own answers and closed connections are counted in /metrics."""
+    for name in ("internlm_http_connections_open", "internlm_http_connections_accepted_total",
+                 "internlm_http_requests_refused_total", "internlm_http_connections_timed_out_total"):
+        v = srv.metric(name)
+        assert v is not None, name
+    assert srv.metric("internlm_http_requests_refused_total") >= 5  # the 431s, 413s and 400s above
+    assert srv.metric("internlm_http_connections_accepted_total") > 1000  # the slow-client flood
+
+
 def expect_continue(port):
     s = socket.create_connection((HOST, port), timeout=10)
     s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\n"
@@ -345,6 +355,7 @@ def main():
         check("pipelined requests answered in order", lambda: pipelining(srv.port))
         check("Expect: 100-continue", lambda: expect_continue(srv.port))
         check("still serving after all of it", lambda: srv.post("/v1/chat/completions", json.loads(GOOD)))
+        check("gate counters in /metrics", lambda: gate_metrics(srv))
     finally:
         srv.stop()
     strict = Server(model, "--max-connections-per-client", "8", "--head-timeout", "1", "--max-tokens-default", "3")
