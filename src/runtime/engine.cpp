@@ -497,10 +497,10 @@ std::shared_ptr<RequestStream> Engine::submit(RequestParams params) {
   if (params.top_logprobs > 20) throw Error("top_logprobs must be at most 20");
   params.sampling.validate();
   const int64_t limit = im.opts.max_model_len;
-  if (P + params.max_tokens > limit)
-    throw Error(fmt::format("this model's maximum context length is {} tokens, but {} tokens were "
-                            "requested ({} in the prompt, {} for the completion)",
-                            limit, P + params.max_tokens, P, params.max_tokens));
+  if (params.max_tokens > limit - P)  // not P + max_tokens > limit: that sum can overflow
+    throw Error(fmt::format("this model's maximum context length is {} tokens, but more were requested "
+                            "({} in the prompt, {} for the completion)",
+                            limit, P, params.max_tokens));
   const int64_t blocks = blocks_for(P + params.max_tokens, im.opts.block_size) + params.n - 1;
   if (blocks > im.pool->max_blocks())
     throw Error(fmt::format("the request needs {} KV blocks of {} tokens but the KV cache has only {}",
