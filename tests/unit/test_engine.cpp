@@ -122,6 +122,21 @@ class EngineTest : public ::testing::Test {
 std::filesystem::path EngineTest::dir_;
 std::unique_ptr<LoadedModel> EngineTest::model_;
 
+// max_tokens near 2^63 is refused with the request's own numbers (the sum overflowed once).
+TEST_F(EngineTest, HugeMaxTokensIsRefusedWithoutOverflow) {
+  EngineOptions eo;
+  eo.max_model_len = 64;
+  Engine engine(*model_->lm, eo);
+  try {
+    engine.submit(request(prompt(4, 3), INT64_MAX));
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_EQ(msg.find('-'), std::string::npos) << msg;
+    EXPECT_NE(msg.find(std::to_string(INT64_MAX)), std::string::npos) << msg;
+  }
+}
+
 TEST_F(EngineTest, ConcurrentGreedyRequestsEachGetTheirSoloOutput) {
   EngineOptions eo;
   eo.max_seqs = 3;  // more requests than slots: some wait in the queue
