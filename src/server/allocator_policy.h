@@ -6,10 +6,12 @@
 // - at most 8 arenas, so what fragmentation keeps is bounded by 8 heaps, not 64;
 // - after a request whose body was large, malloc_trim(0) returns the free pages of every arena
 //   (the tokenizer's and the JSON parser's working memory, the body buffers).
-// A fixed low mmap threshold (every block >= 256 KiB its own mapping, returned on free) was
-// tried and dropped: the engine's per-step buffers (logits, activations) then cost an mmap,
-// page faults and a munmap each step; 16-stream decode on the 1_8b checkpoint fell from ~30 to
-// ~10 tok/s (perf: page faults, memset, munmap in the engine thread).
+// A fixed mmap threshold (every block above it its own mapping, returned on free) was tried
+// and dropped: the engine allocates per-step buffers (logits, activations), which then cost an
+// mmap, page faults and a munmap each step. 16-stream decode on the 1_8b checkpoint: 256 KiB
+// threshold ~10 tok/s, 4 MiB 23.9, 6 MiB 29.2, this policy 42.8-56 (while the 7 MB-prompt test
+// left +1 MiB with 4 MiB against +26..+80 MiB with this policy). The way to both is an engine
+// that reuses its step buffers; until then decode speed wins.
 #include <cstddef>
 
 namespace ilm::server {
