@@ -9,15 +9,13 @@ INTERNLM_TEST_TMP set; every loop is bounded in count and time."""
 import json
 import os
 import resource
-import shutil
 import socket
-import subprocess
 import sys
 import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from test_serve_http import BIN, HOST, RESULTS, Server, chat, check  # noqa: E402
+from test_serve_http import HOST, RESULTS, Server, chat, check, fresh_tiny_model  # noqa: E402
 
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_hostile")
 
@@ -341,13 +339,9 @@ def huge_prompts_release_memory(srv):
 
 
 def main():
-    shutil.rmtree(TMP, ignore_errors=True)
-    os.makedirs(TMP)
-    model = os.path.join(TMP, "tiny")
-    subprocess.run([BIN, "synth", "--preset", "tiny", "--seed", "12", "--out", model], check=True,
-                   capture_output=True, timeout=120)
+    model = fresh_tiny_model(TMP, 12)
     import test_serve_http
-    test_serve_http.TMP = TMP
+    test_serve_http.TMP = TMP  # the servers' logs go here too
     srv = Server(model, "--max-body-mb", "1")
     try:
         check("slow, idle and trickling clients do not delay a legitimate request", lambda: slow_clients(srv))

@@ -140,12 +140,18 @@ def stream_text(events):
     return text, finish
 
 
-def main():
-    shutil.rmtree(TMP, ignore_errors=True)
-    os.makedirs(TMP)
-    model = os.path.join(TMP, "tiny")
-    subprocess.run([BIN, "synth", "--preset", "tiny", "--seed", "11", "--out", model], check=True,
+def fresh_tiny_model(tmp, seed):
+    """Empties `tmp` and writes the tiny synthetic checkpoint there; returns its path."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model = os.path.join(tmp, "tiny")
+    subprocess.run([BIN, "synth", "--preset", "tiny", "--seed", str(seed), "--out", model], check=True,
                    capture_output=True, timeout=120)
+    return model
+
+
+def main():
+    model = fresh_tiny_model(TMP, 11)
     srv = Server(model, "--max-body-mb", "1", "--max-seqs", "16")
     try:
         run_all(srv, model)
