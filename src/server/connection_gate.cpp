@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <mutex>
@@ -95,7 +96,7 @@ struct Conn {
   std::string in, out, upout, resp_head;
   RequestHead head;
   std::optional<ChunkedScanner> chunks;
-  size_t scanned = 0;       // bytes of `in` the chunk scanner has seen
+  size_t scanned = 0;       // bytes of `in` the head parser / chunk scanner has seen
   bool keep_alive = false;  // after the response being relayed
   bool resp_head_done = false, up_done = false, up_paused = false, reading = true;
   uint32_t client_events = 0, up_events = 0;
@@ -279,17 +280,22 @@ struct ConnectionGate::Impl {
     advance(cn);
   }
 
-  void flush_client(Conn& cn) {
-    while (!cn.out.empty()) {
-      const ssize_t n = ::send(cn.fd, cn.out.data(), cn.out.size(), MSG_NOSIGNAL);
+  // Sends as much of `buf` as the socket takes now; false on a broken connection.
+  static bool send_some(int fd, std::string& buf) {
+    while (!buf.empty()) {
+      const ssize_t n = ::send(fd, buf.data(), buf.size(), MSG_NOSIGNAL);
       if (n > 0) {
-        cn.out.erase(0, static_cast<size_t>(n));
+        buf.erase(0, static_cast<size_t>(n));
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      return close_conn(cn.serial);
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
     }
+    return true;
+  }
+
+  void flush_client(Conn& cn) {
+    if (!send_some(cn.fd, cn.out)) return close_conn(cn.serial);
     if (cn.out.empty()) {
       if (cn.phase == Conn::Phase::Closing) {
         // Half-close so the client reads the answer before the connection goes (a close with
@@ -318,9 +324,20 @@ struct ConnectionGate::Impl {
         case Conn::Phase::Idle:
           if (cn.in.empty() || stopping) return;
           set_phase(cn, Conn::Phase::Head);
+          cn.scanned = 0;
           break;
         case Conn::Phase::Head: {
-          if (cn.in.empty()) return;
+          // Blank lines before a request are dropped here, and the head is parsed again only
+          // when a line has ended since the last try (or the cap is passed): a head trickled
+          // a byte at a time costs O(size x lines), not O(size^2), with lines capped.
+          const size_t lead = cn.in.find_first_not_of("\r\n");
+          cn.in.erase(0, lead == std::string::npos ? cn.in.size() : lead);
+          cn.scanned = std::min(cn.scanned, cn.in.size());
+          if (cn.in.find('\n', cn.scanned) == std::string::npos && cn.in.size() <= limits.head.max_bytes) {
+            cn.scanned = cn.in.size();
+            return;
+          }
+          cn.scanned = cn.in.size();
           HeadParse hp = parse_request_head(cn.in, limits.head);
           if (hp.status == HeadParse::Status::Incomplete) return;
           if (hp.status == HeadParse::Status::Error)
@@ -408,14 +425,7 @@ struct ConnectionGate::Impl {
   }
 
   void write_upstream(Conn& cn) {
-    while (!cn.upout.empty()) {
-      const ssize_t n = ::send(cn.up, cn.upout.data(), cn.upout.size(), MSG_NOSIGNAL);
-      if (n > 0) {
-        cn.upout.erase(0, static_cast<size_t>(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (!send_some(cn.up, cn.upout)) {
       if (!cn.resp_head_done) return refuse(cn, 502, "the request could not be handed to a worker");
       return close_conn(cn.serial);
     }

@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <ctime>
@@ -205,7 +206,9 @@ struct HttpServer::Impl {
       guarded(req, res, /*auth=*/false, [&] {
         // Only JSON is read (httplib would hand a multipart body to a reader nobody set).
         const std::string type = req.get_header_value("Content-Type");
-        if (type.starts_with("multipart/") || type.starts_with("Multipart/"))
+        std::string lower_type = type.substr(0, 10);
+        for (char& c : lower_type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (lower_type == "multipart/")
           throw ApiError(415, fmt::format("unsupported Content-Type '{}': send the request as application/json", type),
                          {}, "unsupported_media_type");
         // Declared first, so it runs last: after the body and everything made from it are
@@ -273,9 +276,10 @@ struct HttpServer::Impl {
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       metrics.count_request(req.path, res.status);
     });
+    // Second line of defence: the gate enforces the body cap before a worker sees a request,
+    // but the workers' loopback port is reachable from this machine. (Keep-alive is the gate's
+    // business: every relayed request asks its worker to close.)
     http.set_payload_max_length(opts.max_body_bytes);
-    http.set_keep_alive_timeout(opts.keep_alive_seconds);
-    http.set_keep_alive_max_count(100);  // API clients reuse connections (httplib's default: 5)
     const size_t threads = static_cast<size_t>(std::max(1, opts.http_threads));
     http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   }

@@ -80,7 +80,10 @@ std::vector<TokenId> as_token_ids(const json& v, const std::string& name, const 
 // full (Tokenizer::count_beyond).
 void refuse_if_beyond(const Tokenizer& tok, std::string_view text, int64_t max_model_len, const char* what,
                       const char* param) {
-  if (max_model_len <= 0) return;
+  // Up to 8 bytes a token, the caller's full encode is bounded work anyway (and the context
+  // check after it exact): counting first would only encode such prompts twice.
+  constexpr int64_t kBytesPerTokenBound = 8;
+  if (max_model_len <= 0 || static_cast<int64_t>(text.size()) <= kBytesPerTokenBound * max_model_len) return;
   std::optional<int64_t> n;
   try {
     n = tok.count_beyond(text, max_model_len);
