@@ -9,6 +9,28 @@
 #include "model/rope.h"
 
 namespace ilm {
+namespace {
+
+// A pass's activations, kept between passes by the calling thread and grown to the largest
+// pass it ran (at most kMaxChunk tokens): a server steps many times a second, and fresh
+// buffers each step cost page faults and allocator churn (megabytes of logits rows alone).
+// Per thread, not per model: forward may run on several threads at once (each on its own
+// caches), and a thread runs one pass at a time. Everything is written before it is read.
+struct Workspace {
+  std::vector<float> x, h, qkv, q, attn, gate, up, k_new, v_new, logits;
+  static Workspace& of_this_thread() {
+    thread_local Workspace ws;
+    return ws;
+  }
+};
+
+// v's storage with room for n floats; grows, never shrinks.
+float* grown(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+  return v.data();
+}
+
+}  // namespace
 
 InternLM2::InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend,
                      const QuantSpec& quant)
@@ -172,31 +194,36 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
     N += s.len;
   }
 
-  std::vector<float> x(static_cast<size_t>(N * H)), h(static_cast<size_t>(N * H));
-  std::vector<float> qkv(static_cast<size_t>(N * qkv_.width()));
-  std::vector<float> q(static_cast<size_t>(N * nh * hd)), attn(static_cast<size_t>(N * nh * hd));
-  std::vector<float> gate(static_cast<size_t>(N * I)), up(static_cast<size_t>(N * I));
-  std::vector<float> k_new(static_cast<size_t>(N * nkv * hd)), v_new(k_new.size());
+  Workspace& ws = Workspace::of_this_thread();
+  float* x = grown(ws.x, N * H);
+  float* h = grown(ws.h, N * H);
+  float* qkv = grown(ws.qkv, N * qkv_.width());
+  float* q = grown(ws.q, N * nh * hd);
+  float* attn = grown(ws.attn, N * nh * hd);
+  float* gate = grown(ws.gate, N * I);
+  float* up = grown(ws.up, N * I);
+  float* k_new = grown(ws.k_new, N * nkv * hd);
+  float* v_new = grown(ws.v_new, N * nkv * hd);
 
-  be_.embedding(*tok_embeddings_, ids, x.data());
+  be_.embedding(*tok_embeddings_, ids, x);
   for (int64_t li = 0; li < cfg_.num_layers; ++li) {
     const Layer& L = layers_[static_cast<size_t>(li)];
 
     // Attention block.
-    be_.rmsnorm(x.data(), N, *L.attention_norm, eps, h.data());
-    be_.matmul(h.data(), N, *L.wqkv, L.wqkv_bias.get(), qkv.data());
+    be_.rmsnorm(x, N, *L.attention_norm, eps, h);
+    be_.matmul(h, N, *L.wqkv, L.wqkv_bias.get(), qkv);
     for (size_t si = 0; si < segs.size(); ++si) {
       const Segment& s = segs[si];
       const int64_t r0 = row0[si], p0 = past[si];
       KvView kv = batch[s.seq].cache->layer(li, p0 + s.len);
       for (int64_t t = 0; t < s.len; ++t) {
-        const float* row = qkv.data() + (r0 + t) * qkv_.width();
+        const float* row = qkv + (r0 + t) * qkv_.width();
         for (int64_t hh = 0; hh < nh; ++hh)
-          std::memcpy(q.data() + ((r0 + t) * nh + hh) * hd, row + qkv_.query_offset(hh), hd * sizeof(float));
+          std::memcpy(q + ((r0 + t) * nh + hh) * hd, row + qkv_.query_offset(hh), hd * sizeof(float));
         // Keys and values are gathered into contiguous rows (keys are rotated there), then
         // stored in the cache's element type.
-        float* k_row = k_new.data() + (r0 + t) * kv.stride;
-        float* v_row = v_new.data() + (r0 + t) * kv.stride;
+        float* k_row = k_new + (r0 + t) * kv.stride;
+        float* v_row = v_new + (r0 + t) * kv.stride;
         for (int64_t g = 0; g < nkv; ++g) {
           std::memcpy(k_row + g * hd, row + qkv_.key_offset(g), hd * sizeof(float));
           std::memcpy(v_row + g * hd, row + qkv_.value_offset(g), hd * sizeof(float));
@@ -204,27 +231,26 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
         kv_row_store(kv, kv.v(p0 + t), v_row);
       }
       const RopeSpec& rope = ropes[s.seq];
-      be_.rope(q.data() + r0 * nh * hd, s.len, nh, hd, nh * hd, positions[si], rope);
-      be_.rope(k_new.data() + r0 * kv.stride, s.len, nkv, hd, kv.stride, positions[si], rope);
+      be_.rope(q + r0 * nh * hd, s.len, nh, hd, nh * hd, positions[si], rope);
+      be_.rope(k_new + r0 * kv.stride, s.len, nkv, hd, kv.stride, positions[si], rope);
       for (int64_t t = 0; t < s.len; ++t)
-        kv_row_store(kv, kv.k(p0 + t), k_new.data() + (r0 + t) * kv.stride);
-      be_.attention(q.data() + r0 * nh * hd, s.len, nh, nkv, hd, kv, p0, attn.data() + r0 * nh * hd);
+        kv_row_store(kv, kv.k(p0 + t), k_new + (r0 + t) * kv.stride);
+      be_.attention(q + r0 * nh * hd, s.len, nh, nkv, hd, kv, p0, attn + r0 * nh * hd);
     }
-    be_.matmul(attn.data(), N, *L.wo, L.wo_bias.get(), h.data());
-    be_.add(x.data(), h.data(), N * H);
+    be_.matmul(attn, N, *L.wo, L.wo_bias.get(), h);
+    be_.add(x, h, N * H);
 
     // Feed-forward block: w2(silu(w1 x) ⊙ w3 x).
-    be_.rmsnorm(x.data(), N, *L.ffn_norm, eps, h.data());
-    be_.matmul(h.data(), N, *L.w1, nullptr, gate.data());
-    be_.matmul(h.data(), N, *L.w3, nullptr, up.data());
-    be_.silu_mul(gate.data(), up.data(), N * I, gate.data());
-    be_.matmul(gate.data(), N, *L.w2, nullptr, h.data());
-    be_.add(x.data(), h.data(), N * H);
+    be_.rmsnorm(x, N, *L.ffn_norm, eps, h);
+    be_.matmul(h, N, *L.w1, nullptr, gate);
+    be_.matmul(h, N, *L.w3, nullptr, up);
+    be_.silu_mul(gate, up, N * I, gate);
+    be_.matmul(gate, N, *L.w2, nullptr, h);
+    be_.add(x, h, N * H);
   }
 
   // Logits: every row of segments that want all of them, else the last row of a sequence's
   // last segment. The wanted rows are gathered so the head is read once.
-  std::vector<float> rows;
   std::vector<float*> dest;
   for (size_t si = 0; si < segs.size(); ++si) {
     const Segment& s = segs[si];
@@ -239,17 +265,23 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
       else if (last && t == s.len - 1)
         target = in.logits.data();
       if (!target) continue;
-      rows.insert(rows.end(), x.begin() + (row0[si] + t) * H, x.begin() + (row0[si] + t + 1) * H);
+      // Rows gather in place: row r of the head's input is the r-th wanted row of x (r ≤ its row).
+      std::memmove(x + static_cast<int64_t>(dest.size()) * H, x + (row0[si] + t) * H, H * sizeof(float));
       dest.push_back(target);
     }
     in.cache->advance(s.len);
   }
   if (dest.empty()) return;
   const int64_t R = static_cast<int64_t>(dest.size());
-  be_.rmsnorm(rows.data(), R, *norm_, eps, rows.data());
-  std::vector<float> out(static_cast<size_t>(R * V));
-  be_.matmul(rows.data(), R, output_ ? *output_ : *tok_embeddings_, nullptr, out.data());
-  for (int64_t r = 0; r < R; ++r) std::memcpy(dest[static_cast<size_t>(r)], out.data() + r * V, V * sizeof(float));
+  be_.rmsnorm(x, R, *norm_, eps, h);
+  // Rows that land next to each other (one sequence's all-logits, or a single row) are
+  // written in place; a batch's rows go through the workspace.
+  bool contiguous = true;
+  for (int64_t r = 1; r < R; ++r) contiguous &= dest[static_cast<size_t>(r)] == dest[0] + r * V;
+  float* out = contiguous ? dest[0] : grown(ws.logits, R * V);
+  be_.matmul(h, R, output_ ? *output_ : *tok_embeddings_, nullptr, out);
+  if (!contiguous)
+    for (int64_t r = 0; r < R; ++r) std::memcpy(dest[static_cast<size_t>(r)], out + r * V, V * sizeof(float));
 }
 
 }  // namespace ilm

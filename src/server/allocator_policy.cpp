@@ -9,6 +9,7 @@ namespace ilm::server {
 void set_allocator_policy() {
 #if defined(__GLIBC__)
   mallopt(M_ARENA_MAX, 8);
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);  // also turns off glibc's sliding threshold
 #endif
 }
 

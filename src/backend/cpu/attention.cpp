@@ -198,6 +198,9 @@ void widen_head(const Kernels& k, const KvView& kv, const std::byte* row, int64_
   k.widen(row + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, row, g), hd, dst);
 }
 
+// An f32 cache's rows are used where they are (no gather).
+bool readable_in_place(const KvView& kv) { return kv.dtype == DType::F32 && kv.row_bytes % 4 == 0; }
+
 // Rows [j0, j0 + nj) of KV heads [g0, g1), front to back: an f32 cache with `in_place` is
 // used where it is, one run per block (decode reads each row once); otherwise the heads are
 // widened into kb / vb, (g1 - g0)·hd floats a row (a prompt's GEMMs read the tile many times:
@@ -206,7 +209,7 @@ TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t hd, int64_t g0,
                      int64_t n_keys, bool in_place, float* kb, float* vb) {
   TileRows t;
   RowWalk kw{kv, true}, vw{kv, false};
-  if (in_place && kv.dtype == DType::F32 && kv.row_bytes % 4 == 0) {
+  if (in_place && readable_in_place(kv)) {
     t.ld = kv.row_bytes / 4;
     for (int64_t j = 0; j < nj; ++j) {
       const std::byte* k_at = kw.row(j0 + j, j == 0);
@@ -257,10 +260,19 @@ TileRows head_of(const TileRows& t, int64_t g, int64_t hd) {
   return h;
 }
 
+// A thread's tile buffers, kept across calls: the pool's threads live as long as the backend,
+// and allocating (and zero-filling) them per work item cost more than the decode attention
+// itself and churned the allocator every layer. Everything read from them is written first.
 struct Buffers {
   std::vector<float> kb, vb, scores, new_m, kt, sq;
-  explicit Buffers(int64_t tile_floats)
-      : kb(static_cast<size_t>(tile_floats), 0.0f), vb(static_cast<size_t>(tile_floats), 0.0f) {}
+  static Buffers& of_this_thread() {
+    thread_local Buffers b;
+    return b;
+  }
+  static float* at_least(std::vector<float>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
+  }
 };
 
 }  // namespace
@@ -276,7 +288,9 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     pool.parallel_for(n_blocks * n_kv_heads, [&](int64_t i0, int64_t i1) {
       Queries qs;
       States run, seg;
-      Buffers b(kKeyTile * hd);
+      Buffers& b = Buffers::of_this_thread();
+      float* kb = Buffers::at_least(b.kb, kKeyTile * hd);
+      float* vb = Buffers::at_least(b.vb, kKeyTile * hd);
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t t0 = i / n_kv_heads * kQueryBlock, g = i % n_kv_heads;
         const int64_t nq = std::min(kQueryBlock, T - t0);
@@ -287,7 +301,7 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
           seg.reset(1, qs.M, hd);
           for (int64_t j0 = s0; j0 < std::min(n_keys, s0 + kSegment); j0 += kKeyTile) {
             const int64_t nj = std::min({kKeyTile, n_keys - j0, s0 + kSegment - j0});
-            const TileRows rows = gather_rows(k, kv, hd, g, g + 1, j0, nj, n_keys, false, b.kb.data(), b.vb.data());
+            const TileRows rows = gather_rows(k, kv, hd, g, g + 1, j0, nj, n_keys, false, kb, vb);
             tile_update(k, qs, hd, head_of(rows, g, hd), j0, nj, seg.at(0), b.scores, b.new_m);
           }
           merge(run.at(0), seg.at(0), qs.M, hd);
@@ -313,18 +327,22 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
   }
   pool.parallel_for(n_segments * groups, [&](int64_t i0, int64_t i1) {
     const int64_t ld = n_kv_heads * hd;
-    Buffers b(kKeyTile * ld);
-    b.kt.assign(static_cast<size_t>(kKeyTile * hd), 0.0f);
-    b.sq.assign(static_cast<size_t>(kKeyTile * M), 0.0f);
+    Buffers& b = Buffers::of_this_thread();
+    // An f32 cache is read in place: the gather buffers are only needed for other types.
+    const bool in_place = readable_in_place(kv);
+    float* kb = in_place ? nullptr : Buffers::at_least(b.kb, kKeyTile * ld);
+    float* vb = in_place ? nullptr : Buffers::at_least(b.vb, kKeyTile * ld);
+    float* kt = Buffers::at_least(b.kt, kKeyTile * hd);
+    float* sq = Buffers::at_least(b.sq, kKeyTile * M);
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t s = i / groups, g0 = i % groups * per_group, g1 = std::min(n_kv_heads, g0 + per_group);
       const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
       for (int64_t j0 = s0; j0 < s1 && g0 < g1; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, s1 - j0);
-        const TileRows rows = gather_rows(k, kv, hd, g0, g1, j0, nj, s1, true, b.kb.data(), b.vb.data());
+        const TileRows rows = gather_rows(k, kv, hd, g0, g1, j0, nj, s1, true, kb, vb);
         for (int64_t g = g0; g < g1; ++g)
           tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
-                      partial.at(s * n_kv_heads + g), b.scores, b.new_m, b.kt.data(), b.sq.data());
+                      partial.at(s * n_kv_heads + g), b.scores, b.new_m, kt, sq);
       }
     }
   });
