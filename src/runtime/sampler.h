@@ -1,16 +1,16 @@
 #pragma once
-// Turns a row of logits into the next token. Order of operations follows Hugging Face's
-// generate(): repetition penalty, presence/frequency penalties, temperature, top-k, top-p,
-// min-p, then a draw. temperature == 0 means greedy (argmax, lowest id wins ties): no
-// randomness at all, bit-for-bit reproducible.
+// Turns a row of logits into the next token through the named steps of sampling_steps.h:
+// repetition penalty, presence/frequency penalties, logit bias, bans (min_tokens),
+// temperature, top-k, top-p, min-p, then a draw. temperature == 0 means greedy (argmax, lowest
+// id wins ties): no randomness at all, bit-for-bit reproducible.
 #include <cstdint>
 #include <span>
 #include <utility>
 #include <vector>
 
-namespace ilm {
+#include "runtime/sampling_steps.h"
 
-using TokenId = int32_t;
+namespace ilm {
 
 struct SamplingParams {
   float temperature = 0.0f;         // 0: greedy
@@ -20,11 +20,18 @@ struct SamplingParams {
   float repetition_penalty = 1.0f;  // HF semantics over prompt + generated tokens; 1: off
   float presence_penalty = 0.0f;    // OpenAI semantics over generated tokens; 0: off
   float frequency_penalty = 0.0f;   // OpenAI semantics over generated tokens; 0: off
+  // OpenAI's logit_bias: (id, bias in [-100, 100]) added to the scores after the penalties.
+  std::vector<std::pair<TokenId, float>> logit_bias;
+  // vLLM's min_tokens: while fewer tokens than this have been generated, `end_ids` (the ids
+  // that would end the reply) cannot be chosen.
+  int32_t min_tokens = 0;
+  std::vector<TokenId> end_ids;
   uint64_t seed = 0;
 
   // Throws ilm::Error naming the field when out of range (temperature < 0, top_p not in
   // (0, 1], top_k < 0, min_p not in [0, 1], repetition_penalty <= 0, penalties not in [-2, 2],
-  // any NaN).
+  // a bias not in [-100, 100] or an id < 0, min_tokens < 0, any NaN). Ids above the vocabulary
+  // are checked by the sampler, which knows its size.
   void validate() const;
 };
 
@@ -51,11 +58,8 @@ class Sampler {
  private:
   SamplingParams params_;
   uint64_t rng_state_[4];
-  std::vector<std::pair<float, TokenId>> scratch_;
+  sampling::Candidates candidates_;
   std::vector<int32_t> counts_;   // vocab-sized, all zero between calls
-  std::vector<double> weights_;   // draw weights of the surviving candidates
-  std::vector<float> heap_;       // top-k selection
-  std::vector<std::pair<float, TokenId>> spare_;  // top-p's regrouping of scratch_
   double next_uniform();  // [0, 1)
 };
 

@@ -41,7 +41,7 @@ Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
   const size_t n = static_cast<size_t>(req.n);
   choices_.reserve(sources_.size() * n);
   for (size_t i = 0; i < sources_.size() * n; ++i) {
-    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens), {}, false, {}, {}});
+    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens, req.sampling.min_tokens), {}, false, {}, {}});
     choices_.back().result.index = static_cast<int>(i);
   }
   open_.assign(sources_.size(), req.n);

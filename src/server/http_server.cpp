@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <condition_variable>
@@ -66,6 +67,13 @@ std::string gate_metrics(const GateCounters& c) {
   one("internlm_http_requests_refused_total",
       "Requests the gate answered itself (400/413/431/501/505) or refused at accept.", "counter", c.refused);
   return out;
+}
+
+// a followed by the ids of b it lacks.
+std::vector<TokenId> with(std::vector<TokenId> a, const std::vector<TokenId>& b) {
+  for (TokenId id : b)
+    if (std::find(a.begin(), a.end(), id) == a.end()) a.push_back(id);
+  return a;
 }
 
 uint64_t random_seed() {
@@ -315,13 +323,18 @@ struct HttpServer::Impl {
       for (auto& s : sources) s->cancel();
       throw e;
     };
+    for (int64_t m : max_tokens)
+      if (g.sampling.min_tokens > m)
+        throw bad_request(fmt::format("min_tokens ({}) must not exceed max_tokens ({})", g.sampling.min_tokens, m),
+                          "min_tokens");
     for (size_t k = 0; k < g.prompts.size(); ++k) {
       RequestParams p;
       p.prompt = g.prompts[k];
       p.max_tokens = max_tokens[k];
       p.sampling = g.sampling;
       p.sampling.seed += static_cast<uint64_t>(k) * static_cast<uint64_t>(g.n);  // the engine adds the choice
-      p.stop_ids = stop_ids;
+      p.stop_ids = g.ignore_eos ? g.stop_token_ids : with(stop_ids, g.stop_token_ids);
+      p.sampling.end_ids = p.stop_ids;  // what min_tokens holds back
       p.n = g.n;
       p.top_logprobs = g.logprobs;
       try {

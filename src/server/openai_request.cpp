@@ -1,6 +1,7 @@
 #include "server/openai_request.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <limits>
 
@@ -107,11 +108,40 @@ std::vector<TokenId> encode_text(const Tokenizer& tok, const std::string& text, 
   }
 }
 
+// OpenAI's logit_bias: {"<token id>": bias in [-100, 100], ...}; an id twice is ambiguous.
+std::vector<std::pair<TokenId, float>> parse_logit_bias(const json& v, const Tokenizer& tok) {
+  if (!v.is_object()) throw bad_request("'logit_bias' must be an object mapping token ids to biases", "logit_bias");
+  std::vector<std::pair<TokenId, float>> out;
+  for (const auto& [key, value] : v.items()) {
+    int64_t id = -1;
+    const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+    if (ec != std::errc() || end != key.data() + key.size() || key.empty() || id < 0 || id >= tok.vocab_size())
+      throw bad_request(fmt::format("'logit_bias': key '{}' is not a token id in [0, {})", key, tok.vocab_size()),
+                        "logit_bias");
+    const double b = as_number(value, "logit_bias");
+    if (!(b >= -100.0 && b <= 100.0))
+      throw bad_request(fmt::format("'logit_bias': the bias of token {} must be in [-100, 100], got {}", id, b),
+                        "logit_bias");
+    out.emplace_back(static_cast<TokenId>(id), static_cast<float>(b));
+  }
+  std::sort(out.begin(), out.end());  // by id: duplicates meet (and any size stays O(n log n))
+  for (size_t i = 1; i < out.size(); ++i)
+    if (out[i].first == out[i - 1].first)
+      throw bad_request(fmt::format("'logit_bias': token {} is given twice", out[i].first), "logit_bias");
+  return out;
+}
+
 void reject_unsupported(const json& body) {
+  // vLLM's and the legacy OpenAI fields that would change the output: refused, never dropped.
+  for (const char* name : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "guided_decoding_backend",
+                           "structured_outputs", "functions", "function_call", "prompt_logprobs"})
+    if (const json* v = field(body, name); v && !v->is_null())
+      throw bad_request(fmt::format("'{}' is not supported", name), name);
+  if (const json* v = field(body, "tool_choice");
+      v && !v->is_null() && !(v->is_string() && v->get_ref<const std::string&>() == "none"))
+    throw bad_request("'tool_choice' other than \"none\" needs 'tools', which are not supported", "tool_choice");
   if (const json* v = field(body, "echo"); v && as_bool(*v, "echo"))
     throw bad_request("'echo' is not supported", "echo");
-  if (const json* v = field(body, "logit_bias"); v && !(v->is_object() && v->empty()))
-    throw bad_request("'logit_bias' is not supported", "logit_bias");
   if (const json* v = field(body, "suffix"); v && !(v->is_string() && v->get_ref<const std::string&>().empty()))
     throw bad_request("'suffix' is not supported", "suffix");
   if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
@@ -154,6 +184,15 @@ void parse_common(const json& body, const ParseContext& ctx, GenerationRequest& 
     if (v->is_number_unsigned()) s.seed = v->get<uint64_t>();
     else s.seed = static_cast<uint64_t>(as_int(*v, "seed"));
     r.seed_given = true;
+  }
+  if (const json* v = field(body, "logit_bias"); v && !v->is_null()) s.logit_bias = parse_logit_bias(*v, *ctx.tokenizer);
+  if (const json* v = field(body, "min_tokens"))
+    s.min_tokens = static_cast<int32_t>(as_int_in(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()));
+  if (const json* v = field(body, "ignore_eos")) r.ignore_eos = as_bool(*v, "ignore_eos");
+  if (const json* v = field(body, "stop_token_ids"); v && !v->is_null()) {
+    r.stop_token_ids = as_token_ids(*v, "stop_token_ids", *ctx.tokenizer);
+    if (r.stop_token_ids.size() > kMaxStopTokenIds)
+      throw bad_request(fmt::format("'stop_token_ids' may hold at most {} ids", kMaxStopTokenIds), "stop_token_ids");
   }
   try {
     s.validate();

@@ -33,6 +33,8 @@ struct GenerationRequest {
   bool stream = false, include_usage = false;
   int logprobs = -1;  // -1: off; else how many alternatives per token (0..kMaxLogprobs)
   bool skip_special_tokens = true;  // special tokens are left out of the text (as HF decode)
+  bool ignore_eos = false;          // vLLM: the model's end-of-sequence ids do not end the reply
+  std::vector<TokenId> stop_token_ids;  // vLLM: more ids that end the reply (not in the text)
   int64_t default_max_tokens = 0;   // > 0: bound on the default max_tokens (non-streaming chat)
 };
 
@@ -54,6 +56,7 @@ inline constexpr size_t kMaxStop = 16;
 inline constexpr size_t kMaxStopBytes = 512;  // per stop string: bounds the holdback scan per token
 inline constexpr int kMaxLogprobs = 20;
 inline constexpr size_t kMaxPrompts = 64;
+inline constexpr size_t kMaxStopTokenIds = 64;
 
 // The body as a JSON object; invalid UTF-8, invalid JSON or a non-object is a 400.
 nlohmann::json parse_body(std::string_view body);

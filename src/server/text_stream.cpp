@@ -35,8 +35,8 @@ StopScan scan_stop(std::string_view text, const std::vector<std::string>& stop) 
   return r;
 }
 
-TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special)
-    : decoder_(tok, skip_special), stop_(std::move(stop)) {}
+TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special, int64_t min_tokens)
+    : decoder_(tok, skip_special), stop_(std::move(stop)), min_tokens_(min_tokens) {}
 
 std::string TextStream::feed(const std::string& text, bool final) {
   if (stopped_) return {};
@@ -61,6 +61,7 @@ std::string TextStream::push(TokenId id) {
   if (stopped_) return {};
   std::string text = decoder_.push(id);
   decoded_chars_ += count_chars(text);
+  if (++pushed_ <= min_tokens_) return text;  // stop strings apply after min_tokens (as vLLM)
   return feed(text, false);
 }
 

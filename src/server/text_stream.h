@@ -5,6 +5,7 @@
 // held back until the next token decides it, so a stop string is never sent, even when it is
 // split across tokens or across the bytes of one character; text after a stop string is
 // dropped.
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,7 +26,8 @@ StopScan scan_stop(std::string_view text, const std::vector<std::string>& stop);
 
 class TextStream {
  public:
-  TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special);
+  // Stop strings are looked for in the text of the tokens after the first `min_tokens`.
+  TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special, int64_t min_tokens = 0);
 
   // Adds one generated token; returns the text that may be sent now. After a stop string has
   // matched, stopped() is true and push() returns "".
@@ -47,6 +49,7 @@ class TextStream {
   std::string held_;  // decoded, not yet sent: might begin a stop string
   bool stopped_ = false;
   size_t decoded_chars_ = 0, last_offset_ = 0;
+  int64_t min_tokens_ = 0, pushed_ = 0;
 };
 
 }  // namespace ilm::server

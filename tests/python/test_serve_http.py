@@ -431,7 +431,42 @@ def run_all(srv, model):
         assert 'endpoint="/v1/chat/completions",status="400"' in text
         assert srv.metric("internlm_generation_tokens_total") > 0
 
+    def sampling_controls():
+        def complete(**kw):
+            return srv.post("/v1/completions", {"prompt": "The list:", "temperature": 0, **kw})
+
+        def detok(ids):
+            return srv.post("/detokenize", {"tokens": ids, "skip_special_tokens": True})["prompt"]
+
+        forced = {"1000": 100}
+        j = complete(max_tokens=3, logit_bias=forced)
+        assert j["choices"][0]["text"] == detok([1000] * 3), j
+        # logit_bias -100 on the greedy token moves the greedy choice.
+        greedy = complete(max_tokens=1)["choices"][0]["text"]
+        ids = srv.post("/tokenize", {"prompt": greedy, "add_special_tokens": False})["tokens"]
+        assert len(ids) == 1, (greedy, ids)
+        other = complete(max_tokens=1, logit_bias={str(ids[0]): -100})["choices"][0]["text"]
+        assert other != greedy, (greedy, other)
+        # stop_token_ids end the reply (the id is counted, not shown); min_tokens holds it back.
+        j = complete(max_tokens=8, logit_bias=forced, stop_token_ids=[1000])
+        assert j["choices"][0]["finish_reason"] == "stop" and j["choices"][0]["text"] == "", j
+        assert j["usage"]["completion_tokens"] == 1, j["usage"]
+        j = complete(max_tokens=8, logit_bias=forced, stop_token_ids=[1000], min_tokens=3)
+        assert j["choices"][0]["finish_reason"] == "stop", j
+        assert j["usage"]["completion_tokens"] == 4, j["usage"]
+        # The model's end of turn ends a reply unless ignore_eos.
+        eos = {"92542": 100}
+        j = complete(max_tokens=4, logit_bias=eos)
+        assert j["choices"][0]["finish_reason"] == "stop" and j["usage"]["completion_tokens"] == 1, j
+        j = complete(max_tokens=4, logit_bias=eos, ignore_eos=True)
+        assert j["choices"][0]["finish_reason"] == "length" and j["usage"]["completion_tokens"] == 4, j
+        st, _, data = srv.request("POST", "/v1/completions", {"prompt": "x", "max_tokens": 2, "min_tokens": 3})
+        assert st == 400 and json.loads(data)["error"]["param"] == "min_tokens", data
+        st, _, data = srv.request("POST", "/v1/chat/completions", chat("x", logit_bias={"5": 300}))
+        assert st == 400 and json.loads(data)["error"]["param"] == "logit_bias", data
+
     check("basics", basics)
+    check("logit_bias, stop_token_ids, min_tokens, ignore_eos", sampling_controls)
     check("hostile inputs, each followed by a good request", hostile_inputs)
     check("usage counts", usage_counts)
     check("stop strings", stop_strings)

@@ -129,8 +129,12 @@ TEST_F(serverRequest, ChatMistakesAre400NamingTheField) {
   expect_api_error([&] { chat("{" + m + R"(, "logprobs": 1})"); }, 400, "logprobs");
   expect_api_error([&] { chat("{" + m + R"(, "top_logprobs": 2})"); }, 400, "top_logprobs");
   expect_api_error([&] { chat("{" + m + R"(, "logprobs": true, "top_logprobs": 21})"); }, 400, "top_logprobs");
-  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"5": 10}})"); }, 400, "logit_bias");
   expect_api_error([&] { chat("{" + m + R"(, "tools": [{"type": "function"}]})"); }, 400, "tools");
+  for (const char* f : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "functions", "function_call",
+                        "structured_outputs"})
+    expect_api_error([&] { chat("{" + m + ", \"" + f + "\": {}}"); }, 400, f);
+  expect_api_error([&] { chat("{" + m + R"(, "tool_choice": "auto"})"); }, 400, "tool_choice");
+  EXPECT_NO_THROW(chat("{" + m + R"(, "tool_choice": "none", "guided_json": null})"));
   expect_api_error([&] { chat("{" + m + R"(, "model": 5})"); }, 400, "model");
   expect_api_error([&] { chat("{" + m + R"(, "model": "gpt-4"})"); }, 404, "model", "model_not_found");
 }
@@ -267,6 +271,41 @@ TEST_F(serverRequest, PromptFarPastTheContextIsRefusedEarly) {
   expect_api_error([&] { parse_completion_request(json{{"prompt", text}}, c); }, 400, "prompt");
   expect_api_error([&] { parse_tokenize_request(json{{"prompt", text}}, tok(), 1000); }, 400, "prompt");
   EXPECT_NO_THROW(parse_chat_request(parse_body(R"({"messages": [{"role": "user", "content": "hi"}]})"), c));
+}
+
+TEST_F(serverRequest, LogitBiasMinTokensIgnoreEosAndStopTokenIds) {
+  const std::string m = R"("messages": [{"role": "user", "content": "x"}])";
+  const auto r = chat("{" + m +
+                      R"(, "logit_bias": {"5": 10, "92542": -100}, "min_tokens": 3, "ignore_eos": true,
+                            "stop_token_ids": [7, 9]})");
+  EXPECT_EQ(r.sampling.logit_bias, (std::vector<std::pair<TokenId, float>>{{5, 10.0f}, {92542, -100.0f}}));
+  EXPECT_EQ(r.sampling.min_tokens, 3);
+  EXPECT_TRUE(r.ignore_eos);
+  EXPECT_EQ(r.stop_token_ids, (std::vector<TokenId>{7, 9}));
+  const auto d = completion(R"({"prompt": "x", "logit_bias": null, "stop_token_ids": null})");
+  EXPECT_TRUE(d.sampling.logit_bias.empty());
+  EXPECT_EQ(d.sampling.min_tokens, 0);
+  EXPECT_FALSE(d.ignore_eos);
+
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": [5]})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"x": 1}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"5x": 1}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"-1": 1}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"92544": 1}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"5": 101}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"5": "1"}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "logit_bias": {"5": 1, "05": 2}})"); }, 400, "logit_bias");
+  expect_api_error([&] { chat("{" + m + R"(, "min_tokens": -1})"); }, 400, "min_tokens");
+  expect_api_error([&] { chat("{" + m + R"(, "min_tokens": 1.5})"); }, 400, "min_tokens");
+  expect_api_error([&] { chat("{" + m + R"(, "ignore_eos": 1})"); }, 400, "ignore_eos");
+  expect_api_error([&] { chat("{" + m + R"(, "stop_token_ids": [92544]})"); }, 400, "stop_token_ids");
+  expect_api_error([&] { chat("{" + m + R"(, "stop_token_ids": 5})"); }, 400, "stop_token_ids");
+  std::string many = "[";
+  for (int i = 0; i < 65; ++i) {
+    if (i > 0) many += ',';
+    many += std::to_string(i);
+  }
+  expect_api_error([&] { chat("{" + m + R"(, "stop_token_ids": )" + many + "]}"); }, 400, "stop_token_ids");
 }
 
 }  // namespace

@@ -79,6 +79,26 @@ TEST_F(serverText, StopStringSplitAcrossTokensIsNeverSent) {
   EXPECT_EQ(sent, "Hell");
 }
 
+TEST_F(serverText, StopStringsApplyOnlyAfterMinTokens) {
+  // "a b a b a": stop "a" would end the reply at once; with min_tokens = 2 the first two
+  // tokens' text is sent as it is, and the next "a" ends it.
+  const auto ids = tok().encode("a b a b a", false);
+  ASSERT_GE(ids.size(), 4u);
+  std::string first_two = tok().decode({ids[0], ids[1]}, true);
+  TextStream ts(tok(), {"a"}, true, 2);
+  std::string sent;
+  for (TokenId id : ids) {
+    sent += ts.push(id);
+    if (ts.stopped()) break;
+  }
+  sent += ts.finish();
+  EXPECT_TRUE(ts.stopped());
+  ASSERT_EQ(sent.substr(0, first_two.size()), first_two);
+  EXPECT_EQ(sent.find('a', first_two.size()), std::string::npos) << sent;
+  TextStream plain(tok(), {"a"}, true);
+  EXPECT_EQ(join(run(plain, ids)), "");
+}
+
 TEST_F(serverText, StopStringInsideAMultiByteCharacter) {
   // "aé!b" as byte-fallback tokens: 'é' is C3 A9 in two tokens; the stop string "é!" must
   // not leak its first byte, and text before it must come out whole.
