@@ -60,6 +60,8 @@ struct Seq {
   uint64_t chain = 0;         // prefix hash of the published blocks
   int64_t published = 0;      // blocks published so far
   uint64_t admitted_order = 0;
+  int64_t prompt_scored = 1;  // prompt_logprobs: tokens [1, prompt_scored) have had their event
+  std::vector<float> prompt_logits;  // prompt_logprobs: the rows of the chunk being scored
   bool done = false;  // finished: leaves the running set after this step (its blocks go back
                       // to the pool; published ones stay reusable)
 
@@ -143,6 +145,11 @@ struct Engine::Impl {
       if (s->choice == 0) fail(*s);
     for (auto& s : running)
       if (s->choice == 0) fail(*s);
+  }
+
+  // The sequence still owes prompt-token events (see RequestParams::prompt_logprobs).
+  static bool scores_prompt(const Seq& s) {
+    return s.choice == 0 && s.group->params.prompt_logprobs >= 0 && s.prompt_scored < s.prompt_len;
   }
 
   bool rope_is_standard(int64_t length) const { return rope_base(lm.config(), length) == standard_rope_base; }
@@ -233,7 +240,7 @@ struct Engine::Impl {
         s.rope_length = static_cast<int64_t>(s.tokens.size());
         s.chain = 0;
         s.published = 0;
-        if (opts.prefix_cache && rope_is_standard(s.rope_length)) adopt_prefix(s);
+        if (opts.prefix_cache && rope_is_standard(s.rope_length) && !scores_prompt(s)) adopt_prefix(s);
       }
       // Blocks for the rest of the prompt, one more per extra choice (their partial block)
       // and one to start decoding: admit only what can run without preempting at once.
@@ -311,6 +318,7 @@ struct Engine::Impl {
       Seq& s = *running[i];
       const bool is_decode = s.tail() == 1 && s.computed() > 0;
       int64_t n = is_decode ? 1 : std::min(s.tail(), budget);
+      if (!is_decode && scores_prompt(s)) n = std::min(n, kPromptScoreChunk);
       if (n <= 0) {
         ++i;
         continue;
@@ -362,7 +370,12 @@ struct Engine::Impl {
       in.cache = &*s.cache;
       const bool completes = w.n == s.tail();
       in.no_logits = !completes;
-      if (completes) {
+      if (scores_prompt(s)) {
+        s.prompt_logits.resize(static_cast<size_t>(w.n * vocab));
+        in.logits = s.prompt_logits;
+        in.all_logits = true;
+        in.no_logits = false;
+      } else if (completes) {
         s.logits.resize(static_cast<size_t>(vocab));
         in.logits = s.logits;
       }
@@ -391,9 +404,11 @@ struct Engine::Impl {
       ++stats.steps;
     }
 
-    for (const Work& w : work) {
-      publish_blocks(*w.seq);
-      if (w.seq->tail() == 0) after_logits(*w.seq);
+    for (size_t i = 0; i < work.size(); ++i) {
+      Seq& s = *work[i].seq;
+      if (batch[i].all_logits) score_prompt(s, work[i].n);
+      publish_blocks(s);
+      if (s.tail() == 0) after_logits(s);
     }
     std::erase_if(running, [](const auto& s) { return s->group->open_choices == 0 || s->done; });
     reap_cancelled();
@@ -410,6 +425,32 @@ struct Engine::Impl {
       pool->publish(s.cache->blocks()[static_cast<size_t>(s.published)], s.chain, toks);
       s.chain = KvBlockPool::chain_hash(s.chain, toks);
     }
+  }
+
+  // The chunk of n tokens just computed (ending at computed()) gave one logits row per token:
+  // row t predicts the token after it. Emits the prompt tokens not scored before (a preempted
+  // sequence recomputes, but sends nothing twice) and, when the chunk ends the prompt, leaves
+  // its last row as the logits to sample from.
+  void score_prompt(Seq& s, int64_t n) {
+    const int64_t first = s.computed() - n;
+    const int k = s.group->params.prompt_logprobs;
+    for (int64_t t = 0; t < n; ++t) {
+      const int64_t next = first + t + 1;
+      std::span<const float> row(s.prompt_logits.data() + t * vocab, static_cast<size_t>(vocab));
+      if (next < s.prompt_scored || next >= s.prompt_len) continue;
+      EngineEvent ev;
+      ev.kind = EngineEvent::Kind::PromptToken;
+      ev.token = s.tokens[static_cast<size_t>(next)];
+      ev.logprob = token_logprob(row, ev.token);
+      if (k > 0) ev.top = top_logprobs(row, k);
+      s.group->stream->push(std::move(ev));
+      s.prompt_scored = next + 1;
+    }
+    if (s.tail() == 0) {
+      const float* last = s.prompt_logits.data() + (n - 1) * vocab;
+      s.logits.assign(last, last + vocab);
+    }
+    if (!scores_prompt(s)) std::vector<float>().swap(s.prompt_logits);
   }
 
   // The sequence's logits are fresh: fork the other choices (first time), then sample.
@@ -495,6 +536,7 @@ std::shared_ptr<RequestStream> Engine::submit(RequestParams params) {
     throw Error(fmt::format("n must be between 1 and {} (the server's max-seqs)", im.opts.max_seqs));
   if (params.max_tokens < 1) throw Error("max_tokens must be at least 1");
   if (params.top_logprobs > 20) throw Error("top_logprobs must be at most 20");
+  if (params.prompt_logprobs > 20) throw Error("prompt_logprobs must be at most 20");
   params.sampling.validate();
   const int64_t limit = im.opts.max_model_len;
   if (params.max_tokens > limit - P)  // not P + max_tokens > limit: that sum can overflow

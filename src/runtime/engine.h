@@ -45,15 +45,23 @@ struct RequestParams {
   int n = 1;                   // choices, sampled from one shared prefill
   int top_logprobs = -1;       // -1: no logprobs; 0..20: the chosen token's logprob and this
                                // many most likely alternatives
+  int prompt_logprobs = -1;    // -1: off; 0..20: a PromptToken event for each prompt token
+                               // after the first (its logprob given the tokens before it) with
+                               // this many alternatives; the prompt is then computed in full
+                               // (no prefix-cache reuse), in chunks of kPromptScoreChunk
 };
 
+// Prompt tokens scored per step: their logits rows are kept (chunk x vocab floats).
+inline constexpr int64_t kPromptScoreChunk = 32;
+
 struct EngineEvent {
-  enum class Kind { Token, Finish, Error };
+  enum class Kind { Token, Finish, Error, PromptToken };
   Kind kind = Kind::Token;
   int choice = 0;
-  TokenId token = 0;                 // Token: the sampled id (a stop id is reported as Finish)
-  float logprob = 0;                 // Token: log-softmax of the raw logits at `token`
-  std::vector<TokenLogprob> top;     // Token: when top_logprobs > 0
+  TokenId token = 0;                 // Token: the sampled id (a stop id is reported as Finish);
+                                     // PromptToken: the prompt token scored (choice 0, in order)
+  float logprob = 0;                 // Token, PromptToken: log-softmax of the raw logits at `token`
+  std::vector<TokenLogprob> top;     // Token: when top_logprobs > 0; PromptToken: prompt_logprobs
   std::string finish_reason;         // Finish: "stop" (stop id), "length", "cancelled"
   int64_t completion_tokens = 0;     // Finish: tokens sampled for this choice, a stop id included
   std::string error;                 // Error: what went wrong (the request is over)

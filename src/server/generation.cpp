@@ -33,6 +33,7 @@ struct Generation::Choice {
   ChoiceResult result;
   bool done = false;
   std::chrono::steady_clock::time_point first, last;
+  bool echoed = false;  // the echoed prompt was sent
 };
 
 Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
@@ -41,10 +42,34 @@ Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
   const size_t n = static_cast<size_t>(req.n);
   choices_.reserve(sources_.size() * n);
   for (size_t i = 0; i < sources_.size() * n; ++i) {
-    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens, req.sampling.min_tokens), {}, false, {}, {}});
+    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens, req.sampling.min_tokens), {}, false, {}, {}, false});
     choices_.back().result.index = static_cast<int>(i);
   }
   open_.assign(sources_.size(), req.n);
+  if (req.echo)
+    for (size_t k = 0; k < sources_.size() && k < req.prompts.size(); ++k) echoes_.push_back(make_echo(req.prompts[k]));
+}
+
+Generation::Echo Generation::make_echo(const std::vector<TokenId>& prompt) const {
+  Echo e;
+  StreamDecoder dec(tok_, req_.skip_special_tokens);
+  for (TokenId id : prompt) {
+    if (req_.logprobs >= 0) {
+      LogprobEntry entry;
+      entry.bytes = tok_.token_bytes(id, /*skip_special=*/false);
+      entry.token = take_valid_utf8(entry.bytes, nullptr);
+      entry.text_offset = e.chars;
+      entry.unconditioned = e.entries.empty();
+      e.entries.push_back(std::move(entry));
+    }
+    const std::string piece = dec.push(id);
+    e.chars += count_chars(piece);
+    e.text += piece;
+  }
+  const std::string tail = dec.flush();
+  e.chars += count_chars(tail);
+  e.text += tail;
+  return e;
 }
 
 Generation::~Generation() {
@@ -72,23 +97,43 @@ LogprobEntry Generation::logprob_entry(const EngineEvent& ev, size_t offset) con
 bool Generation::handle(size_t source, EngineEvent& ev, GenerationResult& result,
                         const std::function<bool(ChoiceDelta&&)>& on_delta) {
   if (ev.choice < 0 || ev.choice >= req_.n) return true;  // not ours; the engine never does this
+  if (ev.kind == EngineEvent::Kind::PromptToken) {  // scores of the echoed prompt, before any token
+    if (source < echoes_.size()) {
+      Echo& e = echoes_[source];
+      if (e.scored < e.entries.size()) {
+        LogprobEntry scored = logprob_entry(ev, e.entries[e.scored].text_offset);
+        e.entries[e.scored++] = std::move(scored);
+      }
+    }
+    return true;
+  }
   Choice& c = choices_[source * static_cast<size_t>(req_.n) + static_cast<size_t>(ev.choice)];
   if (c.done) return true;  // e.g. Finish("cancelled") after its stop string
   const auto now = std::chrono::steady_clock::now();
   ChoiceDelta delta;
   delta.index = c.result.index;
+  size_t offset_shift = 0;  // the echoed prompt's characters come before the completion's
+  if (source < echoes_.size()) {
+    const Echo& e = echoes_[source];
+    offset_shift = e.chars;
+    if (!c.echoed) {  // the prompt goes first, in the choice's first delta
+      c.echoed = true;
+      delta.text = e.text;
+      delta.logprobs = e.entries;
+    }
+  }
 
   if (ev.kind == EngineEvent::Kind::Token) {
     if (result.time_to_first_token < 0) result.time_to_first_token = seconds(now - start_);
     if (c.result.completion_tokens == 0) c.first = now;
     c.last = now;
     ++c.result.completion_tokens;
-    delta.text = c.text.push(ev.token);
-    if (req_.logprobs >= 0) delta.logprobs.push_back(logprob_entry(ev, c.text.last_token_offset()));
+    delta.text += c.text.push(ev.token);
+    if (req_.logprobs >= 0) delta.logprobs.push_back(logprob_entry(ev, offset_shift + c.text.last_token_offset()));
     if (c.text.stopped()) delta.finish_reason = "stop";
   } else {  // Finish
     if (ev.finish_reason == "stop") ++c.result.completion_tokens;  // the stop id
-    delta.text = c.text.finish();
+    delta.text += c.text.finish();
     delta.finish_reason = c.text.stopped() ? "stop" : ev.finish_reason;
   }
 

@@ -41,6 +41,7 @@ struct LogprobAlt {
 struct LogprobEntry : LogprobAlt {
   size_t text_offset = 0;  // code points of the choice's decoded text before this token
   std::vector<LogprobAlt> top;
+  bool unconditioned = false;  // an echoed prompt's first token: no logprob (JSON null)
 };
 
 // What one engine event adds to one choice (streaming sends one chunk per delta).
@@ -89,6 +90,15 @@ class Generation {
 
  private:
   struct Choice;
+  // An echoed prompt (completions `echo`): its text, and with logprobs one entry per token
+  // (the first unconditioned, the rest filled by the engine's PromptToken events).
+  struct Echo {
+    std::string text;
+    size_t chars = 0;
+    std::vector<LogprobEntry> entries;
+    size_t scored = 1;  // entries [1, scored) have their logprobs
+  };
+  Echo make_echo(const std::vector<TokenId>& prompt) const;
   bool handle(size_t source, EngineEvent& ev, GenerationResult& result,
               const std::function<bool(ChoiceDelta&&)>& on_delta);
   LogprobEntry logprob_entry(const EngineEvent& ev, size_t offset) const;
@@ -98,6 +108,7 @@ class Generation {
   std::vector<std::unique_ptr<EventSource>> sources_;
   std::vector<Choice> choices_;  // source s, choice c at s * n + c
   std::vector<int> open_;        // per source: choices not finished yet
+  std::vector<Echo> echoes_;     // per source, when the request echoes its prompts
   std::chrono::steady_clock::time_point start_;
 };
 

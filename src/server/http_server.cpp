@@ -337,6 +337,7 @@ struct HttpServer::Impl {
       p.sampling.end_ids = p.stop_ids;  // what min_tokens holds back
       p.n = g.n;
       p.top_logprobs = g.logprobs;
+      if (g.echo && g.logprobs >= 0) p.prompt_logprobs = g.logprobs;  // the echoed prompt's scores
       try {
         sources.push_back(wrap(engine.submit(std::move(p))));
       } catch (const QueueFull& e) {

@@ -140,8 +140,6 @@ void reject_unsupported(const json& body) {
   if (const json* v = field(body, "tool_choice");
       v && !v->is_null() && !(v->is_string() && v->get_ref<const std::string&>() == "none"))
     throw bad_request("'tool_choice' other than \"none\" needs 'tools', which are not supported", "tool_choice");
-  if (const json* v = field(body, "echo"); v && as_bool(*v, "echo"))
-    throw bad_request("'echo' is not supported", "echo");
   if (const json* v = field(body, "suffix"); v && !(v->is_string() && v->get_ref<const std::string&>().empty()))
     throw bad_request("'suffix' is not supported", "suffix");
   if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
@@ -295,6 +293,8 @@ std::vector<ChatMessage> parse_messages(const json& body) {
 GenerationRequest parse_chat_request(const json& body, const ParseContext& ctx) {
   GenerationRequest r;
   r.endpoint = Endpoint::Chat;
+  if (const json* v = field(body, "echo"); v && as_bool(*v, "echo"))
+    throw bad_request("'echo' is a /v1/completions field", "echo");
   parse_common(body, ctx, r);
   parse_max_tokens(body, "max_tokens", r);
   parse_max_tokens(body, "max_completion_tokens", r);  // the newer name wins
@@ -320,6 +320,7 @@ GenerationRequest parse_completion_request(const json& body, const ParseContext&
   parse_common(body, ctx, r);
   parse_max_tokens(body, "max_tokens", r);
   if (const json* v = field(body, "logprobs")) r.logprobs = static_cast<int>(as_int_in(*v, "logprobs", 0, kMaxLogprobs));
+  if (const json* v = field(body, "echo")) r.echo = as_bool(*v, "echo");
 
   const json* p = field(body, "prompt");
   if (!p) throw bad_request("'prompt' is required", "prompt");

@@ -34,6 +34,7 @@ struct GenerationRequest {
   int logprobs = -1;  // -1: off; else how many alternatives per token (0..kMaxLogprobs)
   bool skip_special_tokens = true;  // special tokens are left out of the text (as HF decode)
   bool ignore_eos = false;          // vLLM: the model's end-of-sequence ids do not end the reply
+  bool echo = false;                // completions: the prompt's text (and logprobs) come first
   std::vector<TokenId> stop_token_ids;  // vLLM: more ids that end the reply (not in the text)
   int64_t default_max_tokens = 0;   // > 0: bound on the default max_tokens (non-streaming chat)
 };

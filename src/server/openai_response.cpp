@@ -38,12 +38,17 @@ json completion_logprobs(const std::vector<LogprobEntry>& entries) {
   json tokens = json::array(), lps = json::array(), tops = json::array(), offsets = json::array();
   for (const auto& e : entries) {
     tokens.push_back(e.token);
+    offsets.push_back(e.text_offset);
+    if (e.unconditioned) {  // an echoed prompt's first token has no logprob
+      lps.push_back(nullptr);
+      tops.push_back(nullptr);
+      continue;
+    }
     lps.push_back(e.logprob);
     json top = json::object();
     for (const auto& t : e.top)
       if (!top.contains(t.token)) top[t.token] = t.logprob;  // several ids may print alike
     tops.push_back(std::move(top));
-    offsets.push_back(e.text_offset);
   }
   return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
 }

@@ -4,13 +4,11 @@
 
 namespace ilm::server {
 
-namespace {
-size_t count_chars(std::string_view s) {  // code points of valid UTF-8
+size_t count_chars(std::string_view s) {
   return static_cast<size_t>(std::count_if(s.begin(), s.end(), [](char c) {
     return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
   }));
 }
-}  // namespace
 
 StopScan scan_stop(std::string_view text, const std::vector<std::string>& stop) {
   StopScan r;

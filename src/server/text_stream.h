@@ -24,6 +24,9 @@ struct StopScan {
 };
 StopScan scan_stop(std::string_view text, const std::vector<std::string>& stop);
 
+// Code points in valid UTF-8 text (OpenAI's text_offset counts these).
+size_t count_chars(std::string_view s);
+
 class TextStream {
  public:
   // Stop strings are looked for in the text of the tokens after the first `min_tokens`.

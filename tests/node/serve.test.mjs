@@ -171,6 +171,37 @@ test('logprobs: chat top_logprobs and completions logprobs', async () => {
   assert.ok(Object.keys(lp.top_logprobs[0]).length >= 1);
 });
 
+test('logit_bias -100 on the greedy token changes it; +100 forces one', async () => {
+  const ask = (extra) => client.chat.completions.create({
+    model: 'tiny', messages: user('choose'), max_tokens: 1, temperature: 0, logprobs: true, ...extra,
+  });
+  const greedy = (await ask({})).choices[0];
+  const [id] = (await (await fetch(baseURL.replace(/\/v1$/, '/tokenize'), {
+    method: 'POST', headers: { Authorization: `Bearer ${KEY}` },
+    body: JSON.stringify({ prompt: greedy.message.content, add_special_tokens: false }),
+  })).json()).tokens;
+  const moved = (await ask({ logit_bias: { [id]: -100 } })).choices[0];
+  assert.notEqual(moved.logprobs.content[0].token, greedy.logprobs.content[0].token);
+  const forced = await client.completions.create({
+    model: 'tiny', prompt: 'x', max_tokens: 3, temperature: 1, logit_bias: { 1000: 100 }, logprobs: 0,
+  });
+  const t = forced.choices[0].logprobs.tokens;
+  assert.equal(t.length, 3);
+  assert.ok(t.every((x) => x === t[0]));
+});
+
+test('completions echo + logprobs: the prompt first, its first token unscored', async () => {
+  const c = await client.completions.create({
+    model: 'tiny', prompt: 'The quick brown fox', max_tokens: 2, temperature: 0, echo: true, logprobs: 1,
+  });
+  const ch = c.choices[0];
+  assert.ok(ch.text.startsWith('The quick brown fox'));
+  const lp = ch.logprobs;
+  assert.equal(lp.tokens.length, c.usage.prompt_tokens + 2);
+  assert.equal(lp.token_logprobs[0], null);
+  assert.ok(lp.token_logprobs.slice(1).every((x) => typeof x === 'number' && x <= 0));
+});
+
 test('n=2 gives two choices, each counted', async () => {
   const r = await client.chat.completions.create({
     model: 'tiny', messages: user('pick'), max_tokens: 6, temperature: 1.0, seed: 42, n: 2,

@@ -465,8 +465,48 @@ def run_all(srv, model):
         st, _, data = srv.request("POST", "/v1/chat/completions", chat("x", logit_bias={"5": 300}))
         assert st == 400 and json.loads(data)["error"]["param"] == "logit_bias", data
 
+    def echo_logprobs():
+        """completions echo + logprobs: the prompt's logprobs are log-softmax of what
+        `internlm logits` writes for the same ids (what lm-evaluation-harness relies on)."""
+        import numpy as np
+        ids = [1] + [1000 + (i * 7919) % 50000 for i in range(39)]  # 40 tokens: two scoring chunks
+        body = {"prompt": ids, "echo": True, "logprobs": 2, "max_tokens": 2, "temperature": 0}
+        j = srv.post("/v1/completions", body)
+        ch = j["choices"][0]
+        lp = ch["logprobs"]
+        assert len(lp["tokens"]) == len(ids) + 2 == len(lp["token_logprobs"]) == len(lp["text_offset"]), lp
+        assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None, lp["token_logprobs"][:2]
+        prompt_text = srv.post("/detokenize", {"tokens": ids, "skip_special_tokens": True})["prompt"]
+        assert ch["text"].startswith(prompt_text) and len(ch["text"]) > len(prompt_text), (ch["text"], prompt_text)
+        assert lp["text_offset"] == sorted(lp["text_offset"]) and lp["text_offset"][len(ids)] == len(prompt_text)
+        assert j["usage"]["prompt_tokens"] == len(ids) and j["usage"]["completion_tokens"] == 2, j["usage"]
+        out = os.path.join(TMP, "echo_logits.f32")
+        subprocess.run([BIN, "logits", "--model", model, "--ids", ",".join(map(str, ids)), "--out", out],
+                       check=True, capture_output=True, timeout=120)
+        logits = np.fromfile(out, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
+        lsm = logits - logits.max(axis=1, keepdims=True)
+        lsm -= np.log(np.exp(lsm).sum(axis=1, keepdims=True))
+        for i in range(1, len(ids)):
+            want = lsm[i - 1, ids[i]]
+            got = lp["token_logprobs"][i]
+            assert abs(got - want) <= 1e-4 * max(1.0, abs(want)), (i, got, want)
+            assert len(lp["top_logprobs"][i]) >= 1, lp["top_logprobs"][i]
+            assert abs(max(lp["top_logprobs"][i].values()) - lsm[i - 1].max()) <= 1e-4 * max(1.0, -lsm[i - 1].max())
+        # The first generated token (greedy) is the last row's most likely one.
+        assert abs(lp["token_logprobs"][len(ids)] - lsm[-1].max()) <= 1e-4 * max(1.0, -lsm[-1].max())
+        # Streamed: the same text, the prompt first.
+        events, done = srv.stream("/v1/completions", body)
+        text, finish = stream_text(events)
+        assert done and text[0] == ch["text"] and finish[0] == ch["finish_reason"], (text, ch["text"])
+        first = next(e for e in events if e.get("choices"))
+        assert first["choices"][0]["text"].startswith(prompt_text), first
+        # echo without logprobs: text only; a string prompt echoes itself.
+        j = srv.post("/v1/completions", {"prompt": "The list:", "echo": True, "max_tokens": 1, "temperature": 0})
+        assert j["choices"][0]["text"].startswith("The list:") and j["choices"][0]["logprobs"] is None, j
+
     check("basics", basics)
     check("logit_bias, stop_token_ids, min_tokens, ignore_eos", sampling_controls)
+    check("completions echo + logprobs equal log-softmax of `internlm logits`", echo_logprobs)
     check("hostile inputs, each followed by a good request", hostile_inputs)
     check("usage counts", usage_counts)
     check("stop strings", stop_strings)

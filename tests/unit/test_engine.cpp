@@ -25,6 +25,7 @@ struct Collected {
   std::map<int, std::string> finish;
   std::map<int, int64_t> completion_tokens;
   std::vector<EngineEvent> events;
+  std::vector<EngineEvent> prompt_scores;  // PromptToken events, in order
   std::string error;
 };
 
@@ -46,6 +47,8 @@ Collected collect(RequestStream& s, int n, bool cancel_after_first = false) {
       c.finish[ev.choice] = ev.finish_reason;
       c.completion_tokens[ev.choice] = ev.completion_tokens;
       ++finished;
+    } else if (ev.kind == EngineEvent::Kind::PromptToken) {
+      c.prompt_scores.push_back(ev);
     } else {
       c.tokens[ev.choice].push_back(ev.token);
       if (cancel_after_first) s.cancel();
@@ -390,6 +393,67 @@ TEST_F(EngineTest, LogprobsDescribeTheChosenToken) {
     EXPECT_GE(ev.top[0].logprob, ev.top[1].logprob);
   }
   EXPECT_EQ(tokens, 4);
+}
+
+// Prompt logprobs (completions `echo` + `logprobs`) equal log-softmax of the model's own
+// logits for the same ids computed in one forward, for every prompt token after the first,
+// whatever the chunking (60 tokens: two 32-token scoring chunks), with a cached prefix present,
+// and under preemption; the generated tokens stay the solo ones.
+TEST_F(EngineTest, PromptLogprobsAreTheModelsOwnLogSoftmax) {
+  const auto p = prompt(31, 60);
+  const auto V = model_->config.vocab_size;
+  std::vector<float> all(static_cast<size_t>(60 * V));
+  KvCache cache = model_->lm->new_cache(64);
+  model_->lm->forward(p, cache, all, true);
+
+  Engine engine(*model_->lm, EngineOptions{});
+  collect(*engine.submit(request(p, 2)), 1);  // publishes the prompt's blocks
+  RequestParams r = request(p, 3);
+  r.prompt_logprobs = 2;
+  auto st = engine.submit(r);
+  Collected c = collect(*st, 1);
+  ASSERT_EQ(c.error, "");
+  EXPECT_EQ(st->cached_tokens(), 0);  // scored prompts are computed in full
+  ASSERT_EQ(c.prompt_scores.size(), p.size() - 1);
+  for (size_t i = 0; i < c.prompt_scores.size(); ++i) {
+    const EngineEvent& ev = c.prompt_scores[i];
+    ASSERT_EQ(ev.token, p[i + 1]);
+    std::span<const float> row(all.data() + static_cast<int64_t>(i) * V, static_cast<size_t>(V));
+    EXPECT_EQ(ev.logprob, token_logprob(row, ev.token)) << i;
+    ASSERT_EQ(ev.top.size(), 2u);
+    EXPECT_EQ(ev.top[0].id, argmax(row));
+  }
+  EXPECT_EQ(c.tokens[0], solo(p, 3));
+  // Every PromptToken event comes before the first generated token.
+  size_t last_prompt = 0, first_token = c.events.size();
+  for (size_t i = 0; i < c.events.size(); ++i) {
+    if (c.events[i].kind == EngineEvent::Kind::PromptToken) last_prompt = i;
+    if (c.events[i].kind == EngineEvent::Kind::Token) first_token = std::min(first_token, i);
+  }
+  EXPECT_LT(last_prompt, first_token);
+}
+
+TEST_F(EngineTest, PromptLogprobsAreSentOnceUnderPreemption) {
+  EngineOptions eo;
+  eo.block_size = 4;
+  eo.max_seqs = 4;
+  eo.kv_cache_gb = 14.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
+  eo.prefix_cache = false;
+  Engine engine(*model_->lm, eo);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 4; ++i) {
+    RequestParams r = request(prompt(40 + i, 8), 16);
+    r.prompt_logprobs = 0;
+    streams.push_back(engine.submit(r));
+  }
+  for (int i = 0; i < 4; ++i) {
+    Collected c = collect(*streams[static_cast<size_t>(i)], 1);
+    ASSERT_EQ(c.error, "");
+    ASSERT_EQ(c.prompt_scores.size(), 7u) << i;
+    for (size_t k = 0; k < 7; ++k) EXPECT_EQ(c.prompt_scores[k].token, prompt(40 + i, 8)[k + 1]);
+    EXPECT_EQ(c.tokens[0], solo(prompt(40 + i, 8), 16)) << i;
+  }
+  EXPECT_GT(engine.stats().preemptions, 0u);
 }
 
 TEST_F(EngineTest, CancelFreesTheSequence) {

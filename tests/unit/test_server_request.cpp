@@ -160,7 +160,10 @@ TEST_F(serverRequest, CompletionPromptForms) {
   expect_api_error([&] { completion(R"({"prompt": [1, -1]})"); }, 400, "prompt");
   expect_api_error([&] { completion(R"({"prompt": [1, 99999999]})"); }, 400, "prompt");
   expect_api_error([&] { completion(R"({"prompt": [1.5]})"); }, 400, "prompt");
-  expect_api_error([&] { completion(R"({"prompt": "x", "echo": true})"); }, 400, "echo");
+  EXPECT_TRUE(completion(R"({"prompt": "x", "echo": true, "logprobs": 1})").echo);
+  EXPECT_FALSE(completion(R"({"prompt": "x"})").echo);
+  expect_api_error([&] { completion(R"({"prompt": "x", "echo": "yes"})"); }, 400, "echo");
+  expect_api_error([&] { chat(R"({"messages": [{"role": "user", "content": "x"}], "echo": true})"); }, 400, "echo");
   expect_api_error([&] { completion(R"({"prompt": "x", "logprobs": true})"); }, 400, "logprobs");
   expect_api_error([&] { completion(R"({"prompt": "x", "logprobs": 21})"); }, 400, "logprobs");
 }
