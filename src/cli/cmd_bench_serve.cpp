@@ -38,6 +38,7 @@ namespace sb = ilm::serve_bench;
 
 struct BenchServeArgs {
   std::string url, model, api_key, concurrency = "1", request_rate = "inf", dataset, json_out, scenario;
+  std::string response_format, json_schema;  // structured output: sent with every request
   int num_prompts = 0, warmup = 1;
   int64_t input_len = 256, output_len = 128;
   uint64_t seed = 0;
@@ -87,6 +88,23 @@ void write_json(const std::string& path, const nlohmann::json& j) {
   if (!out) throw Error(fmt::format("--json {}: write failed", path));
 }
 
+// --response-format json_object, or --json-schema FILE (a JSON Schema; the body's keys go out
+// sorted, so properties are generated in name order): the response_format every request
+// sends; null when neither is given.
+nlohmann::json response_format_of(const BenchServeArgs& a) {
+  if (!a.json_schema.empty()) {
+    if (!a.response_format.empty()) throw Error("give --response-format or --json-schema, not both");
+    std::ifstream in(a.json_schema);
+    if (!in) throw Error(fmt::format("--json-schema {}: cannot read the file", a.json_schema));
+    const auto schema = nlohmann::json::parse(in, nullptr, false);
+    if (schema.is_discarded()) throw Error(fmt::format("--json-schema {}: not valid JSON", a.json_schema));
+    return {{"type", "json_schema"}, {"json_schema", {{"name", "bench"}, {"schema", schema}}}};
+  }
+  if (a.response_format.empty() || a.response_format == "text") return nullptr;
+  if (a.response_format != "json_object") throw Error("--response-format: expected text or json_object");
+  return {{"type", "json_object"}};
+}
+
 void bench_serve(BenchServeArgs& a) {
   const std::vector<int> levels = parse_concurrency(a.concurrency);
   const double rate = parse_rate(a.request_rate);
@@ -104,10 +122,13 @@ void bench_serve(BenchServeArgs& a) {
 
   sb::Progress progress(stderr, isatty(fileno(stderr)) != 0, a.progress_interval_s, !a.no_progress);
   size_t offset = 0;  // dataset lines used so far: no line is sent twice while the file lasts
+  const nlohmann::json format = response_format_of(a);
   auto next_requests = [&](int n, uint64_t seed) {
-    if (pool.empty()) return sb::random_token_requests(n, a.input_len, a.output_len, seed);
-    auto reqs = sb::take_cycled(pool, n, offset);
-    offset += static_cast<size_t>(n);
+    auto reqs = pool.empty() ? sb::random_token_requests(n, a.input_len, a.output_len, seed)
+                             : sb::take_cycled(pool, n, offset);
+    if (!pool.empty()) offset += static_cast<size_t>(n);
+    if (!format.is_null())
+      for (auto& r : reqs) r.extra["response_format"] = format;
     return reqs;
   };
   if (a.warmup > 0) sb::run_warmup(api, a.model, next_requests(a.warmup, a.seed ^ 0x5741524dULL), progress);
@@ -123,7 +144,8 @@ void bench_serve(BenchServeArgs& a) {
                              {"warmup", a.warmup},
                              {"seed", a.seed},
                              {"timeout_s", a.timeout_s},
-                             {"scenario", a.scenario}};
+                             {"scenario", a.scenario},
+                             {"response_format", format}};
   nlohmann::json out = {{"tool", "internlm bench-serve"},
                         {"version", INTERNLM_VERSION},
                         {"date", utc_timestamp()},
@@ -219,6 +241,9 @@ void add_bench_serve_command(CLI::App& app) {
   cmd->add_option("--timeout", a->timeout_s, "Seconds a request may stay silent before it fails")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
+  cmd->add_option("--response-format", a->response_format, "text (default) or json_object: sent with every request");
+  cmd->add_option("--json-schema", a->json_schema,
+                  "A JSON Schema file: every request asks for output that validates against it (response_format json_schema)");
   cmd->add_flag("--no-progress", a->no_progress, "No progress display");
   cmd->add_option("--progress-interval", a->progress_interval_s, "Seconds between progress lines when not a terminal")
       ->check(CLI::PositiveNumber)

@@ -60,6 +60,7 @@ struct Seq {
   uint64_t chain = 0;         // prefix hash of the published blocks
   int64_t published = 0;      // blocks published so far
   uint64_t admitted_order = 0;
+  std::optional<structured::MatchState> match;  // grammar: the state after the generated text
   int64_t prompt_scored = 1;  // prompt_logprobs: tokens [1, prompt_scored) have had their event
   std::vector<float> prompt_logits;  // prompt_logprobs: the rows of the chunk being scored
   bool done = false;  // finished: leaves the running set after this step (its blocks go back
@@ -156,11 +157,12 @@ struct Engine::Impl {
 
   // ----- events
 
-  void finish(Seq& s, const std::string& reason) {
+  void finish(Seq& s, const std::string& reason, bool stop_token = false) {
     EngineEvent ev;
     ev.kind = EngineEvent::Kind::Finish;
     ev.choice = s.choice;
     ev.finish_reason = reason;
+    ev.stop_token = stop_token;
     ev.completion_tokens = s.generated();
     s.group->stream->push(std::move(ev));
     --s.group->open_choices;
@@ -468,6 +470,7 @@ struct Engine::Impl {
         child->chain = s.chain;
         child->published = s.published;
         child->logits = s.logits;
+        child->match = s.match;
         child->admitted_order = ++admissions;
         try {
           child->cache.emplace(s.cache->fork());
@@ -492,14 +495,30 @@ struct Engine::Impl {
     if (p.top_logprobs >= 0) raw.assign(logits.begin(), logits.end());
     std::span<const TokenId> prompt(s.tokens.data(), static_cast<size_t>(s.prompt_len));
     std::span<const TokenId> gen(s.tokens.data() + s.prompt_len, static_cast<size_t>(s.generated()));
-    const TokenId next = s.sampler.sample(logits, prompt, gen);
+    std::shared_ptr<const structured::TokenBits> allowed;
+    sampling::TokenMask mask;
+    if (p.grammar) {
+      allowed = p.grammar->mask(*s.match);
+      mask = {allowed.get(), p.stop_ids, structured::can_end(p.grammar->schema(), *s.match)};
+      const bool any = std::any_of(allowed->begin(), allowed->end(), [](uint64_t w) { return w != 0; });
+      if (!any && !(mask.end_allowed && !p.stop_ids.empty())) {
+        // The value is complete and nothing may follow (and no end id, under ignore_eos): the
+        // reply ends here; never emit a token outside the grammar.
+        finish(s, "stop");
+        s.done = true;
+        return;
+      }
+    }
+    const TokenId next = s.sampler.sample(logits, prompt, gen, p.grammar ? &mask : nullptr);
+    if (p.grammar && std::find(p.stop_ids.begin(), p.stop_ids.end(), next) == p.stop_ids.end())
+      s.match = structured::advance(p.grammar->schema(), std::move(*s.match), p.grammar->trie().bytes(next));
     s.tokens.push_back(next);
     {
       std::lock_guard lock(mu);
       ++stats.generated_tokens;
     }
     if (std::find(p.stop_ids.begin(), p.stop_ids.end(), next) != p.stop_ids.end()) {
-      finish(s, "stop");
+      finish(s, "stop", /*stop_token=*/true);
       s.done = true;
       return;
     }
@@ -554,6 +573,7 @@ std::shared_ptr<RequestStream> Engine::submit(RequestParams params) {
   group->stream = stream;
   group->open_choices = params.n;
   auto seq = std::make_unique<Seq>(group, 0, params.sampling);
+  if (params.grammar) seq->match = structured::initial_state(params.grammar->schema());
   seq->tokens = params.prompt;
   seq->prompt_len = P;
   group->params = std::move(params);

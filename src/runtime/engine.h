@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "structured/token_mask.h"
+
 #include "model/causal_lm.h"
 #include "runtime/sampler.h"
 
@@ -45,6 +47,9 @@ struct RequestParams {
   int n = 1;                   // choices, sampled from one shared prefill
   int top_logprobs = -1;       // -1: no logprobs; 0..20: the chosen token's logprob and this
                                // many most likely alternatives
+  // Structured output: each sampled token must keep this grammar's match alive, and the stop
+  // ids are allowed only once the text is a complete value (then they are the only choice).
+  std::shared_ptr<structured::Grammar> grammar;
   int prompt_logprobs = -1;    // -1: off; 0..20: a PromptToken event for each prompt token
                                // after the first (its logprob given the tokens before it) with
                                // this many alternatives; the prompt is then computed in full
@@ -63,6 +68,7 @@ struct EngineEvent {
   float logprob = 0;                 // Token, PromptToken: log-softmax of the raw logits at `token`
   std::vector<TokenLogprob> top;     // Token: when top_logprobs > 0; PromptToken: prompt_logprobs
   std::string finish_reason;         // Finish: "stop" (stop id), "length", "cancelled"
+  bool stop_token = false;           // Finish "stop": a stop id was sampled (it counts as a token)
   int64_t completion_tokens = 0;     // Finish: tokens sampled for this choice, a stop id included
   std::string error;                 // Error: what went wrong (the request is over)
 };

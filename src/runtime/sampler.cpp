@@ -111,7 +111,7 @@ double Sampler::next_uniform() {
 }
 
 TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt,
-                        std::span<const TokenId> generated) {
+                        std::span<const TokenId> generated, const sampling::TokenMask* mask) {
   using namespace sampling;
   const size_t vocab = logits.size();
   if (vocab == 0) throw Error("sampler: empty logits");
@@ -136,6 +136,11 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
   apply_presence_frequency(logits, generated, params_.presence_penalty, params_.frequency_penalty, counts_);
   apply_logit_bias(logits, params_.logit_bias);
   if (static_cast<int64_t>(generated.size()) < params_.min_tokens) ban(logits, params_.end_ids);
+  if (mask) {
+    if (mask->allowed->size() * 64 < vocab) throw Error("sampler: the token mask is smaller than the vocabulary");
+    check_ids(mask->end_ids, "end");
+    apply_mask(logits, *mask);
+  }
 
   if (params_.temperature == 0.0f) return argmax(logits);
   const double u = next_uniform();  // exactly one draw per call, whatever gets filtered

@@ -1,7 +1,7 @@
 #pragma once
 // Turns a row of logits into the next token through the named steps of sampling_steps.h:
-// repetition penalty, presence/frequency penalties, logit bias, bans (min_tokens),
-// temperature, top-k, top-p, min-p, then a draw. temperature == 0 means greedy (argmax, lowest
+// repetition penalty, presence/frequency penalties, logit bias, bans (min_tokens), a grammar
+// mask, temperature, top-k, top-p, min-p, then a draw. temperature == 0 means greedy (argmax, lowest
 // id wins ties): no randomness at all, bit-for-bit reproducible.
 #include <cstdint>
 #include <span>
@@ -50,8 +50,9 @@ class Sampler {
   // `prompt` and `generated` are the sequence so far (penalties need them); an id outside
   // [0, vocab) throws ilm::Error. Deterministic given the seed and the sequence of calls:
   // each call with temperature > 0 consumes exactly one uniform from the generator.
+  // `mask` (structured output): only the tokens it allows can be drawn, in every mode.
   TokenId sample(std::span<float> logits, std::span<const TokenId> prompt,
-                 std::span<const TokenId> generated);
+                 std::span<const TokenId> generated, const sampling::TokenMask* mask = nullptr);
 
   const SamplingParams& params() const { return params_; }
 

@@ -97,6 +97,22 @@ void ban(std::span<float> logits, std::span<const TokenId> ids) {
   for (TokenId id : ids) logits[static_cast<size_t>(id)] = kNegInf;
 }
 
+void apply_mask(std::span<float> logits, const TokenMask& mask) {
+  const auto& bits = *mask.allowed;
+  std::vector<float> saved(mask.end_ids.size());
+  const size_t n_end = saved.size();
+  for (size_t i = 0; i < n_end; ++i) saved[i] = logits[static_cast<size_t>(mask.end_ids[i])];
+  for (size_t w = 0; w < bits.size(); ++w) {
+    const uint64_t word = bits[w];
+    if (word == ~uint64_t{0}) continue;
+    const size_t end = std::min(logits.size(), (w + 1) * 64);
+    for (size_t id = w * 64; id < end; ++id)
+      if (!((word >> (id & 63)) & 1u)) logits[id] = kNegInf;
+  }
+  for (size_t i = 0; i < n_end; ++i)
+    logits[static_cast<size_t>(mask.end_ids[i])] = mask.end_allowed ? saved[i] : kNegInf;
+}
+
 bool scale_by_temperature(std::span<float> logits, float temperature, Candidates& c) {
   c.items.clear();
   c.max_score = kNegInfD;

@@ -3,7 +3,7 @@
 // Sampler::sample runs them in Hugging Face generate()'s order, with the OpenAI / vLLM
 // additions where they sit in vLLM:
 //   penalties (repetition; presence / frequency) -> logit bias -> banned tokens (min_tokens)
-//   -> temperature (builds the candidate set) -> top-k -> top-p -> min-p -> draw.
+//   -> grammar mask -> temperature (builds the candidate set) -> top-k -> top-p -> min-p -> draw.
 // Greedy decoding (temperature 0) stops after the bans with an argmax.
 #include <cstddef>
 #include <cstdint>
@@ -41,6 +41,16 @@ void apply_logit_bias(std::span<float> logits, std::span<const std::pair<TokenId
 
 // The listed ids (in range) can no longer be chosen: their scores become -inf.
 void ban(std::span<float> logits, std::span<const TokenId> ids);
+
+// A grammar's verdict for the next token (structured output): `allowed` is a bit per id; the
+// end-of-reply ids are allowed exactly when `end_allowed` (the text so far is complete).
+struct TokenMask {
+  const std::vector<uint64_t>* allowed = nullptr;
+  std::span<const TokenId> end_ids;
+  bool end_allowed = false;
+};
+// Every id the mask does not allow scores -inf.
+void apply_mask(std::span<float> logits, const TokenMask& mask);
 
 // --- steps on the candidate set ---
 

@@ -132,7 +132,7 @@ bool Generation::handle(size_t source, EngineEvent& ev, GenerationResult& result
     if (req_.logprobs >= 0) delta.logprobs.push_back(logprob_entry(ev, offset_shift + c.text.last_token_offset()));
     if (c.text.stopped()) delta.finish_reason = "stop";
   } else {  // Finish
-    if (ev.finish_reason == "stop") ++c.result.completion_tokens;  // the stop id
+    if (ev.stop_token) ++c.result.completion_tokens;  // the stop id
     delta.text += c.text.finish();
     delta.finish_reason = c.text.stopped() ? "stop" : ev.finish_reason;
   }

@@ -96,6 +96,7 @@ struct HttpServer::Impl {
   const Tokenizer& tok;
   std::vector<TokenId> stop_ids;
   ServerOptions opts;
+  structured::GrammarCache grammars{tok};
   ParseContext ctx;
   Listener http;  // the workers, on a loopback port
   ConnectionGate gate;
@@ -139,6 +140,7 @@ struct HttpServer::Impl {
   Impl(Engine& e, const Tokenizer& t, std::vector<TokenId> stops, SamplingParams defaults, ServerOptions o)
       : engine(e), tok(t), stop_ids(std::move(stops)), opts(std::move(o)), gate(gate_limits(opts), gate_error_body) {
     ctx.tokenizer = &tok;
+    ctx.grammars = &grammars;
     ctx.model_name = opts.model_name;
     ctx.defaults = defaults;
     ctx.max_n = std::max(1, engine.options().max_seqs);
@@ -337,6 +339,7 @@ struct HttpServer::Impl {
       p.sampling.end_ids = p.stop_ids;  // what min_tokens holds back
       p.n = g.n;
       p.top_logprobs = g.logprobs;
+      p.grammar = g.grammar;
       if (g.echo && g.logprobs >= 0) p.prompt_logprobs = g.logprobs;  // the echoed prompt's scores
       try {
         sources.push_back(wrap(engine.submit(std::move(p))));
@@ -364,7 +367,9 @@ struct HttpServer::Impl {
     auto call = std::make_shared<StreamCall>(this);
     call->start = start;
     const json j = parse_body(body);
-    call->req = ep == Endpoint::Chat ? parse_chat_request(j, ctx) : parse_completion_request(j, ctx);
+    ParseContext c = ctx;
+    c.raw_body = body;
+    call->req = ep == Endpoint::Chat ? parse_chat_request(j, c) : parse_completion_request(j, c);
     if (draining) throw ApiError(503, "the server is shutting down", {}, "shutting_down");
     GenerationRequest& g = call->req;
     if (!g.seed_given) g.sampling.seed = random_seed();

@@ -144,10 +144,39 @@ void reject_unsupported(const json& body) {
     throw bad_request("'suffix' is not supported", "suffix");
   if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
     throw bad_request("'tools' are not supported", "tools");
-  if (const json* v = field(body, "response_format")) {
-    const json* type = v->is_object() ? field(*v, "type") : nullptr;
-    if (!type || !type->is_string() || type->get_ref<const std::string&>() != "text")
-      throw bad_request("only response_format {\"type\": \"text\"} is supported", "response_format");
+}
+
+// response_format: text (nothing to do), json_object (any JSON object) or json_schema
+// ({"name", "schema", "strict"}: a schema the matcher enforces exactly, else 400 naming the
+// keyword).
+std::shared_ptr<structured::Grammar> parse_response_format(const json& v, const ParseContext& ctx) {
+  if (v.is_null()) return nullptr;
+  const json* type = v.is_object() ? field(v, "type") : nullptr;
+  if (!type || !type->is_string())
+    throw bad_request("'response_format' must be an object with a 'type'", "response_format");
+  const std::string& t = type->get_ref<const std::string&>();
+  if (t == "text") return nullptr;
+  if (t != "json_object" && t != "json_schema")
+    throw bad_request(fmt::format("response_format type '{}' is not one of text, json_object, json_schema", t),
+                      "response_format");
+  if (!ctx.grammars) throw bad_request("structured output is not available here", "response_format");
+  try {
+    if (t == "json_object") return ctx.grammars->for_json_object();
+    const json* js = field(v, "json_schema");
+    if (!js || !js->is_object())
+      throw bad_request("response_format json_schema needs a 'json_schema' object", "response_format.json_schema");
+    if (const json* name = field(*js, "name"); name && !name->is_string())
+      throw bad_request("'response_format.json_schema.name' must be a string", "response_format.json_schema.name");
+    const json* schema = field(*js, "schema");
+    if (!schema) throw bad_request("'response_format.json_schema.schema' is required", "response_format.json_schema.schema");
+    // Again with the key order kept: properties are generated in the schema's order.
+    // (Without the raw body, as in unit tests, the keys come sorted.)
+    const std::string fallback = ctx.raw_body.empty() ? json{{"response_format", v}}.dump() : std::string();
+    const auto ordered = nlohmann::ordered_json::parse(ctx.raw_body.empty() ? std::string_view(fallback) : ctx.raw_body);
+    return ctx.grammars->for_schema(ordered.at("response_format").at("json_schema").at("schema"));
+  } catch (const structured::SchemaError& e) {
+    throw bad_request(fmt::format("response_format schema at '{}': {}", e.where().empty() ? "/" : e.where(), e.what()),
+                      "response_format.json_schema.schema");
   }
 }
 
@@ -187,6 +216,7 @@ void parse_common(const json& body, const ParseContext& ctx, GenerationRequest& 
   if (const json* v = field(body, "min_tokens"))
     s.min_tokens = static_cast<int32_t>(as_int_in(*v, "min_tokens", 0, std::numeric_limits<int32_t>::max()));
   if (const json* v = field(body, "ignore_eos")) r.ignore_eos = as_bool(*v, "ignore_eos");
+  if (const json* v = field(body, "response_format")) r.grammar = parse_response_format(*v, ctx);
   if (const json* v = field(body, "stop_token_ids"); v && !v->is_null()) {
     r.stop_token_ids = as_token_ids(*v, "stop_token_ids", *ctx.tokenizer);
     if (r.stop_token_ids.size() > kMaxStopTokenIds)

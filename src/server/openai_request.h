@@ -4,6 +4,7 @@
 // here as an ApiError (400 naming the field), before anything reaches the engine. Unknown
 // fields are ignored, as OpenAI-compatible servers do; a known field of the wrong type is 400.
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -12,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "runtime/sampler.h"
+#include "structured/grammar_cache.h"
 #include "server/api_error.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -35,6 +37,7 @@ struct GenerationRequest {
   bool skip_special_tokens = true;  // special tokens are left out of the text (as HF decode)
   bool ignore_eos = false;          // vLLM: the model's end-of-sequence ids do not end the reply
   bool echo = false;                // completions: the prompt's text (and logprobs) come first
+  std::shared_ptr<structured::Grammar> grammar;  // response_format json_object / json_schema
   std::vector<TokenId> stop_token_ids;  // vLLM: more ids that end the reply (not in the text)
   int64_t default_max_tokens = 0;   // > 0: bound on the default max_tokens (non-streaming chat)
 };
@@ -51,6 +54,10 @@ struct ParseContext {
   // > 0: a non-streaming chat request without max_tokens generates at most this many (the rest
   // of a long context could tie a slot up for minutes with nothing sent).
   int64_t max_tokens_default = 0;
+  // Structured output: compiled grammars (response_format); null: refused with 400. The raw
+  // body is parsed again with its key order kept (a schema's properties come in its order).
+  structured::GrammarCache* grammars = nullptr;
+  std::string_view raw_body;
 };
 
 inline constexpr size_t kMaxStop = 16;

@@ -91,6 +91,7 @@ nlohmann::json request_body(const BenchRequest& r, const std::string& model) {
                          {"stream", true},
                          {"stream_options", {{"include_usage", true}}}};
   body[r.chat ? "messages" : "prompt"] = r.input;
+  for (const auto& [k, v] : r.extra.items()) body[k] = v;
   return body;
 }
 

@@ -15,6 +15,7 @@ struct BenchRequest {
   nlohmann::json input;     // prompt: array of token ids or a string; chat: the messages array
   int64_t prompt_len = 0;   // tokens when known on the client side (token-id prompts), else 0
   int64_t max_tokens = 0;
+  nlohmann::json extra = nlohmann::json::object();  // more body fields (e.g. response_format)
 };
 
 // Token ids drawn uniformly from [id_lo, id_hi] (a range of ordinary vocabulary pieces, far from

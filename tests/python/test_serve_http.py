@@ -504,9 +504,83 @@ def run_all(srv, model):
         j = srv.post("/v1/completions", {"prompt": "The list:", "echo": True, "max_tokens": 1, "temperature": 0})
         assert j["choices"][0]["text"].startswith("The list:") and j["choices"][0]["logprobs"] is None, j
 
+    def structured_output():
+        """response_format json_schema / json_object: at temperature 1 on random weights every
+        reply parses and validates (python3-jsonschema), streamed or not, n = 2; unsupported
+        keywords and malformed schemas are 400s naming the place."""
+        import random
+        import jsonschema
+        rng = random.Random(5)
+
+        def gen_schema(depth=0):
+            kinds = ["string", "integer", "boolean", "null", "enum", "number"] + (["object", "array", "anyOf"] if depth < 2 else [])
+            k = rng.choice(kinds)
+            if k == "string":
+                return {"type": "string", "maxLength": rng.randint(0, 12), **({"minLength": 1} if rng.random() < 0.3 else {})}
+            if k == "integer":
+                lo = rng.randint(-50, 50)
+                return {"type": "integer", "minimum": lo, "maximum": lo + rng.randint(0, 300)}
+            if k == "enum":
+                return {"enum": rng.sample(["red", "green", 7, None, True, "a b"], rng.randint(1, 4))}
+            if k == "object":
+                props = {f"p{i}_{rng.randint(0, 99)}": gen_schema(depth + 1) for i in range(rng.randint(1, 4))}
+                req = [n for n in props if rng.random() < 0.6]
+                return {"type": "object", "properties": props, "required": req, "additionalProperties": False}
+            if k == "array":
+                return {"type": "array", "items": gen_schema(depth + 1), "maxItems": rng.randint(0, 3)}
+            if k == "anyOf":
+                return {"anyOf": [gen_schema(depth + 1), gen_schema(depth + 1)]}
+            return {"type": k}
+
+        def check_reply(text, schema, where):
+            try:
+                jsonschema.validate(json.loads(text), schema)
+            except (ValueError, jsonschema.ValidationError) as e:
+                raise AssertionError(f"{where}: {e}\nschema {json.dumps(schema)}\nreply {text!r}") from None
+
+        for i in range(50):
+            schema = {"type": "object", "properties": {"item": gen_schema(), "n": {"type": "integer", "minimum": 0, "maximum": 9}},
+                      "required": ["item", "n"], "additionalProperties": False}
+            rf = {"type": "json_schema", "json_schema": {"name": f"s{i}", "schema": schema, "strict": True}}
+            j = srv.post("/v1/chat/completions", chat("answer", temperature=1.0, seed=i, max_tokens=1500, response_format=rf))
+            ch = j["choices"][0]
+            assert ch["finish_reason"] == "stop", (schema, ch)
+            check_reply(ch["message"]["content"], schema, i)
+        # Streamed, two choices, completions endpoint.
+        schema = {"type": "object", "properties": {"a": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 5},
+                  "maxItems": 4}}, "required": ["a"], "additionalProperties": False}
+        rf = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+        events, done = srv.stream("/v1/completions", {"prompt": "x", "n": 2, "temperature": 1.2, "seed": 9, "max_tokens": 400,
+                                                        "response_format": rf})
+        text, finish = stream_text(events)
+        assert done and set(text) == {0, 1} and finish == {0: "stop", 1: "stop"}, (text, finish)
+        for t in text.values():
+            check_reply(t, schema, "stream")
+        # json_object bounds nothing, and random weights write long keys: closing quotes and
+        # braces get a bias so that the reply ends well within max_tokens.
+        close = {str(srv.post("/tokenize", {"prompt": c, "add_special_tokens": False})["tokens"][0]): 6 for c in ('"', "}")}
+        j = srv.post("/v1/chat/completions", chat("x", temperature=1.0, seed=1, max_tokens=1500, logit_bias=close,
+                                                  response_format={"type": "json_object"}))
+        assert j["choices"][0]["finish_reason"] == "stop", j
+        assert isinstance(json.loads(j["choices"][0]["message"]["content"]), dict), j
+        # Refusals name the place.
+        for bad, where in (({"type": "string", "pattern": "a"}, "/pattern"), ({"type": "number", "minimum": 1}, "/minimum"),
+                           ({"type": "object", "required": ["x"]}, "/required"), ({"$ref": "#/$defs/none"}, "/$ref"),
+                           ({"type": "objekt"}, "/type")):
+            st, _, data = srv.request("POST", "/v1/chat/completions",
+                                      chat("x", response_format={"type": "json_schema", "json_schema": {"name": "b", "schema": bad}}))
+            err = json.loads(data)["error"]
+            assert st == 400 and err["param"] == "response_format.json_schema.schema" and where in err["message"], (bad, st, err)
+        for rf in ({"type": "yaml"}, {"type": "json_schema"}, "json", {"type": "json_schema", "json_schema": {"name": 3, "schema": {}}}):
+            st, _, data = srv.request("POST", "/v1/chat/completions", chat("x", response_format=rf))
+            assert st == 400 and json.loads(data)["error"]["param"].startswith("response_format"), (rf, st, data)
+        assert_good()
+
     check("basics", basics)
     check("logit_bias, stop_token_ids, min_tokens, ignore_eos", sampling_controls)
     check("completions echo + logprobs equal log-softmax of `internlm logits`", echo_logprobs)
+    check("structured output: 50 generated schemas at temperature 1, streamed n=2, json_object, refusals",
+          structured_output)
     check("hostile inputs, each followed by a good request", hostile_inputs)
     check("usage counts", usage_counts)
     check("stop strings", stop_strings)

@@ -252,7 +252,9 @@ TEST_F(serverText, GenerationCountsTheStopIdAndReportsErrors) {
   GenerationRequest req;
   req.prompts = {{1, 2}};
   auto src = std::make_unique<FakeSource>();
-  src->events = {token(0, byte_token('a')), finish(0, "stop")};
+  EngineEvent stop = finish(0, "stop");
+  stop.stop_token = true;
+  src->events = {token(0, byte_token('a')), stop};
   std::vector<std::unique_ptr<EventSource>> sources;
   sources.push_back(std::move(src));
   Generation gen(tok(), req, std::move(sources));

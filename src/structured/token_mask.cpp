@@ -1,0 +1,110 @@
+#include "structured/token_mask.h"
+
+#include <algorithm>
+#include <map>
+
+namespace ilm::structured {
+
+TokenTrie::TokenTrie(const Tokenizer& tok) : vocab_(tok.vocab_size()) {
+  bytes_.resize(static_cast<size_t>(vocab_));
+  // Children kept in maps while building, then flattened into first-child / next-sibling form.
+  struct Build {
+    std::map<uint8_t, int32_t> children;
+    std::vector<TokenId> ids;
+  };
+  std::vector<Build> build(1);
+  for (TokenId id = 0; id < vocab_; ++id) {
+    if (tok.is_special(id)) continue;
+    std::string b = tok.token_bytes(id, /*skip_special=*/true);
+    if (b.empty()) continue;
+    int32_t at = 0;
+    for (char ch : b) {
+      const auto c = static_cast<uint8_t>(ch);
+      auto it = build[static_cast<size_t>(at)].children.find(c);
+      if (it == build[static_cast<size_t>(at)].children.end()) {
+        build.emplace_back();
+        it = build[static_cast<size_t>(at)].children.emplace(c, static_cast<int32_t>(build.size() - 1)).first;
+      }
+      at = it->second;
+    }
+    build[static_cast<size_t>(at)].ids.push_back(id);
+    bytes_[static_cast<size_t>(id)] = std::move(b);
+  }
+  nodes_.resize(build.size());
+  for (size_t i = 0; i < build.size(); ++i) {
+    Node& n = nodes_[i];
+    n.tokens_begin = static_cast<int32_t>(ids_.size());
+    ids_.insert(ids_.end(), build[i].ids.begin(), build[i].ids.end());
+    n.tokens_end = static_cast<int32_t>(ids_.size());
+    int32_t prev = -1;
+    for (const auto& [c, child] : build[i].children) {
+      nodes_[static_cast<size_t>(child)].byte = c;
+      if (prev < 0) n.first_child = child;
+      else nodes_[static_cast<size_t>(prev)].next_sibling = child;
+      prev = child;
+    }
+  }
+}
+
+Grammar::Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries)
+    : schema_(std::move(schema)), trie_(std::move(trie)), capacity_(std::max<size_t>(1, cache_entries)) {}
+
+TokenBits Grammar::compute(const MatchState& st) const {
+  const auto& nodes = trie_->nodes();
+  const auto& ids = trie_->ids();
+  TokenBits bits(static_cast<size_t>((trie_->vocab_size() + 63) / 64), 0);
+  // Depth-first: every child of a live node is tried with its byte; a dead one prunes the
+  // tokens below it.
+  struct Item {
+    int32_t node;
+    MatchState state;
+  };
+  std::vector<Item> stack;
+  stack.push_back({0, st});
+  while (!stack.empty()) {
+    Item it = std::move(stack.back());
+    stack.pop_back();
+    for (int32_t ch = nodes[static_cast<size_t>(it.node)].first_child; ch >= 0;
+         ch = nodes[static_cast<size_t>(ch)].next_sibling) {
+      const TokenTrie::Node& n = nodes[static_cast<size_t>(ch)];
+      MatchState next = advance(schema_, it.state, n.byte);
+      if (next.dead()) continue;
+      for (int32_t k = n.tokens_begin; k < n.tokens_end; ++k) {
+        const TokenId id = ids[static_cast<size_t>(k)];
+        bits[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+      }
+      if (n.first_child >= 0) stack.push_back({ch, std::move(next)});
+    }
+  }
+  return bits;
+}
+
+std::shared_ptr<const TokenBits> Grammar::mask(const MatchState& st) {
+  std::string key = state_key(st);
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = cache_.find(key); it != cache_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      ++stats_.hits;
+      return it->second.first;
+    }
+    ++stats_.misses;
+  }
+  auto bits = std::make_shared<const TokenBits>(compute(st));
+  std::lock_guard lock(mu_);
+  if (cache_.count(key)) return bits;  // another thread computed it meanwhile
+  lru_.push_front(key);
+  cache_.emplace(std::move(key), std::make_pair(bits, lru_.begin()));
+  while (cache_.size() > capacity_) {
+    cache_.erase(lru_.back());
+    lru_.pop_back();
+  }
+  return bits;
+}
+
+Grammar::Stats Grammar::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+}  // namespace ilm::structured

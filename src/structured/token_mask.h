@@ -1,0 +1,72 @@
+#pragma once
+// Which tokens of the vocabulary keep a JSON match alive: the vocabulary's byte strings in a
+// trie, walked depth-first from the matcher's state, a subtree pruned as soon as its prefix
+// kills every thread. Masks are cached per matcher state (many states recur: inside a string
+// without length limits, between array items), per compiled grammar.
+//
+// Special tokens (control tokens, <|im_end|> ...) have no bytes here and are never in a mask;
+// the caller allows the end-of-reply ids exactly when the match can end.
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "structured/json_matcher.h"
+#include "tokenizer/tokenizer.h"
+
+namespace ilm::structured {
+
+class TokenTrie {
+ public:
+  explicit TokenTrie(const Tokenizer& tok);
+  int64_t vocab_size() const { return vocab_; }
+
+  struct Node {
+    int32_t first_child = -1, next_sibling = -1;
+    int32_t tokens_begin = 0, tokens_end = 0;  // ids ending here: ids_[begin, end)
+    uint8_t byte = 0;
+  };
+  const std::vector<Node>& nodes() const { return nodes_; }
+  const std::vector<TokenId>& ids() const { return ids_; }
+  // The text a token adds to the reply, as the matcher sees it.
+  const std::string& bytes(TokenId id) const { return bytes_[static_cast<size_t>(id)]; }
+
+ private:
+  int64_t vocab_ = 0;
+  std::vector<Node> nodes_;  // nodes_[0]: the root (no byte)
+  std::vector<TokenId> ids_;
+  std::vector<std::string> bytes_;
+};
+
+using TokenBits = std::vector<uint64_t>;  // bit id set: the token is allowed
+inline bool allowed(const TokenBits& b, TokenId id) { return (b[static_cast<size_t>(id) >> 6] >> (id & 63)) & 1u; }
+
+// A compiled schema and its mask cache, shared by every sequence that uses the same schema.
+class Grammar {
+ public:
+  Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries = 1024);
+  const Schema& schema() const { return schema_; }
+  const TokenTrie& trie() const { return *trie_; }
+  // The tokens that keep `st` alive (cached).
+  std::shared_ptr<const TokenBits> mask(const MatchState& st);
+  struct Stats {
+    uint64_t hits = 0, misses = 0;
+  };
+  Stats stats() const;
+
+ private:
+  TokenBits compute(const MatchState& st) const;
+
+  Schema schema_;
+  std::shared_ptr<const TokenTrie> trie_;
+  size_t capacity_;
+  mutable std::mutex mu_;
+  std::list<std::string> lru_;  // most recent first
+  std::unordered_map<std::string, std::pair<std::shared_ptr<const TokenBits>, std::list<std::string>::iterator>> cache_;
+  Stats stats_;
+};
+
+}  // namespace ilm::structured
