@@ -404,6 +404,7 @@ struct Engine::Impl {
     {
       std::lock_guard lock(mu);
       ++stats.steps;
+      stats.forward_seconds += dt;
     }
 
     for (size_t i = 0; i < work.size(); ++i) {
@@ -497,8 +498,14 @@ struct Engine::Impl {
     std::span<const TokenId> gen(s.tokens.data() + s.prompt_len, static_cast<size_t>(s.generated()));
     std::shared_ptr<const structured::TokenBits> allowed;
     sampling::TokenMask mask;
+    const auto g0 = Clock::now();
     if (p.grammar) {
-      allowed = p.grammar->mask(*s.match);
+      bool hit = false;
+      allowed = p.grammar->mask(*s.match, &hit);
+      {
+        std::lock_guard lock(mu);
+        ++(hit ? stats.grammar_mask_hits : stats.grammar_mask_misses);
+      }
       mask = {allowed.get(), p.stop_ids, structured::can_end(p.grammar->schema(), *s.match)};
       const bool any = std::any_of(allowed->begin(), allowed->end(), [](uint64_t w) { return w != 0; });
       if (!any && !(mask.end_allowed && !p.stop_ids.empty())) {
@@ -510,8 +517,12 @@ struct Engine::Impl {
       }
     }
     const TokenId next = s.sampler.sample(logits, prompt, gen, p.grammar ? &mask : nullptr);
-    if (p.grammar && std::find(p.stop_ids.begin(), p.stop_ids.end(), next) == p.stop_ids.end())
-      s.match = structured::advance(p.grammar->schema(), std::move(*s.match), p.grammar->trie().bytes(next));
+    if (p.grammar) {
+      if (std::find(p.stop_ids.begin(), p.stop_ids.end(), next) == p.stop_ids.end())
+        s.match = structured::advance(p.grammar->schema(), std::move(*s.match), p.grammar->trie().bytes(next));
+      std::lock_guard lock(mu);
+      stats.grammar_seconds += seconds_since(g0);  // the mask, the masked sampling, the matcher step
+    }
     s.tokens.push_back(next);
     {
       std::lock_guard lock(mu);

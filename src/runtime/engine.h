@@ -113,6 +113,10 @@ struct EngineStats {
   uint64_t prompt_tokens = 0, cached_prompt_tokens = 0, generated_tokens = 0;
   uint64_t steps = 0, preemptions = 0;
   int64_t max_model_len = 0;
+  // Where the engine thread's time goes: batched forwards, and structured output's masks and
+  // matcher steps (their ratio is the cost of constrained decoding, measured in the same run).
+  double forward_seconds = 0, grammar_seconds = 0;
+  uint64_t grammar_mask_hits = 0, grammar_mask_misses = 0;
 };
 
 class Engine {

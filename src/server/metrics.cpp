@@ -118,6 +118,15 @@ std::string Metrics::render(const EngineStats& e) const {
   single(out, "internlm_engine_steps_total", "Scheduler steps (batched forwards).", "counter", e.steps);
   single(out, "internlm_engine_preemptions_total", "Sequences preempted for lack of KV blocks.", "counter",
          e.preemptions);
+  single(out, "internlm_engine_forward_seconds_total", "Engine thread time in batched forward passes.", "counter",
+         e.forward_seconds);
+  single(out, "internlm_engine_grammar_seconds_total",
+         "Engine thread time in structured output: token masks, masked sampling, matcher steps.", "counter",
+         e.grammar_seconds);
+  single(out, "internlm_grammar_mask_cache_hits_total", "Token masks found in a grammar's cache.", "counter",
+         e.grammar_mask_hits);
+  single(out, "internlm_grammar_mask_cache_misses_total", "Token masks computed (trie walks).", "counter",
+         e.grammar_mask_misses);
   return out;
 }
 

@@ -16,7 +16,8 @@ namespace ilm::structured {
 
 class GrammarCache {
  public:
-  explicit GrammarCache(const Tokenizer& tok, size_t capacity = 64) : tok_(tok), capacity_(capacity) {}
+  // At most `capacity` grammars (each with up to ~3 MiB of cached masks) are kept.
+  explicit GrammarCache(const Tokenizer& tok, size_t capacity = 16) : tok_(tok), capacity_(capacity) {}
   // The grammar of `schema` (throws SchemaError); compiled once per distinct schema text.
   std::shared_ptr<Grammar> for_schema(const nlohmann::ordered_json& schema);
   // Any JSON object (response_format json_object).

@@ -31,6 +31,7 @@ enum : uint8_t { kStrNormal, kStrEsc, kStrHex0, kStrHex1, kStrHex2, kStrHex3 };
 enum : uint8_t { kNumStart, kNumMinus, kNumZero, kNumInt, kNumDot, kNumFrac, kNumE, kNumESign, kNumExp };
 constexpr uint8_t kIntegerOnly = 1, kNegative = 2, kSurrogateLead = 4;
 constexpr int kMaxDigits = 64;
+constexpr int kMaxExponentDigits = 2;  // every number stays finite as a double (at most ~1e163)
 constexpr int kMaxBoundedDigits = 18;  // |value| < 10^18 fits int64 with room for one more digit
 constexpr size_t kMaxExtraKey = 256;
 
@@ -253,7 +254,7 @@ class Stepper {
         f.b = 1;
         break;
       case kNumExp:
-        if (!is_digit(c) || ++f.b > 4) return false;
+        if (!is_digit(c) || ++f.b > kMaxExponentDigits) return false;
         break;
       default:
         return false;
@@ -464,7 +465,27 @@ class Stepper {
 
 void append(std::string& k, const void* p, size_t n) { k.append(static_cast<const char*>(p), n); }
 
-std::string thread_key(const Thread& t) {
+// A frame's counter as far as any continuation of at most `clamp` bytes can tell: a string's
+// characters only matter through the room left below maxLength and the way left to minLength,
+// an array's items through minItems / maxItems and the tuple's prefix. Equal canonical keys
+// allow the same next tokens, so masks are shared (a length-limited string hits the cache).
+int64_t canonical_count(const Schema* s, const Frame& f, int64_t clamp) {
+  if (!s || clamp <= 0) return f.c;
+  const SchemaNode& n = s->nodes[static_cast<size_t>(f.node)];
+  if (f.kind == Frame::String) {
+    const int64_t room = std::min(n.max_length - f.c, clamp);
+    const int64_t need = std::min(std::max<int64_t>(n.min_length - f.c, 0), clamp);
+    return room * (clamp + 1) + need;
+  }
+  if (f.kind == Frame::Array) {
+    const int64_t fixed = std::max<int64_t>(static_cast<int64_t>(n.prefix_items.size()), n.min_items);
+    if (f.c < fixed) return f.c;
+    return -1 - std::min(n.max_items - f.c, clamp);  // past the prefix and minItems: only the room counts
+  }
+  return f.c;
+}
+
+std::string thread_key(const Thread& t, const Schema* s = nullptr, int64_t clamp = 0) {
   std::string k;
   k.reserve(t.stack.size() * 24 + t.key.size() + 8);
   for (const Frame& f : t.stack) {
@@ -473,7 +494,8 @@ std::string thread_key(const Thread& t) {
     append(k, &f.node, sizeof f.node);
     append(k, &f.a, sizeof f.a);
     append(k, &f.b, sizeof f.b);
-    append(k, &f.c, sizeof f.c);
+    const int64_t c = canonical_count(s, f, clamp);
+    append(k, &c, sizeof c);
   }
   const uint32_t len = static_cast<uint32_t>(t.key.size());
   append(k, &len, sizeof len);
@@ -535,10 +557,10 @@ bool can_end(const Schema& s, const MatchState& st) {
   return false;
 }
 
-std::string state_key(const MatchState& st) {
+std::string state_key(const MatchState& st, const Schema* s, int64_t clamp) {
   std::string k;
   for (const Thread& t : st.threads) {
-    const std::string tk = thread_key(t);
+    const std::string tk = thread_key(t, s, clamp);
     const uint32_t len = static_cast<uint32_t>(tk.size());
     append(k, &len, sizeof len);
     k += tk;

@@ -7,7 +7,8 @@
 // into a corner.
 //
 // Output form: whitespace runs of at most kMaxWhitespace bytes between tokens (none before the
-// value or after it), numbers of at most 64 digits, strings without \u escapes of surrogates,
+// value or after it), numbers of at most 64 digits and exponents of at most 2 (finite as
+// doubles), strings without \u escapes of surrogates,
 // at most kMaxThreads alternatives alive at once (more are dropped: stricter, never looser).
 #include <cstdint>
 #include <string>
@@ -51,8 +52,10 @@ MatchState advance(const Schema& s, const MatchState& st, uint8_t byte);
 MatchState advance(const Schema& s, MatchState st, std::string_view bytes);
 // True when the bytes so far are a complete value the schema allows.
 bool can_end(const Schema& s, const MatchState& st);
-// A canonical encoding of the state (equal states, equal keys): the token-mask cache key.
-std::string state_key(const MatchState& st);
+// An encoding of the state (equal states, equal keys): the token-mask cache key. With the
+// schema and `clamp` (the most bytes one token adds), counters are reduced to what the next
+// `clamp` bytes can observe, so states that allow the same tokens share a key.
+std::string state_key(const MatchState& st, const Schema* s = nullptr, int64_t clamp = 0);
 
 // Whole-text check: the matcher accepts `text` as a complete value.
 bool matches(const Schema& s, std::string_view text);

@@ -56,7 +56,37 @@ class Compiler {
 
   Schema run() {
     out_.root = compile(root_, "");
+    refuse_empty_cycles();
     return std::move(out_);
+  }
+
+  // anyOf / $ref links consume no input: a cycle of them ({"$ref": "#"}, two definitions that
+  // refer to each other) would never reach a value.
+  void refuse_empty_cycles() const {
+    const size_t n = out_.nodes.size();
+    std::vector<uint8_t> mark(n, 0);  // 0 new, 1 on the path, 2 done
+    std::vector<std::pair<NodeId, size_t>> stack;
+    for (size_t start = 0; start < n; ++start) {
+      if (mark[start]) continue;
+      stack.push_back({static_cast<NodeId>(start), 0});
+      mark[start] = 1;
+      while (!stack.empty()) {
+        auto& [id, next] = stack.back();
+        const auto& alts = out_.nodes[static_cast<size_t>(id)].any_of;
+        if (next == alts.size()) {
+          mark[static_cast<size_t>(id)] = 2;
+          stack.pop_back();
+          continue;
+        }
+        const NodeId to = alts[next++];
+        if (mark[static_cast<size_t>(to)] == 1)
+          throw SchemaError("", "the schema refers to itself without a value in between ($ref / anyOf cycle)");
+        if (mark[static_cast<size_t>(to)] == 0) {
+          mark[static_cast<size_t>(to)] = 1;
+          stack.push_back({to, 0});
+        }
+      }
+    }
   }
 
  private:

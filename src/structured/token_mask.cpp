@@ -28,6 +28,7 @@ TokenTrie::TokenTrie(const Tokenizer& tok) : vocab_(tok.vocab_size()) {
       at = it->second;
     }
     build[static_cast<size_t>(at)].ids.push_back(id);
+    longest_ = std::max(longest_, b.size());
     bytes_[static_cast<size_t>(id)] = std::move(b);
   }
   nodes_.resize(build.size());
@@ -79,13 +80,16 @@ TokenBits Grammar::compute(const MatchState& st) const {
   return bits;
 }
 
-std::shared_ptr<const TokenBits> Grammar::mask(const MatchState& st) {
-  std::string key = state_key(st);
+std::shared_ptr<const TokenBits> Grammar::mask(const MatchState& st, bool* hit) {
+  if (hit) *hit = false;
+  // +1: a token's bytes and then one more decision (e.g. the closing quote's count check).
+  std::string key = state_key(st, &schema_, static_cast<int64_t>(trie_->longest()) + 1);
   {
     std::lock_guard lock(mu_);
     if (auto it = cache_.find(key); it != cache_.end()) {
       lru_.splice(lru_.begin(), lru_, it->second.second);
       ++stats_.hits;
+      if (hit) *hit = true;
       return it->second.first;
     }
     ++stats_.misses;

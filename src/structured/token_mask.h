@@ -33,9 +33,11 @@ class TokenTrie {
   const std::vector<TokenId>& ids() const { return ids_; }
   // The text a token adds to the reply, as the matcher sees it.
   const std::string& bytes(TokenId id) const { return bytes_[static_cast<size_t>(id)]; }
+  size_t longest() const { return longest_; }  // bytes of the longest token
 
  private:
   int64_t vocab_ = 0;
+  size_t longest_ = 0;
   std::vector<Node> nodes_;  // nodes_[0]: the root (no byte)
   std::vector<TokenId> ids_;
   std::vector<std::string> bytes_;
@@ -47,11 +49,12 @@ inline bool allowed(const TokenBits& b, TokenId id) { return (b[static_cast<size
 // A compiled schema and its mask cache, shared by every sequence that uses the same schema.
 class Grammar {
  public:
-  Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries = 1024);
+  // A mask is vocab / 8 bytes (11.3 KiB for InternLM2): 256 of them are ~3 MiB per grammar.
+  Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries = 256);
   const Schema& schema() const { return schema_; }
   const TokenTrie& trie() const { return *trie_; }
   // The tokens that keep `st` alive (cached).
-  std::shared_ptr<const TokenBits> mask(const MatchState& st);
+  std::shared_ptr<const TokenBits> mask(const MatchState& st, bool* hit = nullptr);
   struct Stats {
     uint64_t hits = 0, misses = 0;
   };

@@ -91,6 +91,10 @@ TEST(StructuredSchema, UnsupportedKeywordsAreRefusedByName) {
   EXPECT_EQ(where(R"({"type": "integer", "minimum": 5, "maximum": 4})"), "");
   EXPECT_EQ(where(R"({"title": "t", "description": "d", "type": "boolean"})"), "(compiled)");
   EXPECT_EQ(where(R"(false)"), "");
+  EXPECT_EQ(where(R"({"$ref": "#"})"), "");  // a value never comes
+  EXPECT_EQ(where(R"({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"anyOf": [{"$ref": "#/$defs/a"}]}},
+                      "$ref": "#/$defs/a"})"), "");
+  EXPECT_EQ(where(R"({"type": "array", "items": {"$ref": "#"}})"), "(compiled)");  // recursion through a value
 }
 
 // From any live state some continuation completes: walk randomly through allowed bytes.
