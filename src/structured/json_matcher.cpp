@@ -196,16 +196,9 @@ class Stepper {
         if (c == '-') {
           f.flags |= kNegative;
           f.phase = kNumMinus;
-        } else if (c == '0') {
-          f.phase = kNumZero;
-          f.b = 1;
-        } else if (is_digit(c)) {
-          f.phase = kNumInt;
-          if (!digit()) return false;
-        } else {
-          return false;
+          break;
         }
-        break;
+        [[fallthrough]];  // a first digit is read as after a minus sign
       case kNumMinus:
         if (c == '0') {
           f.phase = kNumZero;

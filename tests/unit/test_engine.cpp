@@ -119,6 +119,17 @@ class EngineTest : public ::testing::Test {
     return r;
   }
 
+  // 14 blocks of 4 tokens, 4 slots, no prefix cache: two sequences of 24 tokens fit, four do
+  // not, so four at once preempt.
+  static EngineOptions tight_kv_options() {
+    EngineOptions eo;
+    eo.block_size = 4;
+    eo.max_seqs = 4;
+    eo.kv_cache_gb = 14.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
+    eo.prefix_cache = false;
+    return eo;
+  }
+
   static std::filesystem::path dir_;
   static std::unique_ptr<LoadedModel> model_;
 };
@@ -346,13 +357,7 @@ TEST_F(EngineTest, SharedPrefixIsReusedAndGivesTheSameOutput) {
 }
 
 TEST_F(EngineTest, PreemptionUnderKvPressureKeepsOutputsExact) {
-  EngineOptions eo;
-  eo.block_size = 4;
-  eo.max_seqs = 4;
-  // 14 blocks: two sequences of 24 tokens fit, four do not.
-  eo.kv_cache_gb = 14.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
-  eo.prefix_cache = false;
-  Engine engine(*model_->lm, eo);
+  Engine engine(*model_->lm, tight_kv_options());
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int i = 0; i < 4; ++i) streams.push_back(engine.submit(request(prompt(20 + i, 8), 16)));
   for (int i = 0; i < 4; ++i) {
@@ -434,12 +439,7 @@ TEST_F(EngineTest, PromptLogprobsAreTheModelsOwnLogSoftmax) {
 }
 
 TEST_F(EngineTest, PromptLogprobsAreSentOnceUnderPreemption) {
-  EngineOptions eo;
-  eo.block_size = 4;
-  eo.max_seqs = 4;
-  eo.kv_cache_gb = 14.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
-  eo.prefix_cache = false;
-  Engine engine(*model_->lm, eo);
+  Engine engine(*model_->lm, tight_kv_options());
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int i = 0; i < 4; ++i) {
     RequestParams r = request(prompt(40 + i, 8), 16);
