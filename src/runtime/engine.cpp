@@ -409,9 +409,13 @@ struct Engine::Impl {
 
     for (size_t i = 0; i < work.size(); ++i) {
       Seq& s = *work[i].seq;
-      if (batch[i].all_logits) score_prompt(s, work[i].n);
-      publish_blocks(s);
-      if (s.tail() == 0) after_logits(s);
+      try {
+        if (batch[i].all_logits) score_prompt(s, work[i].n);
+        publish_blocks(s);
+        if (s.tail() == 0) after_logits(s);
+      } catch (const std::exception& e) {  // one request's sampling failed: end it, keep serving
+        fail_group(*s.group, fmt::format("sampling failed: {}", e.what()));
+      }
     }
     std::erase_if(running, [](const auto& s) { return s->group->open_choices == 0 || s->done; });
     reap_cancelled();
@@ -506,11 +510,12 @@ struct Engine::Impl {
         std::lock_guard lock(mu);
         ++(hit ? stats.grammar_mask_hits : stats.grammar_mask_misses);
       }
-      mask = {allowed.get(), p.stop_ids, structured::can_end(p.grammar->schema(), *s.match)};
       const bool any = std::any_of(allowed->begin(), allowed->end(), [](uint64_t w) { return w != 0; });
+      mask = {allowed.get(), p.stop_ids, structured::can_end(p.grammar->schema(), *s.match), !any};
       if (!any && !(mask.end_allowed && !p.stop_ids.empty())) {
-        // The value is complete and nothing may follow (and no end id, under ignore_eos): the
-        // reply ends here; never emit a token outside the grammar.
+        // Never emit a token outside the grammar. Complete (and no end id, under ignore_eos):
+        // the reply ends here. Not complete: a dead end the schema checks should have ruled out.
+        if (!mask.end_allowed) throw Error("structured output reached a state with no allowed token");
         finish(s, "stop");
         s.done = true;
         return;

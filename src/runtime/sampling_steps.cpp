@@ -109,6 +109,7 @@ void apply_mask(std::span<float> logits, const TokenMask& mask) {
     for (size_t id = w * 64; id < end; ++id)
       if (!((word >> (id & 63)) & 1u)) logits[id] = kNegInf;
   }
+  for (size_t id = bits.size() * 64; id < logits.size(); ++id) logits[id] = kNegInf;  // a padded vocabulary
   for (size_t i = 0; i < n_end; ++i)
     logits[static_cast<size_t>(mask.end_ids[i])] = mask.end_allowed ? saved[i] : kNegInf;
 }

@@ -48,8 +48,9 @@ struct TokenMask {
   const std::vector<uint64_t>* allowed = nullptr;
   std::span<const TokenId> end_ids;
   bool end_allowed = false;
+  bool only_end = false;  // nothing but an end id may come (the value is complete): min_tokens yields
 };
-// Every id the mask does not allow scores -inf.
+// Every id the mask does not allow scores -inf (ids past the bit set too).
 void apply_mask(std::span<float> logits, const TokenMask& mask);
 
 // --- steps on the candidate set ---

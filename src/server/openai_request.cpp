@@ -149,8 +149,24 @@ void reject_unsupported(const json& body) {
 // response_format: text (nothing to do), json_object (any JSON object) or json_schema
 // ({"name", "schema", "strict"}: a schema the matcher enforces exactly, else 400 naming the
 // keyword).
+// Whether arrays / objects nest deeper than `limit`, found without recursion: the parser
+// takes 100,000 levels in stride, but copying or dumping them recursively would not.
+bool nests_deeper_than(const json& v, int limit) {
+  std::vector<std::pair<const json*, int>> stack{{&v, 1}};
+  while (!stack.empty()) {
+    const auto [j, depth] = stack.back();
+    stack.pop_back();
+    if (!j->is_structured()) continue;
+    if (depth > limit) return true;
+    for (const auto& child : *j) stack.emplace_back(&child, depth + 1);
+  }
+  return false;
+}
+
 std::shared_ptr<structured::Grammar> parse_response_format(const json& v, const ParseContext& ctx) {
   if (v.is_null()) return nullptr;
+  if (nests_deeper_than(v, 256))
+    throw bad_request("'response_format' nests deeper than 256 levels", "response_format");
   const json* type = v.is_object() ? field(v, "type") : nullptr;
   if (!type || !type->is_string())
     throw bad_request("'response_format' must be an object with a 'type'", "response_format");

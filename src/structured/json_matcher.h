@@ -20,7 +20,7 @@
 namespace ilm::structured {
 
 inline constexpr int kMaxWhitespace = 16;
-inline constexpr size_t kMaxThreads = 64;
+inline constexpr size_t kMaxThreads = kMaxAlternatives;
 
 struct Frame {
   enum Kind : uint8_t { Value, Literal, Object, Array, String, ExtraKey, Number };

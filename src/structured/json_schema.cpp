@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <set>
+#include <string_view>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
@@ -57,7 +60,60 @@ class Compiler {
   Schema run() {
     out_.root = compile(root_, "");
     refuse_empty_cycles();
+    refuse_wide_branching();
+    refuse_unproductive();
     return std::move(out_);
+  }
+
+  // The matcher follows every alternative of a value at once (at most kMaxAlternatives
+  // threads): anyOf trees that fan out further (2^n paths from n nested two-way anyOfs) are
+  // refused rather than explored or silently cut.
+  void refuse_wide_branching() const {
+    std::vector<int64_t> leaves(out_.nodes.size(), -1);
+    std::function<int64_t(NodeId)> count = [&](NodeId id) -> int64_t {
+      int64_t& memo = leaves[static_cast<size_t>(id)];
+      if (memo >= 0) return memo;
+      const SchemaNode& n = out_.nodes[static_cast<size_t>(id)];
+      int64_t total = n.any_of.empty() ? 1 : 0;
+      for (NodeId alt : n.any_of) total = std::min<int64_t>(total + count(alt), 1 << 20);
+      return memo = total;
+    };
+    for (size_t i = 0; i < out_.nodes.size(); ++i)
+      if (count(static_cast<NodeId>(i)) > static_cast<int64_t>(kMaxAlternatives))
+        throw SchemaError("", fmt::format("anyOf alternatives expand to more than {} schemas", kMaxAlternatives));
+  }
+
+  // Every schema must have a finite instance (a recursive object whose recursion is required
+  // has none): otherwise a generation could run on without ever being able to end.
+  void refuse_unproductive() const {
+    const size_t n = out_.nodes.size();
+    std::vector<bool> ok(n, false);
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (size_t i = 0; i < n; ++i) {
+        if (ok[i]) continue;
+        const SchemaNode& s = out_.nodes[i];
+        auto good = [&](NodeId id) { return id != kNoNode && ok[static_cast<size_t>(id)]; };
+        bool p = false;
+        if (!s.any_of.empty()) {
+          p = std::any_of(s.any_of.begin(), s.any_of.end(), good);
+        } else if (s.literal_only || (s.types & (kString | kNumber | kInteger | kBoolean | kNull))) {
+          p = true;
+        } else if ((s.types & kArray)) {
+          p = true;
+          for (int64_t k = 0; k < s.min_items && p; ++k)
+            p = good(k < static_cast<int64_t>(s.prefix_items.size()) ? s.prefix_items[static_cast<size_t>(k)] : s.items);
+        }
+        if (!p && (s.types & kObject) && s.any_of.empty() && !s.literal_only) {
+          p = true;
+          for (size_t k = 0; k < s.required.size(); ++k)
+            if (s.required[k]) p = p && good(s.property_values[k]);
+        }
+        if (p) ok[i] = changed = true;
+      }
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (!ok[i]) throw SchemaError("", "a subschema has no finite instance (required recursion, or minItems past items: false)");
   }
 
   // anyOf / $ref links consume no input: a cycle of them ({"$ref": "#"}, two definitions that
@@ -186,6 +242,7 @@ class Compiler {
         for (size_t i = 0; i < v.size(); ++i) n.any_of.push_back(compile(v[i], fmt::format("{}/{}", at, i)));
       } else if (k == "properties") {
         if (!v.is_object()) throw SchemaError(at, "'properties' must be an object");
+        if (v.size() > 4096) throw SchemaError(at, "more than 4096 properties in one object are not supported");
         for (const auto& [name, sub] : v.items()) {
           n.property_names.push_back(name);
           n.property_keys.push_back(intern(json(name).dump().substr(1)));
@@ -225,14 +282,28 @@ class Compiler {
         throw SchemaError(at, fmt::format("'{}' is supported for type integer only", k));
       const json& v = s[k];
       if (!v.is_number()) throw SchemaError(at, "must be a number");
-      const double d = v.get<double>();
-      if (!(d > -9.2e18 && d < 9.2e18)) throw SchemaError(at, "out of the int64 range");
+      // Integers exactly; a fractional bound rounds inward. Generated integers have at most 18
+      // digits, so bounds are limited to that range.
+      constexpr int64_t kLimit = 999'999'999'999'999'999;
+      int64_t lo_incl = 0, hi_incl = 0;
+      if (v.is_number_integer()) {
+        if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(kLimit)
+                                   : (v.get<int64_t>() > kLimit || v.get<int64_t>() < -kLimit))
+          throw SchemaError(at, "integer bounds beyond 18 digits are not supported");
+        lo_incl = hi_incl = v.get<int64_t>();
+      } else {
+        const double d = v.get<double>();
+        if (!(d > -1e18 && d < 1e18)) throw SchemaError(at, "integer bounds beyond 18 digits are not supported");
+        lo_incl = static_cast<int64_t>(std::ceil(d));
+        hi_incl = static_cast<int64_t>(std::floor(d));
+      }
       const std::string key = k;
+      const bool whole = v.is_number_integer() || std::floor(v.get<double>()) == v.get<double>();
       n.int_bounded = true;
-      if (key == "minimum") n.int_min = std::max(n.int_min, static_cast<int64_t>(std::ceil(d)));
-      if (key == "exclusiveMinimum") n.int_min = std::max(n.int_min, static_cast<int64_t>(std::floor(d)) + 1);
-      if (key == "maximum") n.int_max = std::min(n.int_max, static_cast<int64_t>(std::floor(d)));
-      if (key == "exclusiveMaximum") n.int_max = std::min(n.int_max, static_cast<int64_t>(std::ceil(d)) - 1);
+      if (key == "minimum") n.int_min = std::max(n.int_min, lo_incl);
+      if (key == "exclusiveMinimum") n.int_min = std::max(n.int_min, whole ? lo_incl + 1 : lo_incl);
+      if (key == "maximum") n.int_max = std::min(n.int_max, hi_incl);
+      if (key == "exclusiveMaximum") n.int_max = std::min(n.int_max, whole ? hi_incl - 1 : hi_incl);
     }
     if (n.int_bounded && n.int_min > n.int_max) throw SchemaError(where, "the integer range is empty");
     if (n.min_items > n.max_items) throw SchemaError(where + "/minItems", "minItems exceeds maxItems");
@@ -241,15 +312,42 @@ class Compiler {
     // key the generator cannot know).
     n.required.assign(n.property_names.size(), false);
     if (s.contains("required")) {
+      std::unordered_map<std::string_view, size_t> index;  // a schema may list many properties
+      for (size_t i = 0; i < n.property_names.size(); ++i) index.emplace(n.property_names[i], i);
       for (const auto& r : s["required"]) {
         if (!r.is_string()) throw SchemaError(where + "/required", "'required' must be a list of names");
-        bool found = false;
-        for (size_t i = 0; i < n.property_names.size(); ++i)
-          if (n.property_names[i] == r.get_ref<const std::string&>()) n.required[i] = found = true;
+        const auto it = index.find(r.get_ref<const std::string&>());
+        const bool found = it != index.end();
+        if (found) n.required[it->second] = true;
         if (!found)
           throw SchemaError(where + "/required",
                             fmt::format("required property '{}' is not in 'properties'", r.get<std::string>()));
       }
+    }
+    // anyOf, enum and const decide the value alone here: other keywords beside them would
+    // be ignored by the matcher, so they are refused (type beside enum / const is checked).
+    for (const auto& [k, v] : s.items()) {
+      if (annotations().count(k) || k == "anyOf" || k == "enum" || k == "const") continue;
+      if (!n.any_of.empty() || (n.literal_only && k != "type"))
+        throw SchemaError(where + "/" + escape_pointer(k),
+                          fmt::format("'{}' next to {} is not supported", k, n.any_of.empty() ? "enum / const" : "anyOf"));
+    }
+    if (!n.any_of.empty() && n.literal_only) throw SchemaError(where + "/anyOf", "'anyOf' next to enum / const is not supported");
+    if (n.items == kNoNode && n.min_items > static_cast<int64_t>(n.prefix_items.size()))
+      throw SchemaError(where + "/minItems", "minItems exceeds the prefixItems that 'items: false' allows");
+    {  // alternatives the matcher follows at once must stay within kMaxAlternatives
+      size_t longest = 0, run = 0;
+      for (size_t i = 0; i < n.required.size(); ++i) {
+        run = n.required[i] ? 0 : run + 1;
+        longest = std::max(longest, run);
+      }
+      if (longest + 2 > kMaxAlternatives)
+        throw SchemaError(where + "/properties", fmt::format("more than {} optional properties in a row are not supported",
+                                                             kMaxAlternatives - 2));
+      std::map<char, size_t> by_first;
+      for (int32_t li : n.literals)
+        if (++by_first[out_.pool[static_cast<size_t>(li)][0]] > kMaxAlternatives)
+          throw SchemaError(where + "/enum", fmt::format("more than {} enum values start alike", kMaxAlternatives));
     }
     if (!typed && !n.property_names.empty()) n.types = kObject;  // properties imply an object
     if (n.literal_only) {

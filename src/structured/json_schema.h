@@ -24,7 +24,10 @@
 namespace ilm::structured {
 
 using NodeId = int32_t;
-inline constexpr NodeId kNoNode = -1;  // "nothing allowed" (additionalProperties: false, no more items)
+inline constexpr NodeId kNoNode = -1;
+// The most alternatives one value may open at once (anyOf leaves, optional keys in a row,
+// enum values with the same first byte); the matcher's thread cap is this.
+inline constexpr size_t kMaxAlternatives = 64;  // "nothing allowed" (additionalProperties: false, no more items)
 
 enum TypeBit : uint8_t {
   kObject = 1,

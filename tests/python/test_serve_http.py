@@ -564,13 +564,23 @@ def run_all(srv, model):
         assert j["choices"][0]["finish_reason"] == "stop", j
         assert isinstance(json.loads(j["choices"][0]["message"]["content"]), dict), j
         # Refusals name the place.
-        for bad, where in (({"type": "string", "pattern": "a"}, "/pattern"), ({"type": "number", "minimum": 1}, "/minimum"),
+        dup = {"$defs": {f"a{i}": {"anyOf": [{"$ref": f"#/$defs/a{i + 1}"}, {"$ref": f"#/$defs/b{i + 1}"}]} for i in range(31)}}
+        dup["$defs"].update({f"b{i}": {"anyOf": [{"$ref": f"#/$defs/a{i + 1}"}, {"$ref": f"#/$defs/b{i + 1}"}]} for i in range(1, 31)})
+        dup["$defs"].update({"a31": {"type": "string"}, "b31": {"type": "null"}})
+        dup["$ref"] = "#/$defs/a0"
+        for bad, where in ((dup, "anyOf"), ({"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}, "finite"),
+                           ({"type": "string", "anyOf": [{"minLength": 1}]}, "/type"),
+                           ({"type": "string", "pattern": "a"}, "/pattern"), ({"type": "number", "minimum": 1}, "/minimum"),
                            ({"type": "object", "required": ["x"]}, "/required"), ({"$ref": "#/$defs/none"}, "/$ref"),
                            ({"type": "objekt"}, "/type")):
             st, _, data = srv.request("POST", "/v1/chat/completions",
                                       chat("x", response_format={"type": "json_schema", "json_schema": {"name": "b", "schema": bad}}))
             err = json.loads(data)["error"]
             assert st == 400 and err["param"] == "response_format.json_schema.schema" and where in err["message"], (bad, st, err)
+        deep = b'{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", ' \
+               b'"json_schema": {"name": "d", "schema": {"description": ' + b"[" * 100000 + b"]" * 100000 + b"}}}}"
+        st, _, data = srv.request("POST", "/v1/chat/completions", deep, {"Content-Type": "application/json"})
+        assert st == 400 and json.loads(data)["error"]["param"] == "response_format", (st, data[:200])
         for rf in ({"type": "yaml"}, {"type": "json_schema"}, "json", {"type": "json_schema", "json_schema": {"name": 3, "schema": {}}}):
             st, _, data = srv.request("POST", "/v1/chat/completions", chat("x", response_format=rf))
             assert st == 400 and json.loads(data)["error"]["param"].startswith("response_format"), (rf, st, data)

@@ -185,5 +185,35 @@ TEST(SamplerMinTokens, EndIdsBannedUntilEnoughTokens) {
   EXPECT_THROW(p.validate(), Error);
 }
 
+TEST(SamplerMask, OnlyMaskedTokensAndPaddedIdsNever) {
+  // Bits for 64 ids; the logits row has 70 (a padded vocabulary): ids 64..69 are never drawn.
+  std::vector<uint64_t> bits(1, 0);
+  bits[0] |= uint64_t{1} << 5;
+  const std::vector<TokenId> ends = {7};
+  std::vector<float> base(70, 0.0f);
+  base[69] = 50.0f;
+  base[7] = 40.0f;
+  base[5] = 1.0f;
+  TokenMask m{&bits, ends, /*end_allowed=*/false, /*only_end=*/false};
+  Sampler greedy(SamplingParams{});
+  std::vector<float> l = base;
+  EXPECT_EQ(greedy.sample(l, {}, {}, &m), 5);
+  m.end_allowed = true;
+  l = base;
+  EXPECT_EQ(greedy.sample(l, {}, {}, &m), 7);
+}
+
+TEST(SamplerMask, MinTokensYieldsWhenTheGrammarAllowsOnlyTheEnd) {
+  std::vector<uint64_t> none(2, 0);
+  const std::vector<TokenId> ends = {3};
+  SamplingParams p;
+  p.min_tokens = 5;
+  p.end_ids = ends;
+  Sampler s(p);
+  std::vector<float> l(100, 0.0f);
+  TokenMask m{&none, ends, /*end_allowed=*/true, /*only_end=*/true};
+  EXPECT_EQ(s.sample(l, {}, {}, &m), 3);  // not token 0 from an all -inf row
+}
+
 }  // namespace
 }  // namespace ilm

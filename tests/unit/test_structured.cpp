@@ -9,6 +9,7 @@
 #include <random>
 #include <string>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "structured/json_matcher.h"
@@ -52,6 +53,8 @@ const std::vector<Case>& cases() {
       {R"({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "null"}}]})",
        {R"("x")", "[null, null]", "[]"}, {"[1]", "1"}},
       {R"({"type": ["integer", "null"]})", {"5", "null"}, {"5.5", R"("5")"}},
+      {R"({"type": "integer", "minimum": 9007199254740993, "exclusiveMaximum": 9007199254740995.5})",
+       {"9007199254740993", "9007199254740995"}, {"9007199254740992", "9007199254740996"}},
       {R"({"prefixItems": [{"type": "string"}, {"type": "number"}], "items": false, "type": "array"})",
        {R"(["a", 1.5])", R"(["a"])", "[]"}, {R"(["a", 1, 2])", R"([1, "a"])"}},
       {R"({"$defs": {"node": {"type": "object", "properties": {"v": {"type": "integer"},
@@ -95,6 +98,22 @@ TEST(StructuredSchema, UnsupportedKeywordsAreRefusedByName) {
   EXPECT_EQ(where(R"({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"anyOf": [{"$ref": "#/$defs/a"}]}},
                       "$ref": "#/$defs/a"})"), "");
   EXPECT_EQ(where(R"({"type": "array", "items": {"$ref": "#"}})"), "(compiled)");  // recursion through a value
+  // Keywords the matcher would ignore beside anyOf / enum / const are refused.
+  EXPECT_EQ(where(R"({"type": "string", "anyOf": [{"minLength": 1}]})"), "/type");
+  EXPECT_EQ(where(R"({"type": "string", "maxLength": 2, "enum": ["abcd"]})"), "/maxLength");
+  EXPECT_EQ(where(R"({"type": "string", "enum": ["a"]})"), "(compiled)");
+  // Schemas with no finite instance, or none the generator can write, are refused.
+  EXPECT_EQ(where(R"({"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]})"), "");
+  EXPECT_EQ(where(R"({"type": "array", "items": false, "minItems": 1})"), "/minItems");
+  EXPECT_EQ(where(R"({"type": "integer", "minimum": 1e18})"), "/minimum");
+  EXPECT_EQ(where(R"({"type": "integer", "minimum": 1000000000000000000})"), "/minimum");
+  // anyOf fan-out beyond the alternatives followed at once.
+  std::string defs = R"({"$defs": {)";
+  for (int i = 0; i < 8; ++i)
+    defs += fmt::format(R"("a{0}": {{"anyOf": [{{"$ref": "#/$defs/a{1}"}}, {{"$ref": "#/$defs/b{1}"}}]}}, )"
+                        R"("b{0}": {{"anyOf": [{{"$ref": "#/$defs/a{1}"}}, {{"$ref": "#/$defs/b{1}"}}]}}, )", i, i + 1);
+  defs += R"("a8": {"type": "string"}, "b8": {"type": "null"}}, "$ref": "#/$defs/a0"})";
+  EXPECT_EQ(where(defs), "");
 }
 
 // From any live state some continuation completes: walk randomly through allowed bytes.
