@@ -338,15 +338,25 @@ class Stepper {
     }
   }
 
+  // Whitespace between a container's tokens, at most kMaxWhitespace in a row: true when `c`
+  // was whitespace (the thread went on or died), false when the run is over.
+  bool whitespace(Thread& t, uint8_t c) {
+    Frame& f = t.stack.back();
+    if (!is_ws(c)) {
+      f.ws = 0;
+      return false;
+    }
+    if (f.ws < kMaxWhitespace) {
+      ++f.ws;
+      emit(std::move(t));
+    }
+    return true;
+  }
+
   void object_byte(Thread t, uint8_t c) {
+    if (whitespace(t, c)) return;
     Frame& f = t.stack.back();
     const SchemaNode& n = s_.nodes[static_cast<size_t>(f.node)];
-    if (is_ws(c)) {
-      if (f.ws >= kMaxWhitespace) return;
-      ++f.ws;
-      return emit(std::move(t));
-    }
-    f.ws = 0;
     const bool more_keys = static_cast<size_t>(f.a) < n.property_keys.size() || n.additional != kNoNode;
     switch (f.phase) {
       case kObjOpen:
@@ -415,14 +425,9 @@ class Stepper {
   }
 
   void array_byte(Thread t, uint8_t c) {
+    if (whitespace(t, c)) return;
     Frame& f = t.stack.back();
     const SchemaNode& n = s_.nodes[static_cast<size_t>(f.node)];
-    if (is_ws(c)) {
-      if (f.ws >= kMaxWhitespace) return;
-      ++f.ws;
-      return emit(std::move(t));
-    }
-    f.ws = 0;
     auto item_node = [&](int64_t i) {
       if (i >= n.max_items) return kNoNode;
       return i < static_cast<int64_t>(n.prefix_items.size()) ? n.prefix_items[static_cast<size_t>(i)] : n.items;
