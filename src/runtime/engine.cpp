@@ -572,6 +572,7 @@ std::shared_ptr<RequestStream> Engine::submit(RequestParams params) {
   if (params.max_tokens < 1) throw Error("max_tokens must be at least 1");
   if (params.top_logprobs > 20) throw Error("top_logprobs must be at most 20");
   if (params.prompt_logprobs > 20) throw Error("prompt_logprobs must be at most 20");
+  params.sampling.end_ids = params.stop_ids;  // what min_tokens holds back: the ids that end a reply
   params.sampling.validate();
   const int64_t limit = im.opts.max_model_len;
   if (params.max_tokens > limit - P)  // not P + max_tokens > limit: that sum can overflow

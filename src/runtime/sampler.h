@@ -23,7 +23,7 @@ struct SamplingParams {
   // OpenAI's logit_bias: (id, bias in [-100, 100]) added to the scores after the penalties.
   std::vector<std::pair<TokenId, float>> logit_bias;
   // vLLM's min_tokens: while fewer tokens than this have been generated, `end_ids` (the ids
-  // that would end the reply) cannot be chosen.
+  // that would end the reply; the engine sets them to the request's stop ids) cannot be chosen.
   int32_t min_tokens = 0;
   std::vector<TokenId> end_ids;
   uint64_t seed = 0;

@@ -336,7 +336,6 @@ struct HttpServer::Impl {
       p.sampling = g.sampling;
       p.sampling.seed += static_cast<uint64_t>(k) * static_cast<uint64_t>(g.n);  // the engine adds the choice
       p.stop_ids = g.ignore_eos ? g.stop_token_ids : with(stop_ids, g.stop_token_ids);
-      p.sampling.end_ids = p.stop_ids;  // what min_tokens holds back
       p.n = g.n;
       p.top_logprobs = g.logprobs;
       p.grammar = g.grammar;

@@ -13,21 +13,11 @@ std::shared_ptr<const TokenTrie> GrammarCache::trie() {
 std::shared_ptr<Grammar> GrammarCache::get(const std::string& key, const std::function<Schema()>& compile) {
   {
     std::lock_guard lock(mu_);
-    if (auto it = cache_.find(key); it != cache_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second.second);
-      return it->second.first;
-    }
+    if (const auto* g = cache_.find(key)) return *g;
   }
   auto g = std::make_shared<Grammar>(compile(), trie());  // outside the lock: may throw
   std::lock_guard lock(mu_);
-  if (auto it = cache_.find(key); it != cache_.end()) return it->second.first;
-  lru_.push_front(key);
-  cache_.emplace(key, std::make_pair(g, lru_.begin()));
-  while (cache_.size() > capacity_) {
-    cache_.erase(lru_.back());
-    lru_.pop_back();
-  }
-  return g;
+  return cache_.put(key, std::move(g));
 }
 
 std::shared_ptr<Grammar> GrammarCache::for_schema(const nlohmann::ordered_json& schema) {

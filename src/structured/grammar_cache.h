@@ -2,14 +2,14 @@
 // Compiled grammars by schema text, shared by the requests that use the same schema (compiling
 // and the first masks are the expensive part), plus the vocabulary trie they all walk (built
 // once, on first use: ~0.3 s for InternLM2's 92,544 tokens).
-#include <list>
 #include <memory>
 #include <mutex>
+#include <functional>
 #include <string>
-#include <unordered_map>
 
 #include <nlohmann/json.hpp>
 
+#include "structured/lru_map.h"
 #include "structured/token_mask.h"
 
 namespace ilm::structured {
@@ -17,7 +17,7 @@ namespace ilm::structured {
 class GrammarCache {
  public:
   // At most `capacity` grammars (each with up to ~3 MiB of cached masks) are kept.
-  explicit GrammarCache(const Tokenizer& tok, size_t capacity = 16) : tok_(tok), capacity_(capacity) {}
+  explicit GrammarCache(const Tokenizer& tok, size_t capacity = 16) : tok_(tok), cache_(capacity) {}
   // The grammar of `schema` (throws SchemaError); compiled once per distinct schema text.
   std::shared_ptr<Grammar> for_schema(const nlohmann::ordered_json& schema);
   // Any JSON object (response_format json_object).
@@ -28,11 +28,9 @@ class GrammarCache {
   std::shared_ptr<Grammar> get(const std::string& key, const std::function<Schema()>& compile);
 
   const Tokenizer& tok_;
-  size_t capacity_;
   std::mutex mu_;
   std::shared_ptr<const TokenTrie> trie_;
-  std::list<std::string> lru_;
-  std::unordered_map<std::string, std::pair<std::shared_ptr<Grammar>, std::list<std::string>::iterator>> cache_;
+  LruMap<std::shared_ptr<Grammar>> cache_;
 };
 
 }  // namespace ilm::structured

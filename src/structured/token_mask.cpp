@@ -48,7 +48,7 @@ TokenTrie::TokenTrie(const Tokenizer& tok) : vocab_(tok.vocab_size()) {
 }
 
 Grammar::Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries)
-    : schema_(std::move(schema)), trie_(std::move(trie)), capacity_(std::max<size_t>(1, cache_entries)) {}
+    : schema_(std::move(schema)), trie_(std::move(trie)), cache_(cache_entries) {}
 
 TokenBits Grammar::compute(const MatchState& st) const {
   const auto& nodes = trie_->nodes();
@@ -83,27 +83,19 @@ TokenBits Grammar::compute(const MatchState& st) const {
 std::shared_ptr<const TokenBits> Grammar::mask(const MatchState& st, bool* hit) {
   if (hit) *hit = false;
   // +1: a token's bytes and then one more decision (e.g. the closing quote's count check).
-  std::string key = state_key(st, &schema_, static_cast<int64_t>(trie_->longest()) + 1);
+  const std::string key = state_key(st, &schema_, static_cast<int64_t>(trie_->longest()) + 1);
   {
     std::lock_guard lock(mu_);
-    if (auto it = cache_.find(key); it != cache_.end()) {
-      lru_.splice(lru_.begin(), lru_, it->second.second);
+    if (const auto* bits = cache_.find(key)) {
       ++stats_.hits;
       if (hit) *hit = true;
-      return it->second.first;
+      return *bits;
     }
     ++stats_.misses;
   }
   auto bits = std::make_shared<const TokenBits>(compute(st));
   std::lock_guard lock(mu_);
-  if (cache_.count(key)) return bits;  // another thread computed it meanwhile
-  lru_.push_front(key);
-  cache_.emplace(std::move(key), std::make_pair(bits, lru_.begin()));
-  while (cache_.size() > capacity_) {
-    cache_.erase(lru_.back());
-    lru_.pop_back();
-  }
-  return bits;
+  return cache_.put(key, std::move(bits));  // another thread's equal mask may win
 }
 
 Grammar::Stats Grammar::stats() const {

@@ -7,14 +7,13 @@
 // Special tokens (control tokens, <|im_end|> ...) have no bytes here and are never in a mask;
 // the caller allows the end-of-reply ids exactly when the match can end.
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "structured/json_matcher.h"
+#include "structured/lru_map.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ilm::structured {
@@ -65,10 +64,8 @@ class Grammar {
 
   Schema schema_;
   std::shared_ptr<const TokenTrie> trie_;
-  size_t capacity_;
   mutable std::mutex mu_;
-  std::list<std::string> lru_;  // most recent first
-  std::unordered_map<std::string, std::pair<std::shared_ptr<const TokenBits>, std::list<std::string>::iterator>> cache_;
+  LruMap<std::shared_ptr<const TokenBits>> cache_;
   Stats stats_;
 };
 
