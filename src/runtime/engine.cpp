@@ -60,7 +60,7 @@ struct Seq {
   uint64_t chain = 0;         // prefix hash of the published blocks
   int64_t published = 0;      // blocks published so far
   uint64_t admitted_order = 0;
-  std::optional<structured::MatchState> match;  // grammar: the state after the generated text
+  std::optional<structured::GrammarState> match;  // grammar: the state after the generated text
   int64_t prompt_scored = 1;  // prompt_logprobs: tokens [1, prompt_scored) have had their event
   std::vector<float> prompt_logits;  // prompt_logprobs: the rows of the chunk being scored
   bool done = false;  // finished: leaves the running set after this step (its blocks go back
@@ -505,13 +505,14 @@ struct Engine::Impl {
     const auto g0 = Clock::now();
     if (p.grammar) {
       bool hit = false;
-      allowed = p.grammar->mask(*s.match, &hit);
+      structured::GrammarStep step = p.grammar->next(*s.match, &hit);
+      allowed = std::move(step.allowed);
       {
         std::lock_guard lock(mu);
         ++(hit ? stats.grammar_mask_hits : stats.grammar_mask_misses);
       }
       const bool any = std::any_of(allowed->begin(), allowed->end(), [](uint64_t w) { return w != 0; });
-      mask = {allowed.get(), p.stop_ids, structured::can_end(p.grammar->schema(), *s.match), !any};
+      mask = {allowed.get(), p.stop_ids, step.end_allowed, !any};
       if (!any && !(mask.end_allowed && !p.stop_ids.empty())) {
         // Never emit a token outside the grammar. Complete (and no end id, under ignore_eos):
         // the reply ends here. Not complete: a dead end the schema checks should have ruled out.
@@ -524,7 +525,7 @@ struct Engine::Impl {
     const TokenId next = s.sampler.sample(logits, prompt, gen, p.grammar ? &mask : nullptr);
     if (p.grammar) {
       if (std::find(p.stop_ids.begin(), p.stop_ids.end(), next) == p.stop_ids.end())
-        s.match = structured::advance(p.grammar->schema(), std::move(*s.match), p.grammar->trie().bytes(next));
+        p.grammar->advance(*s.match, next);
       std::lock_guard lock(mu);
       stats.grammar_seconds += seconds_since(g0);  // the mask, the masked sampling, the matcher step
     }
@@ -590,7 +591,7 @@ std::shared_ptr<RequestStream> Engine::submit(RequestParams params) {
   group->stream = stream;
   group->open_choices = params.n;
   auto seq = std::make_unique<Seq>(group, 0, params.sampling);
-  if (params.grammar) seq->match = structured::initial_state(params.grammar->schema());
+  if (params.grammar) seq->match = params.grammar->start();
   seq->tokens = params.prompt;
   seq->prompt_len = P;
   group->params = std::move(params);

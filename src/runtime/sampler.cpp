@@ -130,6 +130,7 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
   check_ids(generated, "generated");
   for (const auto& [id, bias] : params_.logit_bias) check_ids(std::span<const TokenId>(&id, 1), "logit_bias");
   check_ids(params_.end_ids, "end");
+  check_ids(params_.banned, "banned");
   if (counts_.size() != vocab) counts_.assign(vocab, 0);
 
   apply_repetition_penalty(logits, prompt, generated, params_.repetition_penalty, counts_);
@@ -138,6 +139,7 @@ TokenId Sampler::sample(std::span<float> logits, std::span<const TokenId> prompt
   // min_tokens holds the end back, except when a grammar allows nothing else.
   if (static_cast<int64_t>(generated.size()) < params_.min_tokens && !(mask && mask->only_end))
     ban(logits, params_.end_ids);
+  ban(logits, params_.banned);
   if (mask) {
     check_ids(mask->end_ids, "end");
     apply_mask(logits, *mask);

@@ -26,6 +26,8 @@ struct SamplingParams {
   // that would end the reply; the engine sets them to the request's stop ids) cannot be chosen.
   int32_t min_tokens = 0;
   std::vector<TokenId> end_ids;
+  // Ids that can never be chosen (tool_choice "none": the action markers).
+  std::vector<TokenId> banned;
   uint64_t seed = 0;
 
   // Throws ilm::Error naming the field when out of range (temperature < 0, top_p not in

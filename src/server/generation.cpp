@@ -2,8 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
+#include <random>
 
 #include "server/text_stream.h"
+#include "tokenizer/tool_call_parser.h"
 
 namespace ilm::server {
 
@@ -22,6 +25,15 @@ class StreamSource final : public EventSource {
 
 double seconds(std::chrono::steady_clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+// "call_" and 24 random letters and digits, as OpenAI's call ids look.
+std::string make_call_id() {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::string id = "call_";
+  for (int i = 0; i < 24; ++i) id += kAlphabet[rng() % (sizeof(kAlphabet) - 1)];
+  return id;
+}
+
 }  // namespace
 
 std::unique_ptr<EventSource> wrap(std::shared_ptr<RequestStream> stream) {
@@ -30,6 +42,7 @@ std::unique_ptr<EventSource> wrap(std::shared_ptr<RequestStream> stream) {
 
 struct Generation::Choice {
   TextStream text;
+  std::optional<ToolCallParser> tools;
   ChoiceResult result;
   bool done = false;
   std::chrono::steady_clock::time_point first, last;
@@ -41,8 +54,15 @@ Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
     : tok_(tok), req_(req), sources_(std::move(sources)) {
   const size_t n = static_cast<size_t>(req.n);
   choices_.reserve(sources_.size() * n);
+  // Tool-call markers are decoded as text for the parser, which keeps them out of the content.
+  std::vector<TokenId> keep;
+  if (req.tool_calls)
+    for (const std::string_view m : ToolCallParser::kMarkers)
+      if (const auto id = tok.piece_to_id(m)) keep.push_back(*id);
   for (size_t i = 0; i < sources_.size() * n; ++i) {
-    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens, req.sampling.min_tokens), {}, false, {}, {}, false});
+    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens, req.sampling.min_tokens, keep),
+                              std::nullopt, {}, false, {}, {}, false});
+    if (req.tool_calls) choices_.back().tools.emplace(req.max_tool_calls);
     choices_.back().result.index = static_cast<int>(i);
   }
   open_.assign(sources_.size(), req.n);
@@ -93,6 +113,36 @@ LogprobEntry Generation::logprob_entry(const EngineEvent& ev, size_t offset) con
   return e;
 }
 
+// Routes a delta's text through the choice's tool-call parser: content stays text, calls become
+// tool-call deltas; a reply that ended by itself after a call finishes with "tool_calls".
+void Generation::parse_tool_calls(Choice& c, ChoiceDelta& delta) {
+  std::vector<ToolCallEvent> events;
+  c.tools->push(delta.text, events);
+  if (!delta.finish_reason.empty()) c.tools->finish(events);
+  delta.text.clear();
+  auto& calls = c.result.tool_calls;
+  for (auto& e : events) {
+    switch (e.kind) {
+      case ToolCallEvent::Kind::Text:
+        delta.text += e.text;
+        break;
+      case ToolCallEvent::Kind::Begin:
+        calls.push_back({make_call_id(), e.text, ""});
+        delta.tool_calls.push_back({static_cast<int>(calls.size()) - 1, calls.back().id, e.text, ""});
+        break;
+      case ToolCallEvent::Kind::Args:
+        calls.back().arguments += e.text;
+        if (delta.tool_calls.empty() || delta.tool_calls.back().index != static_cast<int>(calls.size()) - 1)
+          delta.tool_calls.push_back({static_cast<int>(calls.size()) - 1, "", "", ""});
+        delta.tool_calls.back().arguments += e.text;
+        break;
+      case ToolCallEvent::Kind::End:
+        break;
+    }
+  }
+  if (delta.finish_reason == "stop" && !calls.empty()) delta.finish_reason = "tool_calls";
+}
+
 // Applies one event; false once the client is gone (on_delta said so).
 bool Generation::handle(size_t source, EngineEvent& ev, GenerationResult& result,
                         const std::function<bool(ChoiceDelta&&)>& on_delta) {
@@ -137,6 +187,7 @@ bool Generation::handle(size_t source, EngineEvent& ev, GenerationResult& result
     delta.finish_reason = c.text.stopped() ? "stop" : ev.finish_reason;
   }
 
+  if (c.tools) parse_tool_calls(c, delta);
   c.result.text += delta.text;
   c.result.logprobs.insert(c.result.logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
   if (!delta.finish_reason.empty()) {
@@ -147,7 +198,8 @@ bool Generation::handle(size_t source, EngineEvent& ev, GenerationResult& result
     // Every choice of this prompt ended by a stop string: the engine may stop now.
     if (--open_[source] == 0 && ev.kind == EngineEvent::Kind::Token) sources_[source]->cancel();
   }
-  if (on_delta && (!delta.text.empty() || !delta.logprobs.empty() || !delta.finish_reason.empty()))
+  if (on_delta && (!delta.text.empty() || !delta.logprobs.empty() || !delta.tool_calls.empty() ||
+                   !delta.finish_reason.empty()))
     return on_delta(std::move(delta));
   return true;
 }

@@ -10,6 +10,9 @@
 // engine finished with "stop" (the engine counts it against max_tokens too), or up to and
 // including the token that completed a stop string (tokens the engine produced before the
 // cancel took effect are not counted). A choice therefore never counts more than max_tokens.
+//
+// With tools, each choice's text goes through a ToolCallParser: calls become tool_calls (and
+// finish_reason "tool_calls" when the reply ended by itself), the rest stays content.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -44,17 +47,34 @@ struct LogprobEntry : LogprobAlt {
   bool unconditioned = false;  // an echoed prompt's first token: no logprob (JSON null)
 };
 
+// A function call read out of a chat reply (GenerationRequest::tool_calls).
+struct ToolCall {
+  std::string id;  // "call_..."
+  std::string name;
+  std::string arguments;  // the JSON text the model wrote
+};
+
+// A piece of a call as streaming sends it: the first carries the id and name, the rest
+// fragments of the arguments.
+struct ToolCallDelta {
+  int index = 0;  // the call's position in the choice
+  std::string id, name;  // set on the call's first delta only
+  std::string arguments;
+};
+
 // What one engine event adds to one choice (streaming sends one chunk per delta).
 struct ChoiceDelta {
   int index = 0;
   std::string text;
+  std::vector<ToolCallDelta> tool_calls;
   std::vector<LogprobEntry> logprobs;
   std::string finish_reason;  // set on the choice's last delta
 };
 
 struct ChoiceResult {
   int index = 0;
-  std::string text;
+  std::string text;  // with tool calls: the content outside them
+  std::vector<ToolCall> tool_calls;
   std::vector<LogprobEntry> logprobs;
   std::string finish_reason;
   int64_t completion_tokens = 0;
@@ -102,6 +122,7 @@ class Generation {
   bool handle(size_t source, EngineEvent& ev, GenerationResult& result,
               const std::function<bool(ChoiceDelta&&)>& on_delta);
   LogprobEntry logprob_entry(const EngineEvent& ev, size_t offset) const;
+  void parse_tool_calls(Choice& c, ChoiceDelta& delta);
 
   const Tokenizer& tok_;
   const GenerationRequest& req_;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "tokenizer/tool_prompt.h"
 
 namespace ilm::server {
 
@@ -137,13 +138,8 @@ void reject_unsupported(const json& body) {
                            "structured_outputs", "functions", "function_call", "prompt_logprobs"})
     if (const json* v = field(body, name); v && !v->is_null())
       throw bad_request(fmt::format("'{}' is not supported", name), name);
-  if (const json* v = field(body, "tool_choice");
-      v && !v->is_null() && !(v->is_string() && v->get_ref<const std::string&>() == "none"))
-    throw bad_request("'tool_choice' other than \"none\" needs 'tools', which are not supported", "tool_choice");
   if (const json* v = field(body, "suffix"); v && !(v->is_string() && v->get_ref<const std::string&>().empty()))
     throw bad_request("'suffix' is not supported", "suffix");
-  if (const json* v = field(body, "tools"); v && !(v->is_array() && v->empty()))
-    throw bad_request("'tools' are not supported", "tools");
 }
 
 // response_format: text (nothing to do), json_object (any JSON object) or json_schema
@@ -297,6 +293,140 @@ std::string message_content(const json& content, const std::string& where) {
   return text;
 }
 
+// An assistant message's tool_calls as the model writes them. The arguments (a JSON text) are
+// parsed and written again in the prompt's JSON style (as LMDeploy does), keys in their order.
+std::string render_calls(const json& calls, const std::string& where) {
+  if (!calls.is_array()) throw bad_request(fmt::format("'{}' must be an array", where), where);
+  std::string text;
+  for (size_t j = 0; j < calls.size(); ++j) {
+    const std::string at = fmt::format("{}[{}]", where, j);
+    const json& c = calls[j];
+    const json* fn = c.is_object() ? field(c, "function") : nullptr;
+    if (!fn || !fn->is_object())
+      throw bad_request(fmt::format("'{}' must be an object with a 'function'", at), at);
+    if (const json* type = field(c, "type"); type && as_string(*type, at + ".type") != "function")
+      throw bad_request(fmt::format("'{}.type' must be \"function\"", at), at + ".type");
+    const json* name = field(*fn, "name");
+    if (!name) throw bad_request(fmt::format("'{}.function.name' is required", at), at + ".function.name");
+    nlohmann::ordered_json args = nlohmann::ordered_json::object();
+    if (const json* a = field(*fn, "arguments")) {
+      args = nlohmann::ordered_json::parse(as_string(*a, at + ".function.arguments"), nullptr, false);
+      if (args.is_discarded())
+        throw bad_request(fmt::format("'{}.function.arguments' is not valid JSON", at), at + ".function.arguments");
+    }
+    text += render_tool_call(as_string(*name, at + ".function.name"), args);
+  }
+  return text;
+}
+
+// OpenAI's function names: 1 to 64 of a-z, A-Z, 0-9, _ and -.
+bool valid_function_name(const std::string& n) {
+  return !n.empty() && n.size() <= 64 && std::all_of(n.begin(), n.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+  });
+}
+
+// tools / tool_choice / parallel_tool_calls of a chat request: the functions go into the
+// prompt; "auto" parses calls out of the reply, "required" or a named function also constrains
+// the reply to one call (a grammar over the call's JSON between the action markers), "none"
+// bans the action marker.
+void parse_tools(const json& body, const ParseContext& ctx, GenerationRequest& r, std::vector<ChatMessage>& messages) {
+  const json* tools = field(body, "tools");
+  const json* choice = field(body, "tool_choice");
+  if (tools && !tools->is_array()) throw bad_request("'tools' must be an array", "tools");
+  const bool have_tools = tools && !tools->empty();
+  std::string mode = have_tools ? "auto" : "none";
+  std::string named;
+  if (choice) {
+    if (choice->is_string()) {
+      mode = choice->get<std::string>();
+      if (mode != "none" && mode != "auto" && mode != "required")
+        throw bad_request(fmt::format("'tool_choice' must be none, auto, required or a function, got '{}'", mode),
+                          "tool_choice");
+    } else {
+      const json* fn = choice->is_object() ? field(*choice, "function") : nullptr;
+      const json* type = choice->is_object() ? field(*choice, "type") : nullptr;
+      const json* name = fn && fn->is_object() ? field(*fn, "name") : nullptr;
+      if (!type || !type->is_string() || type->get<std::string>() != "function" || !name)
+        throw bad_request("'tool_choice' must be a string or {\"type\": \"function\", \"function\": {\"name\": ...}}",
+                          "tool_choice");
+      mode = "function";
+      named = as_string(*name, "tool_choice.function.name");
+    }
+    if (mode != "none" && !have_tools)
+      throw bad_request(fmt::format("'tool_choice' {} needs 'tools'", mode == "function" ? "naming a function" : mode),
+                        "tool_choice");
+  }
+  if (const json* v = field(body, "parallel_tool_calls"); v && !as_bool(*v, "parallel_tool_calls")) r.max_tool_calls = 1;
+  if (!have_tools) return;
+  if (tools->size() > kMaxTools)
+    throw bad_request(fmt::format("at most {} tools per request, got {}", kMaxTools, tools->size()), "tools");
+  if (nests_deeper_than(*tools, 256)) throw bad_request("'tools' nests deeper than 256 levels", "tools");
+
+  // Again with the key order kept: the prompt lists the functions as the client wrote them.
+  const std::string fallback = ctx.raw_body.empty() ? json{{"tools", *tools}}.dump() : std::string();
+  const auto ordered_body = nlohmann::ordered_json::parse(ctx.raw_body.empty() ? std::string_view(fallback) : ctx.raw_body);
+  const nlohmann::ordered_json& otools = ordered_body.at("tools");
+  nlohmann::ordered_json functions = nlohmann::ordered_json::array();
+  std::vector<std::string> names;
+  for (size_t i = 0; i < otools.size(); ++i) {
+    const std::string at = fmt::format("tools[{}]", i);
+    const auto& t = otools[i];
+    if (!t.is_object() || !t.contains("type") || t["type"] != "function" || !t.contains("function") ||
+        !t["function"].is_object())
+      throw bad_request(fmt::format("'{}' must be {{\"type\": \"function\", \"function\": {{...}}}}", at), at);
+    const auto& f = t["function"];
+    if (!f.contains("name") || !f["name"].is_string() || !valid_function_name(f["name"].get<std::string>()))
+      throw bad_request(fmt::format("'{}.function.name' must be 1 to 64 letters, digits, '_' or '-'", at),
+                        at + ".function.name");
+    const std::string name = f["name"].get<std::string>();
+    if (std::find(names.begin(), names.end(), name) != names.end())
+      throw bad_request(fmt::format("'{}': the function '{}' is given twice", at, name), at + ".function.name");
+    names.push_back(name);
+    nlohmann::ordered_json fn;
+    fn["name"] = name;
+    if (f.contains("description") && !f["description"].is_null()) {
+      if (!f["description"].is_string())
+        throw bad_request(fmt::format("'{}.function.description' must be a string", at), at + ".function.description");
+      fn["description"] = f["description"];
+    }
+    if (f.contains("parameters") && !f["parameters"].is_null()) {
+      if (!f["parameters"].is_object())
+        throw bad_request(fmt::format("'{}.function.parameters' must be a JSON Schema object", at),
+                          at + ".function.parameters");
+      fn["parameters"] = f["parameters"];
+    }
+    functions.push_back(std::move(fn));
+  }
+  insert_tools_message(messages, tools_message(functions));
+
+  if (mode == "none") {
+    if (const TokenId id = action_start_id(*ctx.tokenizer); id >= 0) r.sampling.banned.push_back(id);
+    return;
+  }
+  r.tool_calls = true;
+  if (mode == "auto") return;
+  // required / a named function: the reply is one call, whatever the weights.
+  if (r.grammar) throw bad_request("'response_format' and a required tool call exclude each other", "tool_choice");
+  if (!ctx.grammars) throw bad_request("constrained tool calls are not available here", "tool_choice");
+  std::vector<const nlohmann::ordered_json*> allowed;
+  for (size_t i = 0; i < functions.size(); ++i)
+    if (mode == "required" || names[i] == named) allowed.push_back(&functions[i]);
+  if (allowed.empty())
+    throw bad_request(fmt::format("'tool_choice' names the function '{}', which is not in 'tools'", named),
+                      "tool_choice.function.name");
+  try {
+    r.grammar = ctx.grammars->for_framed_schema(tool_call_schema(allowed), tool_call_prefix_ids(*ctx.tokenizer),
+                                                tool_call_suffix_ids(*ctx.tokenizer));
+  } catch (const structured::SchemaError& e) {
+    throw bad_request(fmt::format("a tool's parameters schema at '{}': {}", e.where().empty() ? "/" : e.where(), e.what()),
+                      "tools");
+  } catch (const Error& e) {
+    throw bad_request(e.what(), "tools");
+  }
+  r.max_tool_calls = 1;
+}
+
 }  // namespace
 
 json parse_body(std::string_view body) {
@@ -325,13 +455,20 @@ std::vector<ChatMessage> parse_messages(const json& body) {
     if (!role) throw bad_request(fmt::format("'{}.role' is required", where), where + ".role");
     std::string r = as_string(*role, where + ".role");
     if (r == "developer") r = "system";  // newer clients send system prompts as "developer"
-    if (r != "system" && r != "user" && r != "assistant")
-      throw bad_request(fmt::format("'{}.role' must be system, user or assistant, got '{}'", where, r),
+    if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+      throw bad_request(fmt::format("'{}.role' must be system, user, assistant or tool, got '{}'", where, r),
                         where + ".role");
     const json* content = field(m, "content");
+    const json* calls = r == "assistant" ? field(m, "tool_calls") : nullptr;
     if (!content && r != "assistant")
       throw bad_request(fmt::format("'{}.content' is required", where), where + ".content");
-    out.push_back({r, content ? message_content(*content, where + ".content") : std::string()});
+    if (r == "tool") {
+      if (const json* id = field(m, "tool_call_id")) as_string(*id, where + ".tool_call_id");  // not rendered
+      r = kToolResultRole;
+    }
+    std::string text = content ? message_content(*content, where + ".content") : std::string();
+    if (calls) text += render_calls(*calls, where + ".tool_calls");
+    out.push_back({r, std::move(text)});
   }
   return out;
 }
@@ -353,7 +490,8 @@ GenerationRequest parse_chat_request(const json& body, const ParseContext& ctx) 
   } else if (want_logprobs) {
     r.logprobs = 0;
   }
-  const auto messages = parse_messages(body);
+  auto messages = parse_messages(body);
+  parse_tools(body, ctx, r, messages);
   refuse_if_beyond(*ctx.tokenizer, render_chat(messages, true, ""), ctx.max_model_len, "messages", "messages");
   r.prompts.push_back(encode_chat(*ctx.tokenizer, messages, /*add_generation_prompt=*/true));
   if (!r.stream) r.default_max_tokens = ctx.max_tokens_default;
@@ -363,6 +501,8 @@ GenerationRequest parse_chat_request(const json& body, const ParseContext& ctx) 
 GenerationRequest parse_completion_request(const json& body, const ParseContext& ctx) {
   GenerationRequest r;
   r.endpoint = Endpoint::Completions;
+  for (const char* name : {"tools", "tool_choice", "parallel_tool_calls"})
+    if (field(body, name)) throw bad_request(fmt::format("'{}' is a /v1/chat/completions field", name), name);
   parse_common(body, ctx, r);
   parse_max_tokens(body, "max_tokens", r);
   if (const json* v = field(body, "logprobs")) r.logprobs = static_cast<int>(as_int_in(*v, "logprobs", 0, kMaxLogprobs));

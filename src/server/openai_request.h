@@ -39,6 +39,10 @@ struct GenerationRequest {
   bool echo = false;                // completions: the prompt's text (and logprobs) come first
   std::shared_ptr<structured::Grammar> grammar;  // response_format json_object / json_schema
   std::vector<TokenId> stop_token_ids;  // vLLM: more ids that end the reply (not in the text)
+  // Chat with tools (tool_choice not "none"): function calls are parsed out of the reply
+  // (tokenizer/tool_call_parser.h); `max_tool_calls` 1 when parallel_tool_calls is false.
+  bool tool_calls = false;
+  int max_tool_calls = 0;
   int64_t default_max_tokens = 0;   // > 0: bound on the default max_tokens (non-streaming chat)
 };
 
@@ -73,9 +77,12 @@ GenerationRequest parse_chat_request(const nlohmann::json& body, const ParseCont
 GenerationRequest parse_completion_request(const nlohmann::json& body, const ParseContext& ctx);
 
 // The chat messages of a body (also used by /tokenize): roles system (or developer), user,
-// assistant; content a string or an array of {"type": "text", "text": ...} parts (joined with
+// assistant (with `tool_calls`, rendered in InternLM2's call format), tool (a function's
+// result); content a string or an array of {"type": "text", "text": ...} parts (joined with
 // "\n"); at least one message.
 std::vector<ChatMessage> parse_messages(const nlohmann::json& body);
+
+inline constexpr size_t kMaxTools = 128;
 
 // max_tokens for one prompt of `prompt_len` tokens: the requested value, or by default the
 // rest of the context (chat, as OpenAI; at most req.default_max_tokens when set) or min(16,

@@ -99,8 +99,19 @@ json response_json(const ResponseMeta& m, const GenerationResult& r) {
   json choices = json::array();
   for (const auto& c : r.choices) {
     json choice = {{"index", c.index}};
-    if (chat) choice["message"] = {{"role", "assistant"}, {"content", c.text}};
-    else choice["text"] = c.text;
+    if (chat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+      if (!c.tool_calls.empty()) {
+        // As OpenAI: no content besides the calls is null, not "".
+        if (c.text.empty()) choice["message"]["content"] = nullptr;
+        json calls = json::array();
+        for (const auto& t : c.tool_calls)
+          calls.push_back({{"id", t.id}, {"type", "function"}, {"function", {{"name", t.name}, {"arguments", t.arguments}}}});
+        choice["message"]["tool_calls"] = std::move(calls);
+      }
+    } else {
+      choice["text"] = c.text;
+    }
     choice["logprobs"] = logprobs_json(m, c.logprobs);
     choice["finish_reason"] = finish_json(c.finish_reason);
     choices.push_back(std::move(choice));
@@ -125,7 +136,25 @@ json delta_chunk(const ResponseMeta& m, const ChoiceDelta& d, bool usage_null) {
   json choice = {{"index", d.index}};
   if (m.endpoint == Endpoint::Chat) {
     // The last chunk of a choice carries an empty delta when it brings no text, as OpenAI's.
-    choice["delta"] = d.text.empty() && !d.finish_reason.empty() ? json::object() : json{{"content", d.text}};
+    json delta = json::object();
+    if (!d.text.empty() || (d.tool_calls.empty() && d.finish_reason.empty())) delta["content"] = d.text;
+    if (!d.tool_calls.empty()) {
+      // A call's first delta names it (arguments ""), the rest carry argument fragments.
+      json calls = json::array();
+      for (const auto& t : d.tool_calls) {
+        json call = {{"index", t.index}};
+        if (!t.id.empty()) {
+          call["id"] = t.id;
+          call["type"] = "function";
+          call["function"] = {{"name", t.name}, {"arguments", t.arguments}};
+        } else {
+          call["function"] = {{"arguments", t.arguments}};
+        }
+        calls.push_back(std::move(call));
+      }
+      delta["tool_calls"] = std::move(calls);
+    }
+    choice["delta"] = std::move(delta);
   } else {
     choice["text"] = d.text;
   }

@@ -33,8 +33,9 @@ StopScan scan_stop(std::string_view text, const std::vector<std::string>& stop) 
   return r;
 }
 
-TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special, int64_t min_tokens)
-    : decoder_(tok, skip_special), stop_(std::move(stop)), min_tokens_(min_tokens) {}
+TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special, int64_t min_tokens,
+                       std::vector<TokenId> keep)
+    : decoder_(tok, skip_special, std::move(keep)), stop_(std::move(stop)), min_tokens_(min_tokens) {}
 
 std::string TextStream::feed(const std::string& text, bool final) {
   if (stopped_) return {};

@@ -30,7 +30,9 @@ size_t count_chars(std::string_view s);
 class TextStream {
  public:
   // Stop strings are looked for in the text of the tokens after the first `min_tokens`.
-  TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special, int64_t min_tokens = 0);
+  // `keep`: special ids decoded as text even when skip_special (StreamDecoder).
+  TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool skip_special, int64_t min_tokens = 0,
+             std::vector<TokenId> keep = {});
 
   // Adds one generated token; returns the text that may be sent now. After a stop string has
   // matched, stopped() is true and push() returns "".

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -22,10 +23,14 @@ class GrammarCache {
   std::shared_ptr<Grammar> for_schema(const nlohmann::ordered_json& schema);
   // Any JSON object (response_format json_object).
   std::shared_ptr<Grammar> for_json_object();
+  // `schema` between forced ids (a tool call: the markers around the call's JSON).
+  std::shared_ptr<Grammar> for_framed_schema(const nlohmann::ordered_json& schema, const std::vector<TokenId>& prefix,
+                                             const std::vector<TokenId>& suffix);
 
  private:
   std::shared_ptr<const TokenTrie> trie();
-  std::shared_ptr<Grammar> get(const std::string& key, const std::function<Schema()>& compile);
+  std::shared_ptr<Grammar> get(const std::string& key, const std::function<Schema()>& compile,
+                               const std::vector<TokenId>& prefix = {}, const std::vector<TokenId>& suffix = {});
 
   const Tokenizer& tok_;
   std::mutex mu_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <stdexcept>
 
 namespace ilm::structured {
 
@@ -47,8 +48,74 @@ TokenTrie::TokenTrie(const Tokenizer& tok) : vocab_(tok.vocab_size()) {
   }
 }
 
-Grammar::Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries)
-    : schema_(std::move(schema)), trie_(std::move(trie)), cache_(cache_entries) {}
+Grammar::Grammar(Schema schema, std::shared_ptr<const TokenTrie> trie, size_t cache_entries,
+                 std::vector<TokenId> prefix, std::vector<TokenId> suffix)
+    : schema_(std::move(schema)),
+      trie_(std::move(trie)),
+      prefix_(std::move(prefix)),
+      suffix_(std::move(suffix)),
+      cache_(cache_entries) {
+  for (TokenId id : prefix_) prefix_masks_.push_back(only(id));
+  for (TokenId id : suffix_) suffix_masks_.push_back(only(id));
+  none_ = std::make_shared<const TokenBits>(static_cast<size_t>((trie_->vocab_size() + 63) / 64), 0);
+}
+
+std::shared_ptr<const TokenBits> Grammar::only(TokenId id) const {
+  if (id < 0 || id >= trie_->vocab_size()) throw std::out_of_range("grammar: a forced id outside the vocabulary");
+  TokenBits bits(static_cast<size_t>((trie_->vocab_size() + 63) / 64), 0);
+  bits[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+  return std::make_shared<const TokenBits>(std::move(bits));
+}
+
+GrammarState Grammar::start() const {
+  GrammarState st;
+  st.phase = prefix_.empty() ? GrammarState::Value : GrammarState::Prefix;
+  st.match = initial_state(schema_);
+  return st;
+}
+
+GrammarStep Grammar::next(const GrammarState& st, bool* hit) {
+  if (hit) *hit = true;
+  switch (st.phase) {
+    case GrammarState::Prefix:
+      return {prefix_masks_[st.forced], false};
+    case GrammarState::Suffix:
+      if (st.forced < suffix_.size()) return {suffix_masks_[st.forced], false};
+      return {none_, true};
+    case GrammarState::Value:
+      break;
+  }
+  auto bits = mask(st.match, hit);
+  const bool complete = can_end(schema_, st.match);
+  if (suffix_.empty()) return {std::move(bits), complete};
+  if (!complete) return {std::move(bits), false};
+  auto with_suffix = std::make_shared<TokenBits>(*bits);  // the value may end: the suffix may begin
+  const TokenId id = suffix_.front();
+  (*with_suffix)[static_cast<size_t>(id) >> 6] |= uint64_t{1} << (id & 63);
+  return {std::move(with_suffix), false};
+}
+
+void Grammar::advance(GrammarState& st, TokenId id) const {
+  switch (st.phase) {
+    case GrammarState::Prefix:
+      if (++st.forced == prefix_.size()) {
+        st.phase = GrammarState::Value;
+        st.forced = 0;
+      }
+      return;
+    case GrammarState::Suffix:
+      ++st.forced;
+      return;
+    case GrammarState::Value:
+      if (!suffix_.empty() && id == suffix_.front() && can_end(schema_, st.match)) {
+        st.phase = GrammarState::Suffix;
+        st.forced = 1;
+        return;
+      }
+      st.match = structured::advance(schema_, std::move(st.match), trie_->bytes(id));
+      return;
+  }
+}
 
 TokenBits Grammar::compute(const MatchState& st) const {
   const auto& nodes = trie_->nodes();
@@ -68,7 +135,7 @@ TokenBits Grammar::compute(const MatchState& st) const {
     for (int32_t ch = nodes[static_cast<size_t>(it.node)].first_child; ch >= 0;
          ch = nodes[static_cast<size_t>(ch)].next_sibling) {
       const TokenTrie::Node& n = nodes[static_cast<size_t>(ch)];
-      MatchState next = advance(schema_, it.state, n.byte);
+      MatchState next = structured::advance(schema_, it.state, n.byte);
       if (next.dead()) continue;
       for (int32_t k = n.tokens_begin; k < n.tokens_end; ++k) {
         const TokenId id = ids[static_cast<size_t>(k)];

@@ -5,6 +5,7 @@
 // cannot start one, becomes one U+FFFD. The decision for every byte depends only on the bytes
 // before it and at most three after it, so decoding a byte stream piecewise (holding back an
 // unfinished but so-far-valid sequence) gives exactly the result of decoding it at once.
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -116,7 +117,8 @@ std::string take_valid_utf8(std::string_view bytes, std::string* rest) {
 }
 
 std::string StreamDecoder::push(TokenId id) {
-  pending_ += tok_->token_bytes(id, skip_special_);
+  const bool keep = std::find(keep_.begin(), keep_.end(), id) != keep_.end();
+  pending_ += tok_->token_bytes(id, skip_special_ && !keep);
   std::string rest;
   std::string out = take_valid_utf8(pending_, &rest);
   pending_ = std::move(rest);

@@ -95,14 +95,17 @@ class Tokenizer {
 // an incomplete tail). Concatenating every push() and flush() equals Tokenizer::decode().
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false)
-      : tok_(&tok), skip_special_(skip_special) {}
+  // `keep`: special ids written as text even when skipping special tokens (tool-call markers,
+  // which the server parses out of the text itself).
+  explicit StreamDecoder(const Tokenizer& tok, bool skip_special = false, std::vector<TokenId> keep = {})
+      : tok_(&tok), skip_special_(skip_special), keep_(std::move(keep)) {}
   std::string push(TokenId id);
   std::string flush();
 
  private:
   const Tokenizer* tok_;
   bool skip_special_;
+  std::vector<TokenId> keep_;
   std::string pending_;  // bytes of an incomplete UTF-8 sequence
 };
 
