@@ -27,6 +27,8 @@ CTX = 4096  # --max-model-len
 
 
 def check(name, fn):
+    if os.environ.get("TEST_ONLY") and os.environ["TEST_ONLY"] not in name:  # a quick run of one check
+        return
     t = time.time()
     try:
         fn()
@@ -586,11 +588,115 @@ def run_all(srv, model):
             assert st == 400 and json.loads(data)["error"]["param"].startswith("response_format"), (rf, st, data)
         assert_good()
 
+    def tool_calls():
+        """tools + tool_choice: "required" / a named function give one call of an offered
+        function whose arguments validate, at temperature 1 on random weights, streamed or not
+        (assembled deltas equal the whole reply at temperature 0); the action markers never
+        reach the content ("auto" with a +100 bias on <|action_start|>), "none" bans them;
+        a call/result round trip renders InternLM2's protocol; bad tools are 400s."""
+        import jsonschema
+        weather = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 10},
+                   "days": {"type": "integer", "minimum": 1, "maximum": 7},
+                   "unit": {"enum": ["C", "F"]}}, "required": ["city", "days"], "additionalProperties": False}
+        tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": weather}},
+                 {"type": "function", "function": {"name": "search", "parameters": {"type": "object", "properties": {
+                     "q": {"type": "string", "maxLength": 12}}, "required": ["q"], "additionalProperties": False}}},
+                 {"type": "function", "function": {"name": "noop"}}]
+        schemas = {t["function"]["name"]: t["function"].get("parameters", {"type": "object", "maxProperties": 0}) for t in tools}
+
+        def check_call(call, names):
+            assert call["type"] == "function" and call["id"].startswith("call_"), call
+            assert call["function"]["name"] in names, call
+            args = json.loads(call["function"]["arguments"])
+            jsonschema.validate(args, schemas[call["function"]["name"]])
+
+        seen = set()
+        for i in range(8):
+            j = srv.post("/v1/chat/completions", chat("weather?", tools=tools, tool_choice="required", temperature=1.0,
+                                                      seed=i, max_tokens=400, n=2))
+            for ch in j["choices"]:
+                assert ch["finish_reason"] == "tool_calls" and ch["message"]["content"] is None, ch
+                assert len(ch["message"]["tool_calls"]) == 1, ch
+                check_call(ch["message"]["tool_calls"][0], schemas)
+                seen.add(ch["message"]["tool_calls"][0]["function"]["name"])
+        assert len(seen) >= 2, seen
+        named = {"type": "function", "function": {"name": "get_weather"}}
+        body = chat("weather?", tools=tools, tool_choice=named, temperature=0, max_tokens=400)
+        whole = srv.post("/v1/chat/completions", body)["choices"][0]
+        check_call(whole["message"]["tool_calls"][0], ["get_weather"])
+        events, done = srv.stream("/v1/chat/completions", body)
+        calls, finish = {}, None
+        for ev in events:
+            for ch in ev["choices"]:
+                finish = ch["finish_reason"] or finish
+                assert not ch["delta"].get("content"), ch
+                for t in ch["delta"].get("tool_calls", []):
+                    c = calls.setdefault(t["index"], {"arguments": ""})
+                    if "id" in t:
+                        assert "name" not in c and t["function"]["arguments"] == "" and t["type"] == "function", t
+                        c.update(id=t["id"], name=t["function"]["name"])
+                    c["arguments"] += t["function"]["arguments"]
+        want = whole["message"]["tool_calls"][0]["function"]
+        assert done and finish == "tool_calls" and len(calls) == 1, (calls, finish)
+        assert calls[0]["name"] == want["name"] and calls[0]["arguments"] == want["arguments"], (calls, want)
+
+        # The markers never reach the content, also with skip_special_tokens false.
+        start = srv.post("/tokenize", {"prompt": "<|action_start|>", "add_special_tokens": False})["tokens"]
+        assert start == [92541], start
+        for skip in (True, False):
+            j = srv.post("/v1/chat/completions", chat("x", tools=tools, temperature=0, max_tokens=6, skip_special_tokens=skip,
+                                                      logit_bias={"92541": 100}))
+            assert "<|action" not in (j["choices"][0]["message"]["content"] or ""), j
+        # "none": the marker is banned, whatever the bias.
+        j = srv.post("/v1/chat/completions", chat("x", tools=tools, tool_choice="none", temperature=0, max_tokens=6,
+                                                  skip_special_tokens=False, logit_bias={"92541": 100}, logprobs=True))
+        toks = [t["token"] for t in j["choices"][0]["logprobs"]["content"]]
+        assert "<|action_start|>" not in toks and "tool_calls" not in j["choices"][0]["message"], j
+
+        # A call and its result in the history: InternLM2's protocol, token for token.
+        history = [{"role": "system", "content": "S"}, {"role": "user", "content": "weather in Paris?"},
+                   {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1", "type": "function", "function": {
+                       "name": "get_weather", "arguments": "{\"city\":\"Paris\",\"days\":1}"}}]},
+                   {"role": "tool", "tool_call_id": "call_1", "content": "22 C"}]
+        j = srv.post("/v1/chat/completions", {"messages": history, "tools": tools[:1], "temperature": 0, "max_tokens": 4})
+        assert j["choices"][0]["finish_reason"] in ("stop", "length", "tool_calls"), j
+        ids = srv.post("/tokenize", {"messages": history})["tokens"]
+        text = srv.post("/detokenize", {"tokens": ids})["prompt"]
+        assert text == ("<s><|im_start|>system\nS<|im_end|>\n<|im_start|>user\nweather in Paris?<|im_end|>\n"
+                        "<|im_start|>assistant\n<|action_start|><|plugin|>\n{\"name\": \"get_weather\", \"parameters\": "
+                        "{\"city\": \"Paris\", \"days\": 1}}<|action_end|><|im_end|>\n"
+                        "<|im_start|>environment name=<|plugin|>\n22 C<|im_end|>\n<|im_start|>assistant\n"), text
+        assert j["usage"]["prompt_tokens"] > len(ids), j  # the tools turn came too
+
+        # Bad tools and choices: 400s naming the field; the server keeps serving.
+        bad_params = [{"type": "function", "function": {"name": "f", "parameters": "object"}}]
+        odd_schema = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+            "x": {"type": "string", "contentEncoding": "base64"}}}}}]
+        for req, param in (
+                (chat("x", tools=tools, tool_choice={"type": "function", "function": {"name": "absent"}}), "tool_choice.function.name"),
+                (chat("x", tools=bad_params), "tools[0].function.parameters"),
+                (chat("x", tools=odd_schema, tool_choice="required"), "tools"),
+                (chat("x", tools=[{"type": "function", "function": {"name": "bad name!"}}]), "tools[0].function.name"),
+                (chat("x", tools=tools + tools[:1]), "tools[3].function.name"),
+                (chat("x", tool_choice="required"), "tool_choice"),
+                (chat("x", tools=tools, tool_choice="sometimes"), "tool_choice"),
+                (chat("x", tools="get_weather"), "tools"),
+                ({"messages": history[:2] + [{"role": "assistant", "tool_calls": [{"type": "function", "function": {
+                    "name": "f", "arguments": "{oops"}}]}]}, "messages[2].tool_calls[0].function.arguments"),
+                ({"prompt": "x", "tools": tools}, "tools")):
+            path = "/v1/completions" if "prompt" in req else "/v1/chat/completions"
+            st, _, data = srv.request("POST", path, req)
+            err = json.loads(data)["error"]
+            assert st == 400 and err["param"] == param, (req, st, err)
+        assert_good()
+
     check("basics", basics)
     check("logit_bias, stop_token_ids, min_tokens, ignore_eos", sampling_controls)
     check("completions echo + logprobs equal log-softmax of `internlm logits`", echo_logprobs)
     check("structured output: 50 generated schemas at temperature 1, streamed n=2, json_object, refusals",
           structured_output)
+    check("tool calls: required / named constrained, streamed = whole, markers kept out, none bans, round trip, refusals",
+          tool_calls)
     check("hostile inputs, each followed by a good request", hostile_inputs)
     check("usage counts", usage_counts)
     check("stop strings", stop_strings)
