@@ -47,6 +47,18 @@ bool in_range(int32_t r, uint8_t c) {
   }
 }
 
+// The byte a one-letter escape stands for (\" \\ \/ \b \f \n \r \t).
+uint8_t unescape(uint8_t c) {
+  switch (c) {
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return c;
+  }
+}
+
 bool required_from(const SchemaNode& n, int32_t from) {
   for (size_t i = static_cast<size_t>(from); i < n.required.size(); ++i)
     if (n.required[i]) return true;
@@ -115,6 +127,7 @@ class Stepper {
   bool number_complete(const Frame& f) const {
     if (f.phase != kNumZero && f.phase != kNumInt && f.phase != kNumFrac && f.phase != kNumExp) return false;
     const SchemaNode& n = s_.nodes[static_cast<size_t>(f.node)];
+    if (n.num_bounded) return number_in_range(n.num_range, decimal_prefix(f));
     if (!n.int_bounded) return true;
     const int64_t v = (f.flags & kNegative) ? -f.c : f.c;
     return v >= n.int_min && v <= n.int_max;
@@ -167,6 +180,7 @@ class Stepper {
     }
     if (c == '"' && (n.types & kString)) {
       f = Frame{Frame::String, kStrNormal, 0, 0, id, 0, kRangeAny, 0};
+      if (n.pattern >= 0) f.d = s_.patterns[static_cast<size_t>(n.pattern)].start;  // live (checked by the compiler)
       return emit(std::move(t));
     }
     if ((c == '-' || is_digit(c)) && (n.types & (kNumber | kInteger))) {
@@ -179,9 +193,58 @@ class Stepper {
     if (c == 'n' && (n.types & kNull)) return literal(kNullId);
   }
 
+  static NumberPrefix decimal_prefix(const Frame& f) {
+    return {(f.flags & kNegative) != 0, f.c, f.b, f.phase == kNumDot || f.phase == kNumFrac, f.a};
+  }
+
+  // A number with decimal bounds (number_range.h): no exponent, at most kMaxNumberDigits
+  // digits, and every prefix can still reach the range.
+  bool decimal_byte(Frame& f, uint8_t c) const {
+    const SchemaNode& n = s_.nodes[static_cast<size_t>(f.node)];
+    const int digit = is_digit(c) ? c - '0' : -1;
+    switch (f.phase) {
+      case kNumStart:
+        if (c == '-') {
+          f.flags |= kNegative;
+          f.phase = kNumMinus;
+          break;
+        }
+        [[fallthrough]];
+      case kNumMinus:
+        if (digit < 0) return false;
+        f.phase = digit == 0 ? kNumZero : kNumInt;
+        f.b = 1;
+        f.c = digit;
+        break;
+      case kNumZero:
+      case kNumInt:
+        if (c == '.') {
+          f.phase = kNumDot;
+        } else if (f.phase == kNumInt && digit >= 0) {
+          ++f.b;
+          f.c = f.c * 10 + digit;
+        } else {
+          return false;
+        }
+        break;
+      case kNumDot:
+      case kNumFrac:
+        if (digit < 0) return false;
+        f.phase = kNumFrac;
+        ++f.a;
+        f.c = f.c * 10 + digit;
+        break;
+      default:
+        return false;
+    }
+    if (f.a + f.b > kMaxNumberDigits) return false;  // before c grows past int64
+    return number_viable(n.num_range, decimal_prefix(f));
+  }
+
   // Advances a number frame by c; false when c cannot extend the number (it may end it).
   bool number_byte(Frame& f, uint8_t c) const {
     const SchemaNode& n = s_.nodes[static_cast<size_t>(f.node)];
+    if (n.num_bounded) return decimal_byte(f, c);
     const bool int_only = f.flags & kIntegerOnly;
     auto digit = [&]() {
       if (++f.b > kMaxDigits) return false;
@@ -260,10 +323,28 @@ class Stepper {
     return true;
   }
 
+  // A pattern string's DFA takes the decoded character byte `c`: false when no match can
+  // follow any more.
+  bool pattern_step(Frame& f, const SchemaNode& n, uint8_t c) const {
+    if (n.pattern < 0) return true;
+    f.d = s_.patterns[static_cast<size_t>(n.pattern)].step(f.d, c);
+    return f.d != kDeadState;
+  }
+
+  // A backslash in a pattern string must lead to some escape the DFA can take.
+  bool pattern_escape_viable(const Frame& f, const SchemaNode& n) const {
+    if (n.pattern < 0) return true;
+    const ByteDfa& dfa = s_.patterns[static_cast<size_t>(n.pattern)];
+    for (uint8_t e : {'"', '\\', '/', '\b', '\f', '\n', '\r', '\t'})
+      if (dfa.step(f.d, e) != kDeadState) return true;
+    return false;
+  }
+
   void string_byte(Thread t, uint8_t c) {
     Frame& f = t.stack.back();
     const bool key = f.kind == Frame::ExtraKey;
     const SchemaNode& n = s_.nodes[static_cast<size_t>(f.node)];
+    const bool pattern = !key && n.pattern >= 0;
     const int64_t max_len = key ? static_cast<int64_t>(kMaxExtraKey) : n.max_length;
     if (key && c != '"') {
       if (t.key.size() >= kMaxExtraKey) return;
@@ -273,12 +354,14 @@ class Stepper {
       case kStrNormal:
         if (f.a > 0) {  // inside a UTF-8 sequence
           if (!in_range(f.b, c)) return;
+          if (pattern && !pattern_step(f, n, c)) return;
           f.b = kRangeAny;
           --f.a;
           return emit(std::move(t));
         }
         if (c == '"') {
           if (!key && f.c < n.min_length) return;
+          if (pattern && !s_.patterns[static_cast<size_t>(n.pattern)].accepts(f.d)) return;
           if (key) {
             const SchemaNode& obj = s_.nodes[static_cast<size_t>(f.node)];
             for (const auto& name : obj.property_names)
@@ -290,10 +373,11 @@ class Stepper {
         }
         if (c < 0x20 || f.c + 1 > max_len) return;
         if (c == '\\') {
-          if (key) return;
+          if (key || (pattern && !pattern_escape_viable(f, n))) return;
           f.phase = kStrEsc;
           return emit(std::move(t));
         }
+        if (pattern && !pattern_step(f, n, c)) return;  // a lead byte's DFA state is mid-character
         if (c < 0x80) {
           ++f.c;
           return emit(std::move(t));
@@ -309,13 +393,14 @@ class Stepper {
         ++f.c;
         return emit(std::move(t));
       case kStrEsc:
-        if (c == 'u') {
+        if (c == 'u' && !pattern) {
           f.phase = kStrHex0;
-        } else if (std::strchr("\"\\/bfnrt", c) && c != 0) {
+        } else if (c != 'u' && std::strchr("\"\\/bfnrt", c) && c != 0) {
+          if (pattern && !pattern_step(f, n, unescape(c))) return;
           f.phase = kStrNormal;
           ++f.c;
         } else {
-          return;
+          return;  // pattern strings have no \u escapes: the DFA follows UTF-8 bytes
         }
         return emit(std::move(t));
       case kStrHex0:
@@ -494,6 +579,7 @@ std::string thread_key(const Thread& t, const Schema* s = nullptr, int64_t clamp
     append(k, &f.b, sizeof f.b);
     const int64_t c = canonical_count(s, f, clamp);
     append(k, &c, sizeof c);
+    append(k, &f.d, sizeof f.d);
   }
   const uint32_t len = static_cast<uint32_t>(t.key.size());
   append(k, &len, sizeof len);

@@ -6,9 +6,14 @@
 // no longer complete (integer ranges included), so a constrained generation never paints itself
 // into a corner.
 //
+// Strings with a pattern / format feed each decoded character byte to the pattern's DFA
+// (regex.h) and end only in an accepting state; numbers with decimal bounds follow
+// number_range.h.
+//
 // Output form: whitespace runs of at most kMaxWhitespace bytes between tokens (none before the
 // value or after it), numbers of at most 64 digits and exponents of at most 2 (finite as
-// doubles), strings without \u escapes of surrogates,
+// doubles; bounded numbers: no exponent, at most 15 digits), strings without \u escapes of
+// surrogates (and none at all in pattern strings),
 // at most kMaxThreads alternatives alive at once (more are dropped: stricter, never looser).
 #include <cstdint>
 #include <string>
@@ -29,10 +34,13 @@ struct Frame {
   uint8_t ws = 0;     // whitespace bytes in a row
   uint8_t flags = 0;  // number: integer-only, negative; string: \u escape began with d/D
   NodeId node = 0;
-  int32_t a = 0;  // literal: text id; object: next listed property; string: UTF-8 bytes pending
+  int32_t a = 0;  // literal: text id; object: next listed property; string: UTF-8 bytes pending;
+                  // decimal-bounded number: fraction digits
   int32_t b = 0;  // literal: position; object: property being read (-1: an extra key); string:
-                  // the next continuation byte's range; number: digits
-  int64_t c = 0;  // array: items so far; string: characters so far; number: |value| (bounded ints)
+                  // the next continuation byte's range; number: digits (bounded: integer digits)
+  int64_t c = 0;  // array: items so far; string: characters so far; number: |value| (bounded
+                  // ints), all digits as one integer (decimal-bounded numbers)
+  int32_t d = 0;  // string with a pattern: the DFA state after the characters so far
 };
 
 struct Thread {

@@ -10,6 +10,9 @@
 
 #include <fmt/format.h>
 
+#include "structured/formats.h"
+#include "structured/one_of.h"
+
 namespace ilm::structured {
 namespace {
 
@@ -62,6 +65,17 @@ class Compiler {
     refuse_empty_cycles();
     refuse_wide_branching();
     refuse_unproductive();
+    // oneOf last: its branches may refer to definitions compiled after it.
+    typed_.resize(out_.nodes.size(), false);
+    for (const auto& [id, at] : one_ofs_) {
+      const auto& alts = out_.nodes[static_cast<size_t>(id)].any_of;
+      for (size_t i = 0; i < alts.size(); ++i)
+        for (size_t j = i + 1; j < alts.size(); ++j)
+          if (!mutually_exclusive(out_, typed_, alts[i], alts[j]))
+            throw SchemaError(at, fmt::format("oneOf branches {} and {} may both match a value: overlapping oneOf "
+                                              "branches cannot be enforced (use anyOf, or tell the branches apart by "
+                                              "type or by a required property with distinct const values)", i, j));
+    }
     return std::move(out_);
   }
 
@@ -237,9 +251,21 @@ class Compiler {
           if (lit.is_number_float()) throw SchemaError(at, "floating-point values in enum / const are not supported");
           n.literals.push_back(intern(lit.dump()));
         }
-      } else if (k == "anyOf") {
-        if (!v.is_array() || v.empty()) throw SchemaError(at, "'anyOf' must be a non-empty list");
+      } else if (k == "anyOf" || k == "oneOf") {
+        if (!v.is_array() || v.empty()) throw SchemaError(at, fmt::format("'{}' must be a non-empty list", k));
+        if (!n.any_of.empty()) throw SchemaError(at, "'anyOf' and 'oneOf' together are not supported");
         for (size_t i = 0; i < v.size(); ++i) n.any_of.push_back(compile(v[i], fmt::format("{}/{}", at, i)));
+        if (k == "oneOf") one_ofs_.push_back({id, at});  // checked once every node is compiled
+      } else if (k == "pattern") {
+        if (!v.is_string()) throw SchemaError(at, "'pattern' must be a string");
+        n.pattern = add_pattern(v.get<std::string>(), at);
+      } else if (k == "format") {
+        if (!v.is_string()) throw SchemaError(at, "'format' must be a string");
+        const auto pattern = format_pattern(v.get<std::string>());
+        if (!pattern)
+          throw SchemaError(at, fmt::format("format '{}' is not supported (supported: date, date-time, time, uuid)",
+                                            v.get<std::string>()));
+        n.pattern = add_pattern(*pattern, at);
       } else if (k == "properties") {
         if (!v.is_object()) throw SchemaError(at, "'properties' must be an object");
         if (v.size() > 4096) throw SchemaError(at, "more than 4096 properties in one object are not supported");
@@ -274,14 +300,28 @@ class Compiler {
         throw SchemaError(at, fmt::format("the JSON Schema keyword '{}' is not supported", k));
       }
     }
-    // Bounds: exact for integers only.
+    // A pattern string is followed by its DFA alone: a length limit or a second DFA beside it
+    // would need an intersection the matcher does not build.
+    if (s.contains("pattern") && s.contains("format"))
+      throw SchemaError(where + "/format", "'format' together with 'pattern' is not supported");
+    for (const char* k : {"minLength", "maxLength"})
+      if (n.pattern >= 0 && s.contains(k))
+        throw SchemaError(where + (s.contains("pattern") ? "/pattern" : "/format"),
+                          fmt::format("'{}' next to 'pattern' / 'format' cannot be enforced exactly; put the length "
+                                      "in the pattern instead (e.g. ^.{{1,20}}$)", k));
+    // Bounds: integers exactly in int64, numbers exactly in decimal (number_range.h).
     for (const char* k : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
       if (!s.contains(k)) continue;
       const std::string at = where + "/" + k;
-      if (!typed || n.types != kInteger)
-        throw SchemaError(at, fmt::format("'{}' is supported for type integer only", k));
       const json& v = s[k];
       if (!v.is_number()) throw SchemaError(at, "must be a number");
+      const uint8_t numeric = n.types & (kNumber | kInteger);
+      if (numeric == 0) throw SchemaError(at, fmt::format("'{}' on a schema that allows no number", k));
+      if (numeric != kInteger) {
+        if (!apply_bound(n.num_range, k, v.dump())) throw SchemaError(at, "must be a number");
+        n.num_bounded = true;
+        continue;
+      }
       // Integers exactly; a fractional bound rounds inward. Generated integers have at most 18
       // digits, so bounds are limited to that range.
       constexpr int64_t kLimit = 999'999'999'999'999'999;
@@ -306,6 +346,8 @@ class Compiler {
       if (key == "exclusiveMaximum") n.int_max = std::min(n.int_max, whole ? hi_incl - 1 : hi_incl);
     }
     if (n.int_bounded && n.int_min > n.int_max) throw SchemaError(where, "the integer range is empty");
+    if (n.num_bounded && !number_viable(n.num_range, {}) && !number_viable(n.num_range, {.negative = true}))
+      throw SchemaError(where, fmt::format("no number of at most {} digits lies in the range", kMaxNumberDigits));
     if (n.min_items > n.max_items) throw SchemaError(where + "/minItems", "minItems exceeds maxItems");
     if (n.min_length > n.max_length) throw SchemaError(where + "/minLength", "minLength exceeds maxLength");
     // required: each name must be a listed property (an unlisted required key would need a
@@ -327,12 +369,13 @@ class Compiler {
     // anyOf, enum and const decide the value alone here: other keywords beside them would
     // be ignored by the matcher, so they are refused (type beside enum / const is checked).
     for (const auto& [k, v] : s.items()) {
-      if (annotations().count(k) || k == "anyOf" || k == "enum" || k == "const") continue;
+      if (annotations().count(k) || k == "anyOf" || k == "oneOf" || k == "enum" || k == "const") continue;
       if (!n.any_of.empty() || (n.literal_only && k != "type"))
-        throw SchemaError(where + "/" + escape_pointer(k),
-                          fmt::format("'{}' next to {} is not supported", k, n.any_of.empty() ? "enum / const" : "anyOf"));
+        throw SchemaError(where + "/" + escape_pointer(k), fmt::format("'{}' next to {} is not supported", k,
+                                                                       n.any_of.empty() ? "enum / const" : "anyOf / oneOf"));
     }
-    if (!n.any_of.empty() && n.literal_only) throw SchemaError(where + "/anyOf", "'anyOf' next to enum / const is not supported");
+    if (!n.any_of.empty() && n.literal_only)
+      throw SchemaError(where + (s.contains("anyOf") ? "/anyOf" : "/oneOf"), "'anyOf' / 'oneOf' next to enum / const is not supported");
     if (n.items == kNoNode && n.min_items > static_cast<int64_t>(n.prefix_items.size()))
       throw SchemaError(where + "/minItems", "minItems exceeds the prefixItems that 'items: false' allows");
     {  // alternatives the matcher follows at once must stay within kMaxAlternatives
@@ -365,7 +408,23 @@ class Compiler {
       }
     }
     out_.nodes[static_cast<size_t>(id)] = std::move(n);
+    if (typed_.size() <= static_cast<size_t>(id)) typed_.resize(static_cast<size_t>(id) + 1, false);
+    typed_[static_cast<size_t>(id)] = typed;
     return id;
+  }
+
+  int32_t add_pattern(std::string_view pattern, const std::string& at) {
+    ByteDfa dfa;
+    try {
+      dfa = compile_pattern(pattern);
+    } catch (const RegexError& e) {
+      throw SchemaError(at, fmt::format("pattern '{}': {}", pattern, e.what()));
+    }
+    if (dfa.start == kDeadState)
+      throw SchemaError(at, fmt::format("pattern '{}' matches no string the generator can write (control characters "
+                                        "other than \\b \\t \\n \\f \\r are never written)", pattern));
+    out_.patterns.push_back(std::move(dfa));
+    return static_cast<int32_t>(out_.patterns.size() - 1);
   }
 
   // Makes node `id` behave as `target` (a one-branch anyOf).
@@ -379,6 +438,8 @@ class Compiler {
   const json& root_;
   Schema out_;
   std::map<std::string, NodeId> refs_;
+  std::vector<bool> typed_;  // per node: its schema has 'type' (else it allows every type)
+  std::vector<std::pair<NodeId, std::string>> one_ofs_;  // oneOf nodes and their pointers
   int depth_ = 0;
 };
 

@@ -5,14 +5,20 @@
 // silently looser output would be worse than a refusal). Annotations (title, description,
 // default, examples, $schema, $id, $comment, deprecated, readOnly, writeOnly) are ignored.
 //
-// Supported: type (a name or a list), enum, const, anyOf, $ref to #/$defs/... or
-// #/definitions/... (recursive too), allOf with one subschema; objects: properties (generated
-// in schema order), required, additionalProperties (false, true or a schema; extra keys come
-// after the listed ones, are not listed names, and use no escapes); arrays: items,
-// prefixItems, minItems, maxItems; strings: minLength, maxLength (code points; \u escapes of
-// surrogates are not generated); integers: minimum, maximum, exclusiveMinimum,
-// exclusiveMaximum (exact, int64). Numbers are generated in JSON's syntax without range
-// limits (a number with minimum / maximum is refused).
+// Supported: type (a name or a list), enum, const, anyOf, oneOf (only when its branches are
+// provably mutually exclusive: disjoint types, disjoint enum / const values, disjoint number
+// ranges, or objects told apart by a required property whose const / enum values differ; then
+// it is an anyOf), $ref to #/$defs/... or #/definitions/... (recursive too), allOf with one
+// subschema; objects: properties (generated in schema order), required, additionalProperties
+// (false, true or a schema; extra keys come after the listed ones, are not listed names, and
+// use no escapes); arrays: items, prefixItems, minItems, maxItems; strings: minLength,
+// maxLength (code points; \u escapes of surrogates are not generated), pattern (the ECMA-262
+// subset of regex.h, unanchored as JSON Schema says; no \u escapes are generated in such a
+// string) or format date / date-time / time / uuid (formats.h), not together and not with
+// minLength / maxLength; integers: minimum, maximum, exclusiveMinimum, exclusiveMaximum
+// (exact, int64); numbers: the same four bounds, exact in decimal (number_range.h: bounded
+// numbers have no exponent and at most 15 digits). Unbounded numbers are generated in JSON's
+// syntax.
 #include <cstdint>
 #include <limits>
 #include <stdexcept>
@@ -20,6 +26,9 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "structured/number_range.h"
+#include "structured/regex.h"
 
 namespace ilm::structured {
 
@@ -59,14 +68,19 @@ struct SchemaNode {
   int64_t min_items = 0, max_items = std::numeric_limits<int64_t>::max();
   // string
   int64_t min_length = 0, max_length = std::numeric_limits<int64_t>::max();
+  int32_t pattern = -1;  // pattern / format: index into Schema::patterns; -1: none
   // integer bounds (inclusive)
   bool int_bounded = false;
   int64_t int_min = std::numeric_limits<int64_t>::min(), int_max = std::numeric_limits<int64_t>::max();
+  // number bounds (type number): exact decimal range, see number_range.h
+  bool num_bounded = false;
+  NumberRange num_range = unbounded_range();
 };
 
 struct Schema {
   std::vector<SchemaNode> nodes;  // nodes[0]: any JSON value
   std::vector<std::string> pool;  // literal texts
+  std::vector<ByteDfa> patterns;  // string patterns and formats (regex.h)
   NodeId root = 0;
 };
 

@@ -7,6 +7,7 @@ import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, openSync } from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
+import Ajv from 'ajv';
 
 const BIN = process.env.INTERNLM_BIN ?? 'build/internlm';
 const TMP = path.join(process.env.INTERNLM_TEST_TMP ?? '/tmp/internlm-test', 'node');
@@ -229,4 +230,180 @@ test('errors raise the client error classes', async () => {
   // The server keeps serving.
   const ok = await client.chat.completions.create({ model: 'tiny', messages: user('still there?'), max_tokens: 2 });
   assert.equal(ok.choices.length, 1);
+});
+
+// --- tool calls and structured output (ajv validates what the server promised) ---
+
+const ajv = new Ajv({ strict: false });
+const weather = {
+  type: 'object',
+  properties: {
+    city: { type: 'string', maxLength: 10 },
+    days: { type: 'integer', minimum: 1, maximum: 7 },
+    unit: { enum: ['C', 'F'] },
+  },
+  required: ['city', 'days'],
+  additionalProperties: false,
+};
+const tools = [
+  { type: 'function', function: { name: 'get_weather', description: 'Weather of a city', parameters: weather, strict: true } },
+  {
+    type: 'function',
+    function: {
+      name: 'search', strict: true,
+      parameters: { type: 'object', properties: { q: { type: 'string', maxLength: 12 } }, required: ['q'], additionalProperties: false },
+    },
+  },
+];
+const paramsOf = Object.fromEntries(tools.map((t) => [t.function.name, ajv.compile(t.function.parameters)]));
+
+function assertValidCall(call, names) {
+  assert.equal(call.type, 'function');
+  assert.match(call.id, /^call_/);
+  assert.ok(names.includes(call.function.name), call.function.name);
+  const validate = paramsOf[call.function.name];
+  assert.ok(validate(JSON.parse(call.function.arguments)), JSON.stringify(validate.errors) + call.function.arguments);
+}
+
+test('tools: tool_choice required and named give valid calls at temperature 1', async () => {
+  for (let seed = 0; seed < 6; seed++) {
+    const r = await client.chat.completions.create({
+      model: 'tiny', messages: user('weather in Paris?'), tools, tool_choice: 'required', temperature: 1, seed, max_tokens: 300,
+    });
+    const ch = r.choices[0];
+    assert.equal(ch.finish_reason, 'tool_calls');
+    assert.equal(ch.message.tool_calls.length, 1);
+    assertValidCall(ch.message.tool_calls[0], ['get_weather', 'search']);
+  }
+  const named = await client.chat.completions.create({
+    model: 'tiny', messages: user('find cats'), tools, temperature: 1, seed: 3, max_tokens: 300,
+    tool_choice: { type: 'function', function: { name: 'search' } },
+  });
+  assertValidCall(named.choices[0].message.tool_calls[0], ['search']);
+});
+
+test('tools: a streamed call assembled from deltas equals the whole reply at temperature 0', async () => {
+  const body = {
+    model: 'tiny', messages: user('weather?'), tools, temperature: 0, max_tokens: 300,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
+  };
+  const whole = (await client.chat.completions.create(body)).choices[0];
+  const stream = await client.chat.completions.create({ ...body, stream: true });
+  const calls = [];
+  let finish = null;
+  for await (const chunk of stream) {
+    for (const ch of chunk.choices) {
+      finish = ch.finish_reason ?? finish;
+      for (const t of ch.delta.tool_calls ?? []) {
+        calls[t.index] ??= { name: '', arguments: '' };
+        if (t.id) calls[t.index].name = t.function.name;
+        calls[t.index].arguments += t.function?.arguments ?? '';
+      }
+    }
+  }
+  assert.equal(finish, 'tool_calls');
+  assert.deepEqual(calls, [{ name: whole.message.tool_calls[0].function.name, arguments: whole.message.tool_calls[0].function.arguments }]);
+  // The client's own stream helper assembles the same call.
+  const runner = client.chat.completions.stream(body);
+  const final = await runner.finalChatCompletion();
+  assert.equal(final.choices[0].message.tool_calls[0].function.arguments, whole.message.tool_calls[0].function.arguments);
+});
+
+test('tools: a call and its result round trip; parse() reads strict tool arguments', async () => {
+  const first = await client.chat.completions.parse({
+    model: 'tiny', messages: user('weather in Paris?'), tools, tool_choice: 'required', temperature: 0, max_tokens: 300,
+  });
+  const call = first.choices[0].message.tool_calls[0];
+  assert.deepEqual(call.function.parsed_arguments, JSON.parse(call.function.arguments));
+  const next = await client.chat.completions.create({
+    model: 'tiny', tools, temperature: 0, max_tokens: 4,
+    messages: [...user('weather in Paris?'), first.choices[0].message,
+      { role: 'tool', tool_call_id: call.id, content: '{"temperature": 22}' }],
+  });
+  assert.equal(next.choices.length, 1);
+  assert.ok(next.usage.prompt_tokens > first.usage.prompt_tokens);
+});
+
+test('tools: bad tools are BadRequestErrors naming the field', async () => {
+  await assert.rejects(client.chat.completions.create({
+    model: 'tiny', messages: user('x'), tools, tool_choice: { type: 'function', function: { name: 'absent' } },
+  }), (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice.function.name');
+  await assert.rejects(client.chat.completions.create({
+    model: 'tiny', messages: user('x'), tools: [{ type: 'function', function: { name: 'f', parameters: 'object' } }],
+  }), (e) => e instanceof OpenAI.BadRequestError && e.param === 'tools[0].function.parameters');
+});
+
+// Random schemas as the python test draws them.
+function genSchema(rand, depth = 0) {
+  const kinds = ['string', 'integer', 'boolean', 'null', 'enum', 'number', ...(depth < 2 ? ['object', 'array', 'anyOf'] : [])];
+  const k = kinds[Math.floor(rand() * kinds.length)];
+  const int = (a, b) => a + Math.floor(rand() * (b - a + 1));
+  switch (k) {
+    case 'string': return { type: 'string', maxLength: int(0, 12) };
+    case 'integer': { const lo = int(-50, 50); return { type: 'integer', minimum: lo, maximum: lo + int(0, 300) }; }
+    case 'enum': return { enum: ['red', 'green', 7, null, true, 'a b'].slice(int(0, 3), 4 + int(0, 2)) };
+    case 'object': {
+      const properties = {};
+      for (let i = 0, n = int(1, 4); i < n; i++) properties[`p${i}_${int(0, 99)}`] = genSchema(rand, depth + 1);
+      const required = Object.keys(properties).filter(() => rand() < 0.6);
+      return { type: 'object', properties, required, additionalProperties: false };
+    }
+    case 'array': return { type: 'array', items: genSchema(rand, depth + 1), maxItems: int(0, 3) };
+    case 'anyOf': return { anyOf: [genSchema(rand, depth + 1), genSchema(rand, depth + 1)] };
+    default: return { type: k };
+  }
+}
+
+function mulberry32(a) {
+  return () => {
+    a |= 0; a = (a + 0x6D2B79F5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('response_format json_schema: 50 generated schemas at temperature 1 all validate', async () => {
+  const rand = mulberry32(7);
+  for (let i = 0; i < 50; i++) {
+    const schema = {
+      type: 'object', properties: { item: genSchema(rand), n: { type: 'integer', minimum: 0, maximum: 9 } },
+      required: ['item', 'n'], additionalProperties: false,
+    };
+    const r = await client.chat.completions.create({
+      model: 'tiny', messages: user('answer'), temperature: 1, seed: i, max_tokens: 1500,
+      response_format: { type: 'json_schema', json_schema: { name: `s${i}`, schema, strict: true } },
+    });
+    const validate = ajv.compile(schema);
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    assert.ok(validate(JSON.parse(r.choices[0].message.content)), `${JSON.stringify(schema)} ${r.choices[0].message.content}`);
+  }
+});
+
+test('response_format json_object and chat.completions.parse with a JSON schema', async () => {
+  // json_object bounds nothing and random weights write long keys: closing quotes and braces
+  // get a bias so that the reply ends well within max_tokens.
+  const bias = {};
+  for (const c of ['"', '}']) {
+    const r = await fetch(baseURL.replace(/\/v1$/, '/tokenize'), {
+      method: 'POST', headers: { Authorization: `Bearer ${KEY}` }, body: JSON.stringify({ prompt: c, add_special_tokens: false }),
+    });
+    bias[(await r.json()).tokens[0]] = 6;
+  }
+  const obj = await client.chat.completions.create({
+    model: 'tiny', messages: user('x'), temperature: 1, seed: 1, max_tokens: 1500, response_format: { type: 'json_object' },
+    logit_bias: bias,
+  });
+  assert.equal(obj.choices[0].finish_reason, 'stop');
+  const value = JSON.parse(obj.choices[0].message.content);
+  assert.ok(value !== null && typeof value === 'object' && !Array.isArray(value));
+  const schema = { type: 'object', properties: { ok: { type: 'boolean' }, n: { type: 'integer', minimum: 0, maximum: 3 } },
+    required: ['ok', 'n'], additionalProperties: false };
+  const parsed = await client.chat.completions.parse({
+    model: 'tiny', messages: user('answer'), temperature: 1, seed: 4, max_tokens: 200,
+    response_format: { type: 'json_schema', json_schema: { name: 'answer', schema, strict: true } },
+  });
+  const msg = parsed.choices[0].message;
+  assert.deepEqual(msg.parsed, JSON.parse(msg.content));
+  assert.ok(ajv.compile(schema)(msg.parsed));
 });

@@ -572,7 +572,8 @@ def run_all(srv, model):
         dup["$ref"] = "#/$defs/a0"
         for bad, where in ((dup, "anyOf"), ({"type": "object", "properties": {"a": {"$ref": "#"}}, "required": ["a"]}, "finite"),
                            ({"type": "string", "anyOf": [{"minLength": 1}]}, "/type"),
-                           ({"type": "string", "pattern": "a"}, "/pattern"), ({"type": "number", "minimum": 1}, "/minimum"),
+                           ({"type": "string", "pattern": "(a)\\1"}, "/pattern"), ({"type": "number", "multipleOf": 2}, "/multipleOf"),
+                           ({"type": "string", "format": "email"}, "/format"),
                            ({"type": "object", "required": ["x"]}, "/required"), ({"$ref": "#/$defs/none"}, "/$ref"),
                            ({"type": "objekt"}, "/type")):
             st, _, data = srv.request("POST", "/v1/chat/completions",

@@ -129,7 +129,8 @@ TEST_F(serverRequest, ChatMistakesAre400NamingTheField) {
   expect_api_error([&] { chat("{" + m + R"(, "logprobs": 1})"); }, 400, "logprobs");
   expect_api_error([&] { chat("{" + m + R"(, "top_logprobs": 2})"); }, 400, "top_logprobs");
   expect_api_error([&] { chat("{" + m + R"(, "logprobs": true, "top_logprobs": 21})"); }, 400, "top_logprobs");
-  expect_api_error([&] { chat("{" + m + R"(, "tools": [{"type": "function"}]})"); }, 400, "tools");
+  expect_api_error([&] { chat("{" + m + R"(, "tools": [{"type": "function"}]})"); }, 400, "tools[0]");
+  expect_api_error([&] { chat("{" + m + R"(, "tools": {"type": "function"}})"); }, 400, "tools");
   for (const char* f : {"guided_json", "guided_regex", "guided_choice", "guided_grammar", "functions", "function_call",
                         "structured_outputs"})
     expect_api_error([&] { chat("{" + m + ", \"" + f + "\": {}}"); }, 400, f);
