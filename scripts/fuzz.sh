@@ -10,7 +10,7 @@ SECONDS_EACH="${1:-45}"
 shift || true
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=(fuzz_safetensors fuzz_config fuzz_openai_request fuzz_tokenizer
-                                     fuzz_chat_template fuzz_sse fuzz_http_head fuzz_json_schema)
+                                     fuzz_chat_template fuzz_sse fuzz_http_head fuzz_json_schema fuzz_tool_call_parser)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINTERNLM_FUZZ=ON \
   -DINTERNLM_BUILD_TESTS=OFF >/dev/null
 cmake --build build-fuzz --parallel "$(nproc)" --target "${TARGETS[@]}"

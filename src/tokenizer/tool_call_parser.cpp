@@ -110,7 +110,8 @@ void ToolCallParser::step(std::vector<ToolCallEvent>& out, bool final) {
         const size_t from = call_.size() >= kClose.size() ? call_.size() - kClose.size() + 1 : 0;
         call_ += buf_;
         buf_.clear();
-        if (parse_head(out)) break;  // now in Args, with the rest of the text in buf_
+        // The head is read only up to a close marker: what follows one is never part of it.
+        if (parse_head(std::min(call_.find(kClose), call_.size()), out)) break;  // now in Args
         if (const size_t p = call_.find(kClose, from); p != std::string::npos) {
           buf_ = call_.substr(p + kClose.size());
           close_call(std::string_view(call_).substr(0, p), out);
@@ -166,8 +167,8 @@ void ToolCallParser::step(std::vector<ToolCallEvent>& out, bool final) {
 
 // The head `{"name": "...", "parameters": ` complete: Begin, and on to Args. False while more
 // text is needed or when the call does not start that way (it is then parsed whole).
-bool ToolCallParser::parse_head(std::vector<ToolCallEvent>& out) {
-  Cursor c{call_};
+bool ToolCallParser::parse_head(size_t limit, std::vector<ToolCallEvent>& out) {
+  Cursor c{std::string_view(call_).substr(0, limit)};
   std::string name;
   Head h = c.lit("{");
   if (h == Head::Ok) h = c.lit("\"name\"");

@@ -46,7 +46,7 @@ class ToolCallParser {
   enum class State { Content, Head, Args, Tail, Skip };
   void step(std::vector<ToolCallEvent>& out, bool final);
   void close_call(std::string_view body, std::vector<ToolCallEvent>& out);
-  bool parse_head(std::vector<ToolCallEvent>& out);
+  bool parse_head(size_t limit, std::vector<ToolCallEvent>& out);
   size_t scan_args(std::string_view s);
 
   int max_calls_ = 0, calls_ = 0;

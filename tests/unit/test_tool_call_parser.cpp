@@ -125,6 +125,12 @@ TEST(ToolCallParser, BrokenCallGoesBackToContent) {
   expect_split_invariant("<|action_start|><|plugin|>{\"nome\": 1}", {"{\"nome\": 1}", {}});
 }
 
+TEST(ToolCallParser, CloseMarkerEndsTheHead) {
+  // A close marker inside the name ends the call there, however the text was cut.
+  expect_split_invariant("<|action_start|><|plugin|>{\"name\": \"a<|action_end|>b\", \"parameters\": 1}",
+                         {"{\"name\": \"ab\", \"parameters\": 1}", {}});
+}
+
 TEST(ToolCallParser, InterpreterBlocksStayContent) {
   expect_split_invariant("a<|action_start|><|interpreter|>\nprint(1)<|action_end|>b", {"a\nprint(1)b", {}});
   expect_split_invariant("<|action_start|>x<|plugin|>y<|action_end|>", {"xy", {}});
