@@ -43,6 +43,7 @@ std::unique_ptr<EventSource> wrap(std::shared_ptr<RequestStream> stream) {
 struct Generation::Choice {
   TextStream text;
   std::optional<ToolCallParser> tools;
+  std::optional<StopFilter> content_stop;  // with tools: stop strings apply to the content only
   ChoiceResult result;
   bool done = false;
   std::chrono::steady_clock::time_point first, last;
@@ -60,9 +61,14 @@ Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
     for (const std::string_view m : ToolCallParser::kMarkers)
       if (const auto id = tok.piece_to_id(m)) keep.push_back(*id);
   for (size_t i = 0; i < sources_.size() * n; ++i) {
-    choices_.push_back(Choice{TextStream(tok, req.stop, req.skip_special_tokens, req.sampling.min_tokens, keep),
-                              std::nullopt, {}, false, {}, {}, false});
-    if (req.tool_calls) choices_.back().tools.emplace(req.max_tool_calls);
+    // With tools the stop strings are looked for in the content, never in a call's markers or JSON.
+    choices_.push_back(Choice{TextStream(tok, req.tool_calls ? std::vector<std::string>{} : req.stop,
+                                         req.skip_special_tokens, req.sampling.min_tokens, keep),
+                              std::nullopt, std::nullopt, {}, false, {}, {}, false});
+    if (req.tool_calls) {
+      choices_.back().tools.emplace(req.max_tool_calls);
+      choices_.back().content_stop.emplace(req.stop);
+    }
     choices_.back().result.index = static_cast<int>(i);
   }
   open_.assign(sources_.size(), req.n);
@@ -118,13 +124,17 @@ LogprobEntry Generation::logprob_entry(const EngineEvent& ev, size_t offset) con
 void Generation::parse_tool_calls(Choice& c, ChoiceDelta& delta) {
   std::vector<ToolCallEvent> events;
   c.tools->push(delta.text, events);
-  if (!delta.finish_reason.empty()) c.tools->finish(events);
+  const bool ended = !delta.finish_reason.empty();
+  if (ended) c.tools->finish(events);
   delta.text.clear();
   auto& calls = c.result.tool_calls;
+  // Stop strings apply after min_tokens tokens (as vLLM's), to the content only.
+  const bool stops_apply = c.result.completion_tokens > req_.sampling.min_tokens;
   for (auto& e : events) {
+    if (c.content_stop->stopped()) break;  // nothing after a stop string
     switch (e.kind) {
       case ToolCallEvent::Kind::Text:
-        delta.text += e.text;
+        delta.text += stops_apply ? c.content_stop->feed(e.text, false) : e.text;
         break;
       case ToolCallEvent::Kind::Begin:
         calls.push_back({make_call_id(), e.text, ""});
@@ -140,6 +150,8 @@ void Generation::parse_tool_calls(Choice& c, ChoiceDelta& delta) {
         break;
     }
   }
+  if (ended) delta.text += c.content_stop->feed("", true);
+  if (c.content_stop->stopped()) delta.finish_reason = "stop";
   if (delta.finish_reason == "stop" && !calls.empty()) delta.finish_reason = "tool_calls";
 }
 

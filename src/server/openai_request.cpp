@@ -147,8 +147,9 @@ void reject_unsupported(const json& body) {
 // keyword).
 // Whether arrays / objects nest deeper than `limit`, found without recursion: the parser
 // takes 100,000 levels in stride, but copying or dumping them recursively would not.
-bool nests_deeper_than(const json& v, int limit) {
-  std::vector<std::pair<const json*, int>> stack{{&v, 1}};
+template <class Json>
+bool nests_deeper_than(const Json& v, int limit) {
+  std::vector<std::pair<const Json*, int>> stack{{&v, 1}};
   while (!stack.empty()) {
     const auto [j, depth] = stack.back();
     stack.pop_back();
@@ -313,6 +314,9 @@ std::string render_calls(const json& calls, const std::string& where) {
       args = nlohmann::ordered_json::parse(as_string(*a, at + ".function.arguments"), nullptr, false);
       if (args.is_discarded())
         throw bad_request(fmt::format("'{}.function.arguments' is not valid JSON", at), at + ".function.arguments");
+      if (nests_deeper_than(args, 256))  // it is written again recursively
+        throw bad_request(fmt::format("'{}.function.arguments' nests deeper than 256 levels", at),
+                          at + ".function.arguments");
     }
     text += render_tool_call(as_string(*name, at + ".function.name"), args);
   }
@@ -416,8 +420,14 @@ void parse_tools(const json& body, const ParseContext& ctx, GenerationRequest& r
     throw bad_request(fmt::format("'tool_choice' names the function '{}', which is not in 'tools'", named),
                       "tool_choice.function.name");
   try {
-    r.grammar = ctx.grammars->for_framed_schema(tool_call_schema(allowed), tool_call_prefix_ids(*ctx.tokenizer),
-                                                tool_call_suffix_ids(*ctx.tokenizer));
+    const auto prefix = tool_call_prefix_ids(*ctx.tokenizer), suffix = tool_call_suffix_ids(*ctx.tokenizer);
+    // An id that ends the reply cannot also be a marker the call must write.
+    for (const TokenId id : r.stop_token_ids)
+      if (std::find(prefix.begin(), prefix.end(), id) != prefix.end() ||
+          std::find(suffix.begin(), suffix.end(), id) != suffix.end())
+        throw bad_request(fmt::format("'stop_token_ids' holds {}, which a required tool call must write", id),
+                          "stop_token_ids");
+    r.grammar = ctx.grammars->for_framed_schema(tool_call_schema(allowed), prefix, suffix);
   } catch (const structured::SchemaError& e) {
     throw bad_request(fmt::format("a tool's parameters schema at '{}': {}", e.where().empty() ? "/" : e.where(), e.what()),
                       "tools");

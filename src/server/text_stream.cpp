@@ -37,7 +37,7 @@ TextStream::TextStream(const Tokenizer& tok, std::vector<std::string> stop, bool
                        std::vector<TokenId> keep)
     : decoder_(tok, skip_special, std::move(keep)), stop_(std::move(stop)), min_tokens_(min_tokens) {}
 
-std::string TextStream::feed(const std::string& text, bool final) {
+std::string StopFilter::feed(const std::string& text, bool final) {
   if (stopped_) return {};
   held_ += text;
   const StopScan scan = scan_stop(held_, stop_);
@@ -57,18 +57,18 @@ std::string TextStream::feed(const std::string& text, bool final) {
 
 std::string TextStream::push(TokenId id) {
   last_offset_ = decoded_chars_;
-  if (stopped_) return {};
+  if (stopped()) return {};
   std::string text = decoder_.push(id);
   decoded_chars_ += count_chars(text);
   if (++pushed_ <= min_tokens_) return text;  // stop strings apply after min_tokens (as vLLM)
-  return feed(text, false);
+  return stop_.feed(text, false);
 }
 
 std::string TextStream::finish() {
-  if (stopped_) return {};
+  if (stopped()) return {};
   std::string text = decoder_.flush();
   decoded_chars_ += count_chars(text);
-  return feed(text, true);
+  return stop_.feed(text, true);
 }
 
 }  // namespace ilm::server

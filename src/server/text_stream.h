@@ -27,6 +27,21 @@ StopScan scan_stop(std::string_view text, const std::vector<std::string>& stop);
 // Code points in valid UTF-8 text (OpenAI's text_offset counts these).
 size_t count_chars(std::string_view s);
 
+// Stop strings applied to a stream of text: text that could begin a stop string is held back
+// until more text decides it; from a match on, nothing more comes out.
+class StopFilter {
+ public:
+  explicit StopFilter(std::vector<std::string> stop) : stop_(std::move(stop)) {}
+  // The text that may be sent now (all that is held at `final`).
+  std::string feed(const std::string& text, bool final);
+  bool stopped() const { return stopped_; }
+
+ private:
+  std::vector<std::string> stop_;
+  std::string held_;  // not yet sent: might begin a stop string
+  bool stopped_ = false;
+};
+
 class TextStream {
  public:
   // Stop strings are looked for in the text of the tokens after the first `min_tokens`.
@@ -41,18 +56,14 @@ class TextStream {
   // a whole decode) and releases the held-back text (stop strings still apply to it).
   std::string finish();
 
-  bool stopped() const { return stopped_; }
+  bool stopped() const { return stop_.stopped(); }
   // Characters (code points) the decoder had produced before the last push(): the offset of
   // that token's text in the choice's text, ignoring stop strings (OpenAI's text_offset).
   size_t last_token_offset() const { return last_offset_; }
 
  private:
-  std::string feed(const std::string& text, bool final);
-
   StreamDecoder decoder_;
-  std::vector<std::string> stop_;
-  std::string held_;  // decoded, not yet sent: might begin a stop string
-  bool stopped_ = false;
+  StopFilter stop_;
   size_t decoded_chars_ = 0, last_offset_ = 0;
   int64_t min_tokens_ = 0, pushed_ = 0;
 };

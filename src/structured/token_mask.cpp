@@ -98,12 +98,15 @@ GrammarStep Grammar::next(const GrammarState& st, bool* hit) {
 void Grammar::advance(GrammarState& st, TokenId id) const {
   switch (st.phase) {
     case GrammarState::Prefix:
+      if (id != prefix_[st.forced]) throw std::logic_error("grammar: a forced id was not generated");
       if (++st.forced == prefix_.size()) {
         st.phase = GrammarState::Value;
         st.forced = 0;
       }
       return;
     case GrammarState::Suffix:
+      if (st.forced >= suffix_.size() || id != suffix_[st.forced])
+        throw std::logic_error("grammar: a forced id was not generated");
       ++st.forced;
       return;
     case GrammarState::Value:

@@ -17,6 +17,30 @@ size_t held_tail(std::string_view s, std::string_view marker) {
   return 0;
 }
 
+// Where the tail of `s` that later text could still turn into a marker begins: the earliest
+// position from which `s` is a run of marker beginnings ("<|ac<|pl": "ugin|>" completes the
+// second, whose removal joins the first to what follows). `s` holds no whole marker.
+size_t joinable_tail(std::string_view s) {
+  constexpr std::string_view kOpen = ToolCallParser::kOpen;
+  const size_t n = s.size();
+  std::vector<char> runs(n + 1, 0);  // runs[p]: s[p, n) is such a run (empty counts)
+  runs[n] = 1;
+  size_t start = n;
+  for (size_t p = n; p-- > 0;) {
+    if (s[p] != '<') continue;  // every marker begins with '<'
+    for (size_t len = 1; len <= std::min(n - p, kOpen.size()) && !runs[p]; ++len) {  // no marker is longer
+      if (!runs[p + len]) continue;
+      for (const std::string_view m : ToolCallParser::kMarkers)
+        if (len < m.size() && m.substr(0, len) == s.substr(p, len)) {
+          runs[p] = 1;
+          break;
+        }
+    }
+    if (runs[p]) start = p;
+  }
+  return start;
+}
+
 // A cursor over the head of a call, `{"name": "<name>", "parameters": `: each step either
 // matches, needs more text, or fails for good (then the call is parsed whole at its end).
 enum class Head { Ok, Need, Fail };
@@ -59,12 +83,39 @@ struct Cursor {
 
 }  // namespace
 
+// `text` without any marker (removing one may join two halves of another: repeated until none).
+std::string ToolCallParser::strip_markers(std::string_view text) {
+  std::string s(text);
+  for (bool again = true; again;) {
+    again = false;
+    for (const std::string_view m : kMarkers)
+      for (size_t p; (p = s.find(m)) != std::string::npos; again = true) s.erase(p, m.size());
+  }
+  return s;
+}
+
 void ToolCallParser::push(std::string_view text, std::vector<ToolCallEvent>& out) {
   buf_ += text;
   step(out, false);
 }
 
-void ToolCallParser::finish(std::vector<ToolCallEvent>& out) { step(out, true); }
+void ToolCallParser::finish(std::vector<ToolCallEvent>& out) {
+  step(out, true);
+  text_out({}, true, out);
+}
+
+// All content goes out through here: markers removed (also those that removing another one,
+// or text given back by a broken call, puts together), a tail that may still become one held.
+void ToolCallParser::text_out(std::string_view t, bool final, std::vector<ToolCallEvent>& out) {
+  text_held_ = strip_markers(text_held_ + std::string(t));
+  const size_t keep = final ? 0 : text_held_.size() - joinable_tail(text_held_);
+  if (text_held_.size() > keep) {
+    const std::string_view t_out = std::string_view(text_held_).substr(0, text_held_.size() - keep);
+    if (!out.empty() && out.back().kind == ToolCallEvent::Kind::Text) out.back().text += t_out;
+    else out.push_back({ToolCallEvent::Kind::Text, std::string(t_out)});
+    text_held_.erase(0, text_held_.size() - keep);
+  }
+}
 
 void ToolCallParser::step(std::vector<ToolCallEvent>& out, bool final) {
   auto emit = [&](ToolCallEvent::Kind k, std::string_view t) {
@@ -78,43 +129,44 @@ void ToolCallParser::step(std::vector<ToolCallEvent>& out, bool final) {
         buf_.clear();
         return;
       case State::Content: {
-        // The earliest marker; at one position the call opener wins over its first half.
-        size_t p = std::string::npos, len = 0;
-        for (const std::string_view m : kMarkers) {
-          const size_t q = buf_.find(m);
-          if (q < p || (q == p && m.size() > len)) p = q, len = m.size();
-        }
-        const bool open = p != std::string::npos && std::string_view(buf_).substr(p, len) == kOpen;
-        if (p != std::string::npos && !open && !final) {
-          // "<|action_start|>" at the very end may still become the opener.
-          const std::string_view rest = std::string_view(buf_).substr(p);
-          if (rest.size() < kOpen.size() && kOpen.substr(0, rest.size()) == rest) p = std::string::npos;
-        }
+        const size_t p = buf_.find(kOpen);
         if (p == std::string::npos) {
-          size_t keep = 0;
-          if (!final)
-            for (const std::string_view m : kMarkers) keep = std::max(keep, held_tail(buf_, m));
-          emit(ToolCallEvent::Kind::Text, std::string_view(buf_).substr(0, buf_.size() - keep));
+          const size_t keep = final ? 0 : held_tail(buf_, kOpen);
+          text_out(std::string_view(buf_).substr(0, buf_.size() - keep), false, out);
           buf_.erase(0, buf_.size() - keep);
           return;
         }
-        emit(ToolCallEvent::Kind::Text, std::string_view(buf_).substr(0, p));
-        buf_.erase(0, p + len);
-        if (open) {
-          call_.clear();
-          state_ = max_calls_ > 0 && calls_ >= max_calls_ ? State::Skip : State::Head;
-        }
+        text_out(std::string_view(buf_).substr(0, p), false, out);
+        buf_.erase(0, p + kOpen.size());
+        call_.clear();
+        scanned_ = 0;
+        head_given_up_ = false;
+        state_ = max_calls_ > 0 && calls_ >= max_calls_ ? State::Skip : State::Head;
         break;
       }
       case State::Head: {
-        const size_t from = call_.size() >= kClose.size() ? call_.size() - kClose.size() + 1 : 0;
+        const size_t from = scanned_;
         call_ += buf_;
         buf_.clear();
-        // The head is read only up to a close marker: what follows one is never part of it.
-        if (parse_head(std::min(call_.find(kClose), call_.size()), out)) break;  // now in Args
-        if (const size_t p = call_.find(kClose, from); p != std::string::npos) {
-          buf_ = call_.substr(p + kClose.size());
-          close_call(std::string_view(call_).substr(0, p), out);
+        const size_t close = call_.find(kClose, from), open = call_.find(kOpen, from);
+        scanned_ = call_.size() >= kOpen.size() ? call_.size() - kOpen.size() + 1 : 0;
+        // The head is read only up to a close marker or a new opener (never part of it), and
+        // only in its first kHeadCap bytes, so the work per piece stays bounded.
+        if (!head_given_up_) {
+          const size_t limit = std::min({close, open, call_.size()});
+          if (parse_head(std::min(limit, kHeadCap), out)) break;  // now in Args
+          if (limit >= kHeadCap) head_given_up_ = true;  // parsed whole when it closes
+        }
+        if (open < close) {  // a new opener: the broken start goes back to the content
+          text_out(std::string_view(call_).substr(0, open), false, out);
+          call_.erase(0, open + kOpen.size());
+          scanned_ = 0;
+          head_given_up_ = false;
+          break;
+        }
+        if (close != std::string::npos) {
+          buf_ = call_.substr(close + kClose.size());
+          close_call(std::string_view(call_).substr(0, close), out);
           state_ = State::Content;
           break;
         }
@@ -134,15 +186,25 @@ void ToolCallParser::step(std::vector<ToolCallEvent>& out, bool final) {
         const size_t avail =
             close != std::string::npos ? close : buf_.size() - (final ? 0 : held_tail(buf_, kClose));
         const size_t end = scan_args(std::string_view(buf_).substr(0, avail));
+        // A string value (arguments as a JSON text in a string) is decoded whole at its end.
+        auto args_out = [&](std::string_view t, bool value_ended) {
+          if (!string_args_) return emit(ToolCallEvent::Kind::Args, t);
+          call_ += t;
+          if (!value_ended) return;
+          const auto v = nlohmann::json::parse(call_, nullptr, false);
+          emit(ToolCallEvent::Kind::Args, v.is_string() ? v.get<std::string>() : call_);
+          call_.clear();
+        };
         if (end != std::string::npos) {
-          emit(ToolCallEvent::Kind::Args, std::string_view(buf_).substr(0, end));
+          args_out(std::string_view(buf_).substr(0, end), true);
           buf_.erase(0, end);
           state_ = State::Tail;
           break;
         }
-        emit(ToolCallEvent::Kind::Args, std::string_view(buf_).substr(0, avail));
+        const bool ends = close != std::string::npos || final;
+        args_out(std::string_view(buf_).substr(0, avail), ends);
         buf_.erase(0, avail);
-        if (close != std::string::npos || final) {  // the value never ended: the call ends anyway
+        if (ends) {  // the value never ended: the call ends anyway
           if (close != std::string::npos) buf_.erase(0, kClose.size());
           emit(ToolCallEvent::Kind::End, {});
           state_ = State::Content;
@@ -191,7 +253,7 @@ bool ToolCallParser::parse_head(size_t limit, std::vector<ToolCallEvent>& out) {
   buf_ = call_.substr(c.i);
   call_.clear();
   depth_ = 0;
-  in_string_ = escape_ = started_ = scalar_ = false;
+  in_string_ = escape_ = started_ = scalar_ = string_args_ = false;
   state_ = State::Args;
   return true;
 }
@@ -205,7 +267,7 @@ size_t ToolCallParser::scan_args(std::string_view s) {
       if (ch == '{' || ch == '[') {
         depth_ = 1;
       } else if (ch == '"') {
-        in_string_ = scalar_ = true;
+        in_string_ = scalar_ = string_args_ = true;
       } else {
         scalar_ = true;  // a number or literal: ends at a delimiter
       }
@@ -237,10 +299,7 @@ void ToolCallParser::close_call(std::string_view body, std::vector<ToolCallEvent
   const auto j = nlohmann::json::parse(body, nullptr, false);
   const auto name = j.is_object() ? j.find("name") : j.end();
   if (!j.is_object() || name == j.end() || !name->is_string()) {
-    if (!body.empty()) {
-      if (!out.empty() && out.back().kind == ToolCallEvent::Kind::Text) out.back().text += body;
-      else out.push_back({ToolCallEvent::Kind::Text, std::string(body)});
-    }
+    text_out(body, false, out);
     return;
   }
   ++calls_;

@@ -10,7 +10,8 @@
 // name), Args (fragments of the arguments' JSON text, exactly as the model wrote it; their
 // concatenation is the call's `arguments`) and End. A call whose JSON starts with "name" and
 // then "parameters" (or "arguments") streams its arguments as they are written; one in
-// another key order is reported whole when it closes. A call without a name (broken JSON) is
+// another key order, or whose head is not within its first kHeadCap bytes, is reported whole
+// when it closes; arguments written as a JSON string are decoded (whole) to its text. A call without a name (broken JSON) is
 // given back as Text (without the markers), so nothing the model wrote is lost. The action
 // markers themselves (also <|interpreter|> blocks') never appear in Text.
 #include <string>
@@ -47,15 +48,22 @@ class ToolCallParser {
   void step(std::vector<ToolCallEvent>& out, bool final);
   void close_call(std::string_view body, std::vector<ToolCallEvent>& out);
   bool parse_head(size_t limit, std::vector<ToolCallEvent>& out);
+  static std::string strip_markers(std::string_view text);
+  void text_out(std::string_view t, bool final, std::vector<ToolCallEvent>& out);
+
+  static constexpr size_t kHeadCap = 4096;  // a call's head is looked for in its first bytes only
   size_t scan_args(std::string_view s);
 
   int max_calls_ = 0, calls_ = 0;
   State state_ = State::Content;
   std::string buf_;   // text not yet consumed
-  std::string call_;  // the current call's JSON text so far (Head: all of it)
+  std::string text_held_;  // content that may still become a marker
+  std::string call_;  // Head: the call's text so far; Args: a string value being read
+  size_t scanned_ = 0;  // Head: call_ bytes already searched for markers
+  bool head_given_up_ = false;
   // Args: a small JSON scanner over the arguments value, to know where it ends.
   int depth_ = 0;
-  bool in_string_ = false, escape_ = false, started_ = false, scalar_ = false;
+  bool in_string_ = false, escape_ = false, started_ = false, scalar_ = false, string_args_ = false;
 };
 
 }  // namespace ilm

@@ -42,30 +42,35 @@ TokenId special_id(const Tokenizer& tok, std::string_view piece) {
 
 // A function's parameters schema moved under the root's $defs as `name`: its own $defs /
 // definitions move beside it (prefixed) and its references follow ("#" is the schema itself).
-void rewrite_refs(ordered_json& v, const std::string& name) {
+// `names`: v's keys are names (of properties, definitions), not keywords.
+void rewrite_refs(ordered_json& v, const std::string& name, bool names = false) {
   if (v.is_array()) {
     for (auto& x : v) rewrite_refs(x, name);
     return;
   }
   if (!v.is_object()) return;
   for (auto& [k, x] : v.items()) {
+    if (names) {
+      rewrite_refs(x, name);
+      continue;
+    }
+    if (k == "const" || k == "enum" || k == "default" || k == "examples") continue;  // data, not schemas
     if (k == "$ref" && x.is_string()) {
       const std::string ref = x.get<std::string>();
       for (const std::string_view head : {"#/$defs/", "#/definitions/"})
         if (ref.rfind(head, 0) == 0) x = "#/$defs/" + name + "." + ref.substr(head.size());
       if (ref == "#") x = "#/$defs/" + name;
     } else {
-      rewrite_refs(x, name);
+      rewrite_refs(x, name, k == "properties" || k == "$defs" || k == "definitions" || k == "patternProperties");
     }
   }
 }
 
 void hoist_parameters(ordered_json params, const std::string& name, ordered_json& defs) {
   for (const char* key : {"$defs", "definitions"}) {
-    if (!params.is_object() || !params.contains(key)) continue;
+    if (!params.is_object() || !params.contains(key) || !params[key].is_object()) continue;  // the compiler judges
     ordered_json inner = std::move(params[key]);
     params.erase(key);
-    if (!inner.is_object()) continue;  // left to the schema compiler to refuse
     for (auto& [k, x] : inner.items()) {
       rewrite_refs(x, name);
       defs[name + "." + k] = std::move(x);

@@ -131,6 +131,26 @@ TEST(ToolCallParser, CloseMarkerEndsTheHead) {
                          {"{\"name\": \"ab\", \"parameters\": 1}", {}});
 }
 
+TEST(ToolCallParser, ANewOpenerRestartsTheCall) {
+  expect_split_invariant(
+      "<|action_start|><|plugin|>\n<|action_start|><|plugin|>\n{\"name\": \"f\", \"parameters\": {}}<|action_end|>",
+      {"\n", {{"f", "{}", true}}});
+  expect_split_invariant("<|action_start|><|plugin|>\nbroken <|interpreter|> x", {"\nbroken  x", {}});
+}
+
+TEST(ToolCallParser, LongHeadsAreParsedWhole) {
+  // (Too long for every cut: whole, byte by byte, and cuts every 997 bytes.)
+  const std::string text = "<|action_start|><|plugin|>{" + std::string(5000, ' ') +
+                           "\"name\": \"f\", \"parameters\": {\"a\": 1}}<|action_end|>";
+  const Parsed want{"", {{"f", "{\"a\":1}", true}}};
+  EXPECT_TRUE(run({text}) == want);
+  std::vector<std::string> bytes, chunks;
+  for (char c : text) bytes.emplace_back(1, c);
+  for (size_t i = 0; i < text.size(); i += 997) chunks.push_back(text.substr(i, 997));
+  EXPECT_TRUE(run(bytes) == want);
+  EXPECT_TRUE(run(chunks) == want);
+}
+
 TEST(ToolCallParser, InterpreterBlocksStayContent) {
   expect_split_invariant("a<|action_start|><|interpreter|>\nprint(1)<|action_end|>b", {"a\nprint(1)b", {}});
   expect_split_invariant("<|action_start|>x<|plugin|>y<|action_end|>", {"xy", {}});
@@ -140,7 +160,7 @@ TEST(ToolCallParser, ScalarAndStringArguments) {
   expect_split_invariant("<|action_start|><|plugin|>{\"name\": \"a\", \"parameters\": 42 }<|action_end|>",
                          {"", {{"a", "42", true}}});
   expect_split_invariant("<|action_start|><|plugin|>{\"name\": \"a\", \"parameters\": \"{\\\"x\\\":1}\"}<|action_end|>",
-                         {"", {{"a", "\"{\\\"x\\\":1}\"", true}}});
+                         {"", {{"a", "{\"x\":1}", true}}});
 }
 
 }  // namespace
