@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <memory>
@@ -29,6 +30,7 @@
 #include "server/serve_bench_report.h"
 #include "server/serve_bench_run.h"
 #include "server/serve_bench_scenarios.h"
+#include "server/serve_bench_vllm.h"
 
 namespace ilm::cli {
 
@@ -39,10 +41,12 @@ namespace sb = ilm::serve_bench;
 struct BenchServeArgs {
   std::string url, model, api_key, concurrency = "1", request_rate = "inf", dataset, json_out, scenario;
   std::string response_format, json_schema;  // structured output: sent with every request
+  std::string dataset_name = "random", dataset_path, result_filename, result_dir;  // vLLM's names
+  bool ignore_eos = false, save_result = false;
   int num_prompts = 0, warmup = 1;
-  int64_t input_len = 256, output_len = 128;
+  int64_t input_len = 256, output_len = 128, sharegpt_output_len = 0;
   uint64_t seed = 0;
-  CLI::Option* seed_opt = nullptr;
+  CLI::Option *seed_opt = nullptr, *output_len_opt = nullptr, *dataset_name_opt = nullptr;
   double timeout_s = 600, progress_interval_s = 5;
   bool no_progress = false;
   sb::ScenarioOptions scen;
@@ -105,19 +109,76 @@ nlohmann::json response_format_of(const BenchServeArgs& a) {
   return {{"type", "json_object"}};
 }
 
+// The requests a run draws from: none (random token ids), a JSONL file (--dataset, or
+// --dataset-name custom --dataset-path), or a ShareGPT file sampled as vLLM does.
+std::vector<sb::BenchRequest> dataset_pool(const BenchServeArgs& a, const sb::ApiClient& api, const std::string& model,
+                                           size_t needed) {
+  std::string name = a.dataset_name, path = a.dataset_path;
+  if (!a.dataset.empty()) {
+    if (!path.empty()) throw Error("give --dataset or --dataset-path, not both");
+    path = a.dataset;
+    if (a.dataset_name_opt->count() == 0) name = "custom";
+  }
+  if (name == "random") {
+    if (!path.empty()) throw Error("--dataset-name random takes no --dataset-path (use custom or sharegpt)");
+    return {};
+  }
+  if (path.empty()) throw Error(fmt::format("--dataset-name {} needs --dataset-path FILE", name));
+  if (name == "custom") return sb::load_dataset(path, a.output_len);
+  // vLLM: --output-len (or --sharegpt-output-len) fixes the length, else the reference reply's.
+  const int64_t fixed = a.sharegpt_output_len > 0 ? a.sharegpt_output_len : a.output_len_opt->count() ? a.output_len : 0;
+  const sb::TokenCounter count = [&](const std::string& text) { return api.count_tokens(model, text); };
+  return sb::resolve_sharegpt(sb::load_sharegpt(path, fixed), needed, a.seed, count, a.output_len);
+}
+
+std::string local_stamp() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
+  return stamp;
+}
+
+// --save-result: vLLM's result file for one level, named --result-filename (with
+// "-concurrencyC" before ".json" when several levels run) or vLLM's default name, in --result-dir.
+void save_vllm_result(const BenchServeArgs& a, const sb::VllmRunInfo& info, const sb::LevelResult& level,
+                      size_t levels, double rate) {
+  std::string name = sb::vllm_result_filename(info, rate, level.metrics.concurrency);
+  if (!a.result_filename.empty()) {
+    name = a.result_filename;
+    if (levels > 1) {
+      const auto dot = name.rfind(".json");
+      const std::string tag = fmt::format("-concurrency{}", level.metrics.concurrency);
+      name = dot == std::string::npos ? name + tag : name.substr(0, dot) + tag + name.substr(dot);
+    }
+  }
+  std::filesystem::path path = name;
+  if (!a.result_dir.empty()) {
+    std::filesystem::create_directories(a.result_dir);
+    path = std::filesystem::path(a.result_dir) / name;
+  }
+  write_json(path.string(), sb::vllm_result_json(info, level));
+  fmt::print(stderr, "bench-serve: wrote {}\n", path.string());
+}
+
 void bench_serve(BenchServeArgs& a) {
   const std::vector<int> levels = parse_concurrency(a.concurrency);
   const double rate = parse_rate(a.request_rate);
   if (a.scenario != "" && a.scenario != "throughput" && a.scenario != "prefix" && a.scenario != "chunked-prefill" &&
       a.scenario != "all")
     throw Error(fmt::format("--scenario {}: expected throughput, prefix, chunked-prefill or all", a.scenario));
-  if (a.seed_opt->count() == 0)  // fresh prompts per run, so an earlier run's prefix cache cannot help
+  if (a.save_result && !a.scenario.empty()) throw Error("--save-result writes the concurrency levels' results, not --scenario's");
+  // --seed defaults to 0 as in vLLM; the scenarios' verdicts need prompts no earlier run has left
+  // in the prefix cache, so without --seed they draw it from the clock.
+  if (a.seed_opt->count() == 0 && !a.scenario.empty())
     a.seed = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
-  std::vector<sb::BenchRequest> pool;
-  if (!a.dataset.empty()) pool = sb::load_dataset(a.dataset, a.output_len);
 
   const sb::ApiClient api(sb::parse_server_url(a.url), a.api_key, a.timeout_s);
   if (a.model.empty()) a.model = api.models().front();
+  size_t needed = static_cast<size_t>(a.warmup);
+  for (const int c : levels) needed += static_cast<size_t>(a.num_prompts > 0 ? a.num_prompts : std::max(4, 2 * c));
+  const std::vector<sb::BenchRequest> pool = dataset_pool(a, api, a.model, needed);
   fmt::print(stderr, "bench-serve: {} model {} seed {}\n", api.url().str(), a.model, a.seed);
 
   sb::Progress progress(stderr, isatty(fileno(stderr)) != 0, a.progress_interval_s, !a.no_progress);
@@ -127,8 +188,10 @@ void bench_serve(BenchServeArgs& a) {
     auto reqs = pool.empty() ? sb::random_token_requests(n, a.input_len, a.output_len, seed)
                              : sb::take_cycled(pool, n, offset);
     if (!pool.empty()) offset += static_cast<size_t>(n);
-    if (!format.is_null())
-      for (auto& r : reqs) r.extra["response_format"] = format;
+    for (auto& r : reqs) {
+      if (!format.is_null()) r.extra["response_format"] = format;
+      if (a.ignore_eos) r.extra["ignore_eos"] = true;
+    }
     return reqs;
   };
   if (a.warmup > 0) sb::run_warmup(api, a.model, next_requests(a.warmup, a.seed ^ 0x5741524dULL), progress);
@@ -140,7 +203,9 @@ void bench_serve(BenchServeArgs& a) {
                              {"input_len", a.input_len},
                              {"output_len", a.output_len},
                              {"request_rate", sb::rate_json(rate)},
-                             {"dataset", a.dataset},
+                             {"dataset", a.dataset.empty() ? a.dataset_path : a.dataset},
+                             {"dataset_name", a.dataset.empty() || a.dataset_name_opt->count() ? a.dataset_name : "custom"},
+                             {"ignore_eos", a.ignore_eos},
                              {"warmup", a.warmup},
                              {"seed", a.seed},
                              {"timeout_s", a.timeout_s},
@@ -155,6 +220,7 @@ void bench_serve(BenchServeArgs& a) {
 
   if (a.scenario.empty()) {
     std::vector<sb::LevelMetrics> metrics;
+    const std::string stamp = local_stamp();
     for (size_t i = 0; i < levels.size(); ++i) {
       const int c = levels[i];
       const int n = a.num_prompts > 0 ? a.num_prompts : std::max(4, 2 * c);
@@ -168,6 +234,7 @@ void bench_serve(BenchServeArgs& a) {
       std::fflush(stdout);
       metrics.push_back(r.metrics);
       out["levels"].push_back(sb::level_json(r));
+      if (a.save_result) save_vllm_result(a, {"openai", a.model, stamp, n}, r, levels.size(), rate);
     }
     if (metrics.size() > 1) fmt::print("\n{}", sb::format_level_table(metrics));
   } else {
@@ -216,28 +283,45 @@ void add_bench_serve_command(CLI::App& app) {
   auto a = std::make_shared<BenchServeArgs>();
   CLI::App* cmd = app.add_subcommand(
       "bench-serve", "Benchmark an OpenAI-compatible server: TTFT/TPOT/ITL/E2EL and throughput per concurrency level");
-  cmd->add_option("--url", a->url, "Server URL, e.g. http://127.0.0.1:8080")->required();
+  cmd->add_option("--url,--base-url", a->url, "Server URL, e.g. http://127.0.0.1:8080")->required();
   cmd->add_option("--model", a->model, "Model name to request (default: the first id of GET /v1/models)");
   cmd->add_option("--api-key", a->api_key, "Sent as 'Authorization: Bearer KEY'");
-  cmd->add_option("--concurrency", a->concurrency, "Concurrency levels, comma-separated (e.g. 1,4,16)")
+  cmd->add_option("--concurrency,--max-concurrency", a->concurrency,
+                  "Requests in flight at most; several levels comma-separated (e.g. 1,4,16)")
       ->capture_default_str();
   cmd->add_option("--num-prompts", a->num_prompts, "Requests per level (default: 2 x concurrency, at least 4)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--input-len", a->input_len, "Prompt length in tokens (random token ids)")
+  cmd->add_option("--input-len,--random-input-len", a->input_len, "Prompt length in tokens (random token ids)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--output-len", a->output_len, "max_tokens of each request")
+  a->output_len_opt = cmd->add_option("--output-len,--random-output-len", a->output_len,
+                                      "max_tokens of each request (sharegpt: fixes it for every request)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--request-rate", a->request_rate, "Poisson arrivals in requests/s, or inf (all at once)")
       ->capture_default_str();
   cmd->add_option("--dataset", a->dataset,
                   "JSONL of {\"prompt\": ...} or {\"messages\": [...]} (chat), optional \"max_tokens\"");
+  a->dataset_name_opt = cmd->add_option("--dataset-name", a->dataset_name,
+                                        "random (token ids), custom (the JSONL of --dataset) or sharegpt (a ShareGPT JSON)")
+                            ->check(CLI::IsMember({"random", "custom", "sharegpt"}))
+                            ->capture_default_str();
+  cmd->add_option("--dataset-path", a->dataset_path, "The custom or sharegpt file");
+  cmd->add_option("--sharegpt-output-len", a->sharegpt_output_len,
+                  "sharegpt: max_tokens of every request (default: the recorded reply's length)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "Send ignore_eos: true (vLLM's extension): every reply runs to max_tokens");
+  cmd->add_flag("--save-result", a->save_result,
+                "Also write each level's results with vllm bench serve's JSON keys (--result-filename, --result-dir)");
+  cmd->add_option("--result-filename", a->result_filename,
+                  "--save-result file (default: vLLM's openai-{rate}qps-concurrency{c}-{model}-{date}.json)");
+  cmd->add_option("--result-dir", a->result_dir, "Folder of the --save-result files (default: the current one)");
   cmd->add_option("--json", a->json_out, "Write settings, per-level results and every request's record here");
   cmd->add_option("--warmup", a->warmup, "Requests sent before measuring")
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  a->seed_opt = cmd->add_option("--seed", a->seed, "Seed of the prompts and arrivals (default: from the clock)");
+  a->seed_opt = cmd->add_option("--seed", a->seed,
+                                "Seed of the prompts and arrivals (default 0, as vLLM; --scenario: from the clock)");
   cmd->add_option("--timeout", a->timeout_s, "Seconds a request may stay silent before it fails")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();

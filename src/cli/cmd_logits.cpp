@@ -26,16 +26,16 @@ struct LogitsArgs {
   ModelArgs model;
   std::string prompt, ids, out;
   bool chat = false;
+  bool has_prompt = false, has_ids = false;  // given at all (--prompt "" is a prompt: BOS only)
   int64_t prefill = 0;
 };
 
 void write_logits(const LogitsArgs& a) {
-  if (static_cast<int>(!a.prompt.empty()) + static_cast<int>(!a.ids.empty()) != 1)
-    throw Error("give exactly one of --prompt or --ids");
-  if (a.chat && a.prompt.empty()) throw Error("--chat needs --prompt");
+  if (a.has_prompt == a.has_ids) throw Error("give exactly one of --prompt or --ids");
+  if (a.chat && !a.has_prompt) throw Error("--chat needs --prompt");
   LoadedModel m = a.model.load();
   std::vector<TokenId> ids;
-  if (!a.ids.empty()) {
+  if (a.has_ids) {
     ids = parse_ids(a.ids);
   } else if (a.chat) {
     ids = encode_chat(*m.tokenizer, {{"user", a.prompt}}, true);
@@ -82,14 +82,19 @@ void add_logits_command(CLI::App& app) {
   auto args = std::make_shared<LogitsArgs>();
   CLI::App* cmd = app.add_subcommand("logits", "Write the logits of every position to a file");
   args->model.add_to(*cmd);
-  cmd->add_option("--prompt,-p", args->prompt, "Prompt text (BOS added per tokenizer_config)");
-  cmd->add_option("--ids", args->ids, "Token ids, comma-separated, used as given");
+  CLI::Option* prompt =
+      cmd->add_option("--prompt,-p", args->prompt, "Prompt text (BOS added per tokenizer_config; \"\": BOS only)");
+  CLI::Option* ids = cmd->add_option("--ids", args->ids, "Token ids, comma-separated, used as given");
   cmd->add_flag("--chat", args->chat, "Wrap --prompt in the chat template (user turn + assistant prompt)");
   cmd->add_option("--out,-o", args->out, "Output file (raw f32 [T, V]); metadata in OUT.json")->required();
   cmd->add_option("--prefill", args->prefill,
                   "Run the first K tokens in one forward, then one token per forward through the KV cache "
                   "(default: all at once)")->check(CLI::NonNegativeNumber);
-  cmd->callback([args] { write_logits(*args); });
+  cmd->callback([args, prompt, ids] {
+    args->has_prompt = prompt->count() > 0;
+    args->has_ids = ids->count() > 0;
+    write_logits(*args);
+  });
 }
 
 }  // namespace ilm::cli

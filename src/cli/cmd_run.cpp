@@ -21,7 +21,8 @@ struct RunArgs {
   ModelArgs model;
   std::string prompt, prompt_file, system;
   bool chat = false, quiet = false;
-  int64_t max_tokens = 256, max_context = 0;
+  bool has_prompt = false, has_prompt_file = false;  // given at all (--prompt "" is a prompt: BOS only)
+  int64_t max_tokens = 256, max_model_len = 0;
   SamplingParams sampling;
 };
 
@@ -40,9 +41,8 @@ SamplingParams sampling_from(const GenerationConfig& gen, const CLI::App& cmd, S
 }
 
 void run(const RunArgs& a, const CLI::App& cmd) {
-  if (a.prompt.empty() == a.prompt_file.empty())
-    throw Error("give exactly one of --prompt or --prompt-file");
-  const std::string text = a.prompt_file.empty() ? a.prompt : read_text_file(a.prompt_file);
+  if (a.has_prompt == a.has_prompt_file) throw Error("give exactly one of --prompt or --prompt-file");
+  const std::string text = a.has_prompt ? a.prompt : read_text_file(a.prompt_file);
 
   LoadedModel m = a.model.load();
   std::vector<TokenId> prompt;
@@ -60,7 +60,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
   opts.max_tokens = a.max_tokens;
   opts.sampling = sampling_from(m.generation, cmd, a.sampling);
   opts.stop_ids = m.stop_ids();
-  opts.context_limit = a.max_context;
+  opts.context_limit = a.max_model_len;
   opts.sample_vocab = m.tokenizer->vocab_size();
 
   // Chat replies hide special tokens, as the official chat() decodes with skip_special_tokens.
@@ -92,12 +92,14 @@ void add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt (streams to stdout)");
   args->model.add_to(*cmd);
-  cmd->add_option("--prompt,-p", args->prompt, "Prompt text");
-  cmd->add_option("--prompt-file", args->prompt_file, "Read the prompt from a file");
+  CLI::Option* prompt = cmd->add_option("--prompt,-p", args->prompt, "Prompt text (\"\": BOS only)");
+  CLI::Option* prompt_file = cmd->add_option("--prompt-file", args->prompt_file, "Read the prompt from a file");
   cmd->add_flag("--chat", args->chat, "Wrap the prompt in the InternLM2 chat template");
   cmd->add_option("--system", args->system, "System message (with --chat)");
   cmd->add_option("--max-tokens,-n", args->max_tokens, "Maximum tokens to generate")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--max-context", args->max_context, "Context limit (default: the model's)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-model-len,--max-context", args->max_model_len,
+                  "Prompt + completion tokens (default: the model's context; serve's --max-model-len)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--temperature", args->sampling.temperature, "0 = greedy (default: generation_config.json)");
   cmd->add_option("--top-k", args->sampling.top_k, "Keep the k most likely tokens (0 = off)");
   cmd->add_option("--top-p", args->sampling.top_p, "Nucleus sampling mass (1 = off)");
@@ -105,7 +107,11 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--repetition-penalty", args->sampling.repetition_penalty, "HF repetition penalty (1 = off)");
   cmd->add_option("--seed", args->sampling.seed, "Sampling seed");
   cmd->add_flag("--quiet,-q", args->quiet, "No stats line");
-  cmd->callback([args, cmd] { run(*args, *cmd); });
+  cmd->callback([args, cmd, prompt, prompt_file] {
+    args->has_prompt = prompt->count() > 0;
+    args->has_prompt_file = prompt_file->count() > 0;
+    run(*args, *cmd);
+  });
 }
 
 }  // namespace ilm::cli

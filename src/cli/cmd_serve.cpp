@@ -5,9 +5,14 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <climits>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
+#include <filesystem>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -17,22 +22,68 @@
 #include "common/error.h"
 #include "runtime/engine.h"
 #include "server/allocator_policy.h"
+#include "server/api_keys.h"
 #include "server/http_server.h"
+#include "server/log.h"
 
 namespace ilm::cli {
 
 namespace {
 
+namespace log = server::log;
+
+// The name `--model demo` (or `internlm serve demo`) gives the built-in synthetic checkpoint.
+constexpr const char* kDemoModel = "demo";
+
 struct ServeArgs {
   ModelArgs model;
+  std::string positional_model;  // `internlm serve DIR`, as `vllm serve MODEL`
   server::ServerOptions http;
   EngineOptions engine;
   std::string served_model_name;
   double max_body_mb = 8;
   int64_t max_request_bytes = 0;  // 0: --max-body-mb decides
-  bool no_prefix_cache = false;
-  std::string kv_dtype = "f32";
+  bool no_prefix_cache = false, enable_prefix_caching = true;
+  std::string kv_dtype = "bf16";
+  std::string api_key_file;
+  std::string log_level = "info", log_format = "text", uvicorn_log_level;
+  bool disable_log_requests = false;
 };
+
+// The checkpoint directory from the positional argument or --model; "demo" is the built-in
+// synthetic model. No model at all is refused: random weights must be asked for.
+std::filesystem::path model_dir(const ServeArgs& a) {
+  if (!a.positional_model.empty() && !a.model.model.empty() && a.positional_model != a.model.model)
+    throw Error(fmt::format("two models given: '{}' and --model '{}'", a.positional_model, a.model.model));
+  const std::string m = a.positional_model.empty() ? a.model.model : a.positional_model;
+  if (m.empty())
+    throw Error(
+        "no model given: run `internlm serve DIR` (or --model DIR) with a checkpoint directory, e.g. one "
+        "downloaded with `huggingface-cli download internlm/internlm2_5-7b-chat --local-dir DIR`; "
+        "`internlm serve --model demo` serves the built-in demo model (a tiny synthetic checkpoint: real "
+        "tokenizer, random weights, so its replies are gibberish)");
+  if (m == kDemoModel) return resolve_model_dir("");
+  return m;
+}
+
+// --api-key (repeatable), --api-key-file and INTERNLM_API_KEY together.
+std::vector<std::string> api_keys(const ServeArgs& a) {
+  std::vector<std::string> keys = a.http.api_keys;
+  if (!a.api_key_file.empty())
+    for (auto& k : server::read_api_key_file(a.api_key_file)) keys.push_back(std::move(k));
+  if (const char* env = std::getenv("INTERNLM_API_KEY"); env && *env) keys.emplace_back(env);
+  std::sort(keys.begin(), keys.end());  // the same key from two sources counts once
+  keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  return keys;
+}
+
+void configure_logging(const ServeArgs& a) {
+  const auto level = log::parse_level(a.log_level);
+  if (!level) throw Error(fmt::format("--log-level must be trace, debug, info, warning, error, critical or off, not '{}'", a.log_level));
+  const auto format = log::parse_format(a.log_format);
+  if (!format) throw Error(fmt::format("--log-format must be text or json, not '{}'", a.log_format));
+  log::configure(*level, *format);
+}
 
 // Defaults for sampling fields a request leaves out: OpenAI's (temperature 1, no top-k/top-p),
 // overridden by the values generation_config.json sets, as vLLM does.
@@ -52,6 +103,7 @@ std::string default_model_name(const std::filesystem::path& dir) {
 }
 
 void serve(ServeArgs a) {
+  configure_logging(a);
   // SIGINT/SIGTERM are taken by one thread with sigwait (no work in a signal handler); they are
   // blocked before any thread starts so that every thread inherits the mask.
   sigset_t signals;
@@ -62,21 +114,25 @@ void serve(ServeArgs a) {
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up must not kill the server
   server::set_allocator_policy();
 
-  const auto kv_dtype = parse_kv_cache_dtype(a.kv_dtype);  // before the (slow) model load
+  // Everything that can be refused is checked before the port opens and the (slow) model load.
+  const auto kv_dtype = parse_kv_cache_dtype(a.kv_dtype);
   if (!kv_dtype) throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));
   a.engine.kv_dtype = *kv_dtype;
-  LoadedModel m = a.model.load();
-  a.engine.prefix_cache = !a.no_prefix_cache;
-  a.engine.sample_vocab = m.tokenizer->vocab_size();
-  Engine engine(*m.lm, a.engine);
-
-  a.http.model_name = a.served_model_name.empty() ? default_model_name(m.dir) : a.served_model_name;
+  a.engine.prefix_cache = a.enable_prefix_caching && !a.no_prefix_cache;
   if (a.max_body_mb <= 0) throw Error("--max-body-mb must be positive");
   a.http.max_body_bytes = a.max_request_bytes > 0 ? static_cast<size_t>(a.max_request_bytes)
                                                   : static_cast<size_t>(a.max_body_mb * 1024 * 1024);
-  if (a.http.http_threads <= 0) a.http.http_threads = std::max(64, 4 * engine.options().max_seqs);
-  server::HttpServer http(engine, *m.tokenizer, m.stop_ids(), default_sampling(m.generation), a.http);
+  if (a.http.http_threads <= 0) a.http.http_threads = std::max(64, 4 * a.engine.max_seqs);
+  a.http.api_keys = api_keys(a);
+  a.http.log_requests = !a.disable_log_requests;
+  a.model.model = model_dir(a).string();
+  a.http.model_name = a.served_model_name.empty() ? default_model_name(a.model.model) : a.served_model_name;
+
+  // The port opens first: /health says 503 "loading" until the model is ready.
+  server::HttpServer http(a.http);
   const int port = http.bind();
+  log::info("port open, loading the model", {{"url", fmt::format("http://{}:{}", a.http.host, port)}});
+  std::thread server_thread([&] { http.serve(); });
 
   std::atomic<bool> done{false};
   std::thread shutdown_thread;
@@ -86,28 +142,62 @@ void serve(ServeArgs a) {
     while (!done) {
       const int sig = sigtimedwait(&signals, nullptr, &tick);
       if (sig < 0) continue;
+      const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+      if (!http.ready()) {
+        log::warn("signal while loading: exiting", {{"signal", name}});
+        std::_Exit(0);
+      }
       if (++received == 1) {
-        std::fprintf(stderr, "serve: %s: finishing in-flight requests, then exiting (again to force)\n",
-                     sig == SIGINT ? "SIGINT" : "SIGTERM");
+        log::warn("finishing in-flight requests, then exiting (again to force)", {{"signal", name}});
         shutdown_thread = std::thread([&] { http.shutdown(); });
       } else {
-        std::fprintf(stderr, "serve: second signal: exiting now\n");
+        log::warn("second signal: exiting now", {{"signal", name}});
         std::_Exit(1);
       }
     }
   });
+  // On a failed load the server threads must be stopped before the error propagates.
+  auto stop_threads = [&] {
+    done = true;
+    signal_thread.join();
+    if (!shutdown_thread.joinable()) http.shutdown();
+    server_thread.join();
+    if (shutdown_thread.joinable()) shutdown_thread.join();
+  };
 
-  const auto& o = engine.options();
-  std::fprintf(stderr, "serve: model '%s' from %s, max_seqs %d, max_model_len %lld, KV cache %.2f GiB %s in blocks of %lld tokens\n",
-               a.http.model_name.c_str(), m.dir.string().c_str(), o.max_seqs, static_cast<long long>(o.max_model_len),
-               o.kv_cache_gb, a.kv_dtype.c_str(), static_cast<long long>(o.block_size));
+  std::optional<LoadedModel> m;
+  std::optional<Engine> engine;
+  try {
+    const auto t0 = std::chrono::steady_clock::now();
+    log::info("loading the model", {{"dir", a.model.model}, {"backend", a.model.backend}, {"quant", a.model.quant}});
+    m.emplace(a.model.load());
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log::info("model loaded", {{"seconds", std::round(load_s * 100) / 100}});
+    a.engine.sample_vocab = m->tokenizer->vocab_size();
+    engine.emplace(*m->lm, a.engine);
+    http.attach(*engine, *m->tokenizer, m->stop_ids(), default_sampling(m->generation));
+  } catch (...) {
+    stop_threads();
+    throw;
+  }
+
+  const auto& o = engine->options();
+  log::info("ready", {{"model", a.http.model_name},
+                      {"dir", m->dir.string()},
+                      {"max_seqs", o.max_seqs},
+                      {"max_model_len", o.max_model_len},
+                      {"kv_cache_gib", std::round(o.kv_cache_gb * 100) / 100},
+                      {"kv_cache_dtype", a.kv_dtype},
+                      {"block_size", o.block_size},
+                      {"prefix_cache", o.prefix_cache},
+                      {"api_keys", a.http.api_keys.size()}});
   std::printf("listening on http://%s:%d\n", a.http.host.c_str(), port);
   std::fflush(stdout);
-  http.serve();
+  server_thread.join();
   done = true;
   signal_thread.join();
   if (shutdown_thread.joinable()) shutdown_thread.join();
-  std::fprintf(stderr, "serve: stopped\n");
+  log::info("stopped");
 }
 
 }  // namespace
@@ -117,24 +207,44 @@ void add_serve_command(CLI::App& app) {
   args->http.http_threads = 0;  // 0: chosen from max_seqs
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat/completions, streaming, metrics)");
   args->model.add_to(*cmd);
+  cmd->add_option("model", args->positional_model,
+                  "Checkpoint directory, as in `vllm serve MODEL` (or --model DIR; 'demo': the built-in "
+                  "tiny synthetic model)");
   auto& h = args->http;
   auto& e = args->engine;
   cmd->add_option("--host", h.host, "Address to listen on (default 127.0.0.1: this machine only)");
   cmd->add_option("--port", h.port, "Port (0: any free port; the chosen one is printed)")->check(CLI::Range(0, 65535));
-  cmd->add_option("--api-key", h.api_key, "Require 'Authorization: Bearer KEY' (all routes but /health, /metrics)");
+  cmd->add_option("--api-key", h.api_keys,
+                  "Require 'Authorization: Bearer KEY' (all routes but /health, /metrics); repeat for several "
+                  "keys (also INTERNLM_API_KEY)")
+      ->take_all()->allow_extra_args(false);
+  cmd->add_option("--api-key-file", args->api_key_file, "File of accepted API keys, one per line ('#' comments)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--allowed-origins", h.allowed_origins,
+                  "CORS: origins whose browsers may call the API ('*': any; repeat or comma-separate; default none)")
+      ->allow_extra_args(false);
+  cmd->add_option("--sse-keepalive-seconds", h.sse_keepalive_seconds,
+                  "A stream with nothing to send writes an SSE comment ': keep-alive' this often (0: never)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--log-level", args->log_level, "trace, debug, info (default), warning, error, critical or off");
+  cmd->add_option("--log-format", args->log_format, "Log lines on stderr as text (default) or json (one object per line)");
+  cmd->add_flag("--disable-log-requests", args->disable_log_requests, "No access log line per request (as vLLM's flag)");
+  cmd->add_option("--uvicorn-log-level", args->uvicorn_log_level, "Accepted for vLLM compatibility; ignored (see --log-level)");
   cmd->add_option("--served-model-name", args->served_model_name, "Model name in the API (default: the checkpoint dir's name)");
-  cmd->add_option("--max-seqs", e.max_seqs, "Sequences decoding at once (n > 1 counts each choice)")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-seqs,--max-num-seqs", e.max_seqs, "Sequences decoding at once (n > 1 counts each choice)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", e.max_model_len, "Prompt + completion tokens per sequence (0: the model's)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-cache-gb", e.kv_cache_gb, "KV cache pool in GiB (0: enough for max-seqs full sequences, at most 4)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-cache-dtype", args->kv_dtype,
-                  "KV cache element type: f32 (default, exact), bf16 or f16 (half the memory; K/V rounded to "
-                  "8 / 11 significant bits), int8 (about a quarter: one scale per head and token, K/V off by up "
+                  "KV cache element type: bf16 (default) or f16 (half the memory of f32; K/V rounded to "
+                  "8 / 11 significant bits), f32 (exact), int8 (about a quarter: one scale per head and token, K/V off by up "
                   "to 1/254 of the head's largest value)");
   cmd->add_option("--block-size", e.block_size, "Tokens per KV block (prefix-reuse granularity)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-waiting", e.max_waiting, "Queued requests beyond this get 429")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--max-prefill-chunk", e.max_prefill_chunk, "Prompt tokens per step when nothing decodes")->check(CLI::PositiveNumber);
+  cmd->add_option("--max-prefill-chunk,--max-num-batched-tokens", e.max_prefill_chunk, "Prompt tokens per step when nothing decodes")->check(CLI::PositiveNumber);
   cmd->add_option("--itl-budget", e.itl_budget, "A prefilling step costs at most ~this many decode steps")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-prefix-cache", args->no_prefix_cache, "Do not reuse the KV of shared prompt prefixes");
+  cmd->add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", args->enable_prefix_caching,
+                "vLLM's names: reuse the KV of shared prompt prefixes (default on)");
   cmd->add_option("--max-body-mb", args->max_body_mb, "Largest request body in MiB (413 beyond)");
   cmd->add_option("--max-tokens-default", h.max_tokens_default, "max_tokens of a non-streaming chat request that leaves it out or null (at most the rest of the context)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-request-bytes", args->max_request_bytes, "Largest request body in bytes (413 beyond; overrides --max-body-mb, default 8 MiB)")->check(CLI::PositiveNumber);

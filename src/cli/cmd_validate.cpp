@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "common/data_path.h"
 #include "common/error.h"
 #include "model/kv_cache.h"
 #include "validate/thresholds.h"
@@ -75,7 +76,7 @@ void run(const ValidateArgs& a) {
   o.config_file = a.config;
   if (!a.golden.empty() && !std::filesystem::is_directory(a.golden))
     throw Error(fmt::format("--golden {}: not a directory", a.golden));
-  o.prompts_file = a.prompts.empty() ? std::filesystem::path(INTERNLM_SOURCE_DIR) / "data" / "prompts.jsonl"
+  o.prompts_file = a.prompts.empty() ? data_file("prompts.jsonl")
                                      : std::filesystem::path(a.prompts);
   if (!a.stages.empty()) {
     size_t pos = 0;
@@ -111,8 +112,8 @@ void add_validate_command(CLI::App& app) {
                   "Folder of reference logits (FILE + FILE.json as `internlm logits` / tools/hf_reference.py write)");
   cmd->add_flag("--quick", a->quick, "Bounded run (the default): few prompts, short benchmarks, small sweep");
   cmd->add_flag("--full", a->full, "Every prompt, longer benchmarks, the full context sweep");
-  cmd->add_option("--config", a->config, "Thresholds and budgets (TOML subset; see --print-config)");
-  cmd->add_option("--prompts", a->prompts, "Prompt set (default: data/prompts.jsonl of the source tree)");
+  cmd->add_option("--config", a->config, "Thresholds and budgets (TOML; see --print-config)");
+  cmd->add_option("--prompts", a->prompts, "Prompt set (default: prompts.jsonl of the data directory: share/internlm when installed, else data/)");
   cmd->add_option("--kv-cache-dtype", a->kv_dtype,
                   "KV cache element type of the servers started by the api and performance stages: f32 (default), "
                   "bf16, f16 or int8");

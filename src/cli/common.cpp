@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "common/data_path.h"
 #include "common/error.h"
 #include "backend/quant.h"
 #include "synth/synth.h"
@@ -18,8 +19,7 @@ namespace ilm::cli {
 
 namespace {
 std::filesystem::path default_model_dir() {
-  if (const char* env = std::getenv("INTERNLM_DEFAULT_MODEL"); env && *env) return env;
-  return std::filesystem::path(INTERNLM_SOURCE_DIR) / "models" / "default-tiny";
+  return ilm::default_model_dir();  // $INTERNLM_DEFAULT_MODEL, the user's cache (installed) or the source tree
 }
 }  // namespace
 

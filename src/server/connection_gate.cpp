@@ -384,22 +384,24 @@ struct ConnectionGate::Impl {
   }
 
   // ---- worker side
-  std::string forwarded_head(const RequestHead& h) const {
+  // The client's address goes along as X-Internlm-Peer (for the access log); a client's own
+  // field of that name is dropped.
+  std::string forwarded_head(const RequestHead& h, const std::string& peer) const {
     std::string s = fmt::format("{} {} HTTP/1.1\r\n", h.method, h.target);
     for (const auto& [n, v] : h.fields) {
       // Hop-by-hop fields are the gate's business; the worker gets one request per connection.
       // No route serves partial content: Range is ignored (httplib would answer a bare 416).
       if (n == "connection" || n == "keep-alive" || n == "expect" || n == "te" || n == "upgrade" ||
-          n == "proxy-connection" || n == "range" || n == "if-range")
+          n == "proxy-connection" || n == "range" || n == "if-range" || n == "x-internlm-peer")
         continue;
       s.append(n).append(": ").append(v).append("\r\n");
     }
-    s += "Connection: close\r\n\r\n";
+    s += fmt::format("X-Internlm-Peer: {}\r\nConnection: close\r\n\r\n", peer);
     return s;
   }
 
   void start_relay(Conn& cn, size_t body_end) {
-    cn.upout = forwarded_head(cn.head);
+    cn.upout = forwarded_head(cn.head, cn.addr);
     cn.upout.append(cn.in, 0, body_end);
     cn.in.erase(0, body_end);
     if (cn.in.capacity() > kReadChunk) std::string(cn.in).swap(cn.in);  // an idle connection keeps no large buffer

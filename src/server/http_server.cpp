@@ -17,13 +17,17 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "server/access_log.h"
 #include "server/allocator_policy.h"
+#include "server/api_keys.h"
 #include "server/connection_gate.h"
+#include "server/cors.h"
 #include "server/generation.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
 #include "server/openai_response.h"
 #include "server/peer_socket.h"
+#include "structured/grammar_cache.h"
 
 namespace ilm::server {
 
@@ -33,15 +37,6 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// Compares without an early exit, so the time taken does not reveal how much of a key matched
-// (only whether its length did).
-bool same_secret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
-}
 
 void send_error(httplib::Response& res, const ApiError& e) {
   res.status = e.status();
@@ -89,15 +84,64 @@ class Listener : public httplib::Server {
   bool raise_backlog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
 };
 
+// The request a worker thread is handling, from its pre-routing handler to its logger (httplib
+// runs both, the route and a stream's content provider on the same thread).
+struct CurrentRequest {
+  bool active = false;
+  AccessRecord rec;
+  Clock::time_point start;
+};
+thread_local CurrentRequest current;
+
+constexpr size_t kMaxLoggedPath = 256;
+
+void send_loading(httplib::Response& res, bool status_body) {
+  res.status = 503;
+  res.set_header("Retry-After", "5");
+  if (status_body)
+    res.set_content(dump_json({{"status", "loading"}}), "application/json");
+  else
+    send_error(res, ApiError(503, "the model is still loading; retry shortly", {}, "model_loading"));
+}
+
+// The request outcome for /metrics: the first choice's finish reason; the mean per-token time
+// of the choices that had one.
+RequestOutcome outcome(const GenerationResult& r, double e2e) {
+  RequestOutcome o;
+  o.prompt_tokens = r.prompt_tokens;
+  o.completion_tokens = r.completion_tokens;
+  o.time_to_first_token = r.time_to_first_token;
+  o.e2e_seconds = e2e;
+  double sum = 0;
+  int k = 0;
+  for (const auto& c : r.choices)
+    if (c.time_per_output_token >= 0) {
+      sum += c.time_per_output_token;
+      ++k;
+    }
+  if (k > 0) o.time_per_output_token = sum / k;
+  o.finish_reason = r.client_gone ? "abort" : r.choices.empty() ? "stop" : r.choices.front().finish_reason;
+  return o;
+}
+
 }  // namespace
 
 struct HttpServer::Impl {
-  Engine& engine;
-  const Tokenizer& tok;
-  std::vector<TokenId> stop_ids;
+  // What attach() provides: the model side of the server.
+  struct Model {
+    Model(Engine& e, const Tokenizer& t, std::vector<TokenId> s) : engine(e), tok(t), stop_ids(std::move(s)), grammars(t) {}
+    Engine& engine;
+    const Tokenizer& tok;
+    std::vector<TokenId> stop_ids;
+    structured::GrammarCache grammars;
+    ParseContext ctx;
+  };
+
   ServerOptions opts;
-  structured::GrammarCache grammars{tok};
-  ParseContext ctx;
+  ApiKeys keys;
+  CorsPolicy cors;
+  std::unique_ptr<Model> model;
+  std::atomic<Model*> ready{nullptr};  // set once the model is attached
   Listener http;  // the workers, on a loopback port
   ConnectionGate gate;
   int upstream_port = 0;
@@ -137,17 +181,30 @@ struct HttpServer::Impl {
     Clock::time_point start;
   };
 
-  Impl(Engine& e, const Tokenizer& t, std::vector<TokenId> stops, SamplingParams defaults, ServerOptions o)
-      : engine(e), tok(t), stop_ids(std::move(stops)), opts(std::move(o)), gate(gate_limits(opts), gate_error_body) {
-    ctx.tokenizer = &tok;
-    ctx.grammars = &grammars;
-    ctx.model_name = opts.model_name;
-    ctx.defaults = defaults;
-    ctx.max_n = std::max(1, engine.options().max_seqs);
-    ctx.max_model_len = engine.options().max_model_len;
-    ctx.max_tokens_default = opts.max_tokens_default;
+  explicit Impl(ServerOptions o)
+      : opts(std::move(o)), keys(opts.api_keys), cors(opts.allowed_origins), gate(gate_limits(opts), gate_error_body),
+        metrics(opts.model_name) {
     routes();
   }
+
+  void attach(Engine& e, const Tokenizer& t, std::vector<TokenId> stops, SamplingParams defaults) {
+    if (model) throw Error("the server already has its model");
+    auto m = std::make_unique<Model>(e, t, std::move(stops));
+    ParseContext& ctx = m->ctx;
+    ctx.tokenizer = &m->tok;
+    ctx.grammars = &m->grammars;
+    ctx.model_name = opts.model_name;
+    ctx.defaults = defaults;
+    ctx.max_n = std::max(1, e.options().max_seqs);
+    ctx.max_model_len = e.options().max_model_len;
+    ctx.max_tokens_default = opts.max_tokens_default;
+    metrics.set_max_model_len(e.options().max_model_len);
+    model = std::move(m);
+    ready.store(model.get());
+  }
+
+  // The attached model; routes reach it only once ready (the pre-routing handler answers 503 before).
+  Model& M() const { return *ready.load(); }
 
   static GateLimits gate_limits(const ServerOptions& o) {
     GateLimits l;
@@ -166,11 +223,10 @@ struct HttpServer::Impl {
   }
 
   void check_auth(const httplib::Request& req) const {
-    if (opts.api_key.empty()) return;
+    if (!keys.required()) return;
     const std::string h = req.get_header_value("Authorization");
     const std::string prefix = "Bearer ";
-    if (h.size() <= prefix.size() || h.compare(0, prefix.size(), prefix) != 0 ||
-        !same_secret(h.substr(prefix.size()), opts.api_key))
+    if (h.size() <= prefix.size() || h.compare(0, prefix.size(), prefix) != 0 || !keys.accepts(h.substr(prefix.size())))
       throw ApiError(401, h.empty() ? "Missing API key: send 'Authorization: Bearer <key>'" : "Incorrect API key provided",
                      {}, "invalid_api_key");
   }
@@ -235,6 +291,56 @@ struct HttpServer::Impl {
     });
   }
 
+  // Starts the access record of the request this worker thread handles.
+  static void begin(const httplib::Request& req) {
+    current = CurrentRequest{};
+    current.active = true;
+    current.start = Clock::now();
+    AccessRecord& r = current.rec;
+    r.request_id = sanitize_request_id(req.get_header_value("X-Request-Id"));
+    if (r.request_id.empty()) r.request_id = new_request_id();
+    r.method = req.method.substr(0, 16);
+    r.path = req.path.substr(0, kMaxLoggedPath);
+    // The connection gate names the client; a request straight to the loopback port has none.
+    r.client = req.has_header("X-Internlm-Peer") ? req.get_header_value("X-Internlm-Peer") : req.remote_addr;
+  }
+
+  // The headers a browser asks to send, echoed when they are plain field names (the official
+  // clients send their own x-stainless-* fields); else the fixed list.
+  static std::string allow_headers(const std::string& requested) {
+    if (requested.empty() || requested.size() > 1024) return CorsPolicy::kAllowHeaders;
+    for (unsigned char c : requested)
+      if (!(std::isalnum(c) || c == '-' || c == '_' || c == ',' || c == ' ')) return CorsPolicy::kAllowHeaders;
+    return requested;
+  }
+
+  // Runs before routing: the request id, CORS headers, preflights, and the loading state.
+  // True: answered here.
+  bool front(const httplib::Request& req, httplib::Response& res) {
+    begin(req);
+    res.set_header("X-Request-Id", current.rec.request_id);
+    if (cors.enabled()) {
+      res.set_header("Vary", "Origin");
+      const std::string allow = cors.allow_origin(req.get_header_value("Origin"));
+      if (!allow.empty()) {
+        res.set_header("Access-Control-Allow-Origin", allow);
+        res.set_header("Access-Control-Expose-Headers", CorsPolicy::kExposeHeaders);
+      }
+    }
+    if (req.method == "OPTIONS") {  // a preflight: before authentication, as browsers send no key
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", CorsPolicy::kAllowMethods);
+      res.set_header("Access-Control-Allow-Headers", allow_headers(req.get_header_value("Access-Control-Request-Headers")));
+      res.set_header("Access-Control-Max-Age", CorsPolicy::kMaxAge);
+      return true;
+    }
+    if (!ready.load()) {
+      send_loading(res, req.path == "/health" || req.path == "/metrics");
+      return true;
+    }
+    return false;
+  }
+
   void routes() {
     post("/v1/chat/completions",
          [this](const auto& req, auto& res, const std::string& body) { generate(req, res, body, Endpoint::Chat); });
@@ -243,15 +349,16 @@ struct HttpServer::Impl {
     post("/tokenize", [this](const auto&, auto& res, const std::string& body) {
       const json j = parse_body(body);
       check_model(j);
-      const auto ids = parse_tokenize_request(j, tok, engine.options().max_model_len);
-      res.set_content(dump_json({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", engine.options().max_model_len}}),
+      const int64_t max_len = M().engine.options().max_model_len;
+      const auto ids = parse_tokenize_request(j, M().tok, max_len);
+      res.set_content(dump_json({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", max_len}}),
                       "application/json");
     });
     post("/detokenize", [this](const auto&, auto& res, const std::string& body) {
       const json j = parse_body(body);
       check_model(j);
-      const auto d = parse_detokenize_request(j, tok);
-      res.set_content(dump_json({{"prompt", tok.decode(d.tokens, d.skip_special_tokens)}}), "application/json");
+      const auto d = parse_detokenize_request(j, M().tok);
+      res.set_content(dump_json({{"prompt", M().tok.decode(d.tokens, d.skip_special_tokens)}}), "application/json");
     });
     http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(req, res, true, [&] {
@@ -271,7 +378,8 @@ struct HttpServer::Impl {
       res.set_content(dump_json({{"status", draining ? "draining" : "ok"}}), "application/json");
     });
     http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.render(engine.stats()) + gate_metrics(gate.counters()),
+      const Engine& e = M().engine;
+      res.set_content(metrics.render(e.stats(), e.options().prefix_cache) + gate_metrics(gate.counters()),
                       "text/plain; version=0.0.4; charset=utf-8");
     });
 
@@ -283,8 +391,18 @@ struct HttpServer::Impl {
       send_error(res, ApiError(res.status, msg, {}, res.status == 404 ? "not_found" : ""));
       return httplib::Server::HandlerResponse::Handled;
     }));
+    http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return front(req, res) ? httplib::Server::HandlerResponse::Handled : httplib::Server::HandlerResponse::Unhandled;
+    });
     http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       metrics.count_request(req.path, res.status);
+      if (!current.active) begin(req);  // a request httplib refused before routing
+      current.active = false;
+      if (!opts.log_requests) return;
+      AccessRecord& r = current.rec;
+      r.status = res.status;
+      r.total_seconds = seconds_since(current.start);
+      log_access(r);
     });
     // Second line of defence: the gate enforces the body cap before a worker sees a request,
     // but the workers' loopback port is reachable from this machine. (Keep-alive is the gate's
@@ -299,7 +417,7 @@ struct HttpServer::Impl {
             {"object", "model"},
             {"created", created},
             {"owned_by", "internlm.cpp"},
-            {"max_model_len", engine.options().max_model_len}};
+            {"max_model_len", M().engine.options().max_model_len}};
   }
 
   void check_model(const json& j) const {
@@ -313,6 +431,8 @@ struct HttpServer::Impl {
 
   // Submits one engine request per prompt; on any refusal, cancels those already submitted.
   std::vector<std::unique_ptr<EventSource>> submit(const GenerationRequest& g) {
+    Engine& engine = M().engine;
+    const std::vector<TokenId>& stop_ids = M().stop_ids;
     const int64_t max_len = engine.options().max_model_len;
     // What one request can hold in the KV pool (the engine reserves a block per extra choice).
     const EngineStats st = engine.stats();
@@ -353,12 +473,12 @@ struct HttpServer::Impl {
     return sources;
   }
 
+  // Metrics and the access log's token counts (the latter on the worker thread running the request).
   void record(const GenerationResult& r, Clock::time_point start) {
-    metrics.count_tokens(r.prompt_tokens, r.completion_tokens);
-    if (r.time_to_first_token >= 0) metrics.observe_time_to_first_token(r.time_to_first_token);
-    for (const auto& c : r.choices)
-      if (c.time_per_output_token >= 0) metrics.observe_time_per_output_token(c.time_per_output_token);
-    metrics.observe_e2e_latency(seconds_since(start));
+    metrics.record(outcome(r, seconds_since(start)));
+    current.rec.prompt_tokens = r.prompt_tokens;
+    current.rec.completion_tokens = r.completion_tokens;
+    current.rec.ttft_seconds = r.time_to_first_token;
   }
 
   void generate(const httplib::Request& req, httplib::Response& res, const std::string& body, Endpoint ep) {
@@ -366,19 +486,23 @@ struct HttpServer::Impl {
     auto call = std::make_shared<StreamCall>(this);
     call->start = start;
     const json j = parse_body(body);
-    ParseContext c = ctx;
+    ParseContext c = M().ctx;
     c.raw_body = body;
     call->req = ep == Endpoint::Chat ? parse_chat_request(j, c) : parse_completion_request(j, c);
     if (draining) throw ApiError(503, "the server is shutting down", {}, "shutting_down");
     GenerationRequest& g = call->req;
     if (!g.seed_given) g.sampling.seed = random_seed();
-    call->meta = {make_response_id(ep), static_cast<int64_t>(std::time(nullptr)), opts.model_name, ep, g.logprobs >= 0};
-    call->gen = std::make_unique<Generation>(tok, g, submit(g));
+    // The response id carries the request id (as vLLM's does), so a log line finds its response.
+    const std::string id = current.rec.request_id.empty() ? make_response_id(ep)
+                           : fmt::format("{}-{}", ep == Endpoint::Chat ? "chatcmpl" : "cmpl", current.rec.request_id);
+    call->meta = {id, static_cast<int64_t>(std::time(nullptr)), opts.model_name, ep, g.logprobs >= 0};
+    call->gen = std::make_unique<Generation>(M().tok, g, submit(g));
 
     if (!g.stream) {
       const PeerWatch peer(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
       const GenerationResult r = call->gen->run({}, [&] { return peer.closed(); }, start);
       if (r.client_gone) {
+        record(r, start);
         res.status = 499;  // nobody is left to read it (nginx's "client closed request")
         return;
       }
@@ -400,16 +524,29 @@ struct HttpServer::Impl {
   bool stream(StreamCall& call, httplib::DataSink& sink) {
     const ResponseMeta& meta = call.meta;
     const bool usage = call.req.include_usage;
-    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    auto last_write = Clock::now();
+    auto write = [&](const std::string& s) {
+      last_write = Clock::now();
+      return sink.write(s.data(), s.size());
+    };
+    // Polled while no event comes: a comment line (ignored by SSE clients) after each quiet
+    // interval keeps idle-timeout proxies from cutting a stream queued behind long prompts.
+    const double keepalive = opts.sse_keepalive_seconds;
+    auto gone = [&] {
+      if (keepalive > 0 && seconds_since(last_write) >= keepalive && !write(": keep-alive\n\n")) return true;
+      return !sink.is_writable();
+    };
     if (meta.endpoint == Endpoint::Chat) {
       const int choices = static_cast<int>(call.req.prompts.size()) * call.req.n;
       for (int i = 0; i < choices; ++i)
         if (!write(sse_event(role_chunk(meta, i, usage)))) return false;  // ~Generation cancels
     }
     const GenerationResult r = call.gen->run(
-        [&](ChoiceDelta&& d) { return write(sse_event(delta_chunk(meta, d, usage))); },
-        [&] { return !sink.is_writable(); }, call.start);
-    if (r.client_gone) return false;
+        [&](ChoiceDelta&& d) { return write(sse_event(delta_chunk(meta, d, usage))); }, gone, call.start);
+    if (r.client_gone) {
+      record(r, call.start);
+      return false;
+    }
     if (!r.error.empty()) {
       write(sse_event(error_json(ApiError(500, r.error))));
     } else {
@@ -422,9 +559,13 @@ struct HttpServer::Impl {
   }
 };
 
-HttpServer::HttpServer(Engine& engine, const Tokenizer& tok, std::vector<TokenId> stop_ids, SamplingParams defaults,
-                       ServerOptions opts)
-    : impl_(std::make_unique<Impl>(engine, tok, std::move(stop_ids), defaults, std::move(opts))) {}
+HttpServer::HttpServer(ServerOptions opts) : impl_(std::make_unique<Impl>(std::move(opts))) {}
+
+void HttpServer::attach(Engine& engine, const Tokenizer& tok, std::vector<TokenId> stop_ids, SamplingParams defaults) {
+  impl_->attach(engine, tok, std::move(stop_ids), defaults);
+}
+
+bool HttpServer::ready() const { return impl_->ready.load() != nullptr; }
 
 HttpServer::~HttpServer() = default;
 
@@ -454,7 +595,7 @@ void HttpServer::serve() {
 void HttpServer::shutdown() {
   Impl& s = *impl_;
   s.draining = true;
-  s.engine.drain();  // every queued and running request finishes
+  if (Impl::Model* m = s.ready.load()) m->engine.drain();  // every queued and running request finishes
   {
     // ... and its response is written to the end (the last events follow the engine's Finish).
     std::unique_lock lock(s.mu);

@@ -7,10 +7,16 @@
 //   POST /v1/chat/completions, /v1/completions   generation (stream or whole)
 //   GET  /v1/models, /v1/models/{name}           the served model
 //   POST /tokenize, /detokenize                  the tokenizer, for clients that count tokens
-//   GET  /health                                 200 while serving, 503 while draining
-//   GET  /metrics                                Prometheus text
+//   GET  /health                                 200 while serving, 503 while loading or draining
+//   GET  /metrics                                Prometheus text (vLLM's names; server/metrics.h)
 //
-// With an API key set, every route except /health and /metrics needs "Authorization: Bearer KEY".
+// The port opens before the model is loaded (attach() makes it ready): meanwhile every route
+// answers 503 (/health and /metrics with {"status": "loading"}). With API keys set, every route
+// except /health and /metrics needs "Authorization: Bearer KEY" with one of them. Every response
+// carries X-Request-Id (the client's, sanitized, or a new one) and, for an allowed Origin, CORS
+// headers; OPTIONS preflights are answered before authentication. Each request gets one access
+// log line (server/access_log.h). A stream waiting for tokens sends an SSE comment
+// (": keep-alive") every sse_keepalive_seconds, so idle-timeout proxies do not cut it.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -25,7 +31,10 @@ namespace ilm::server {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;                   // 0: any free port (bind() returns it)
-  std::string api_key;               // empty: no authentication
+  std::vector<std::string> api_keys;  // empty: no authentication
+  std::vector<std::string> allowed_origins;  // CORS (server/cors.h); empty: none
+  double sse_keepalive_seconds = 15;  // <= 0: no keep-alive comments
+  bool log_requests = true;           // the access log
   std::string model_name;            // the name clients must use (or omit)
   size_t max_body_bytes = 8u << 20;  // larger request bodies get 413
   int http_threads = 64;             // complete requests handled at once (more wait for a worker)
@@ -43,18 +52,22 @@ struct ServerOptions {
 
 class HttpServer {
  public:
-  // `stop_ids` end every reply; `defaults` are the sampling values for fields a request omits.
-  HttpServer(Engine& engine, const Tokenizer& tok, std::vector<TokenId> stop_ids, SamplingParams defaults,
-             ServerOptions opts);
+  // Answers 503 "loading" until attach().
+  explicit HttpServer(ServerOptions opts);
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
+
+  // Makes the server ready, once, from any thread (serve() may be running): `stop_ids` end every
+  // reply; `defaults` are the sampling values for fields a request omits.
+  void attach(Engine& engine, const Tokenizer& tok, std::vector<TokenId> stop_ids, SamplingParams defaults);
+  bool ready() const;
 
   // Binds the listening socket; returns the port (the chosen one for port 0). Throws ilm::Error.
   int bind();
   // Serves until shutdown() (blocks the calling thread).
   void serve();
-  // Graceful stop, from any thread while serve() runs or is about to: new generation requests
+  // Graceful stop, from any thread while serve() runs or is about to (attached or not): new generation requests
   // get 503, queued and running ones finish (Engine::drain) and their responses are written,
   // then serve() returns; shutdown() returns after it.
   void shutdown();

@@ -75,6 +75,52 @@ std::vector<BenchRequest> load_dataset(const std::filesystem::path& path, int64_
   return out;
 }
 
+std::vector<BenchRequest> load_sharegpt(const std::filesystem::path& path, int64_t output_len) {
+  std::ifstream in(path);
+  if (!in) throw Error(fmt::format("--dataset-path {}: cannot open", path.string()));
+  const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+  if (j.is_discarded() || !j.is_array())
+    throw Error(fmt::format("--dataset-path {}: a ShareGPT file is a JSON array of {{\"conversations\": [...]}}",
+                            path.string()));
+  std::vector<BenchRequest> out;
+  for (const auto& entry : j) {
+    if (!entry.is_object() || !entry.contains("conversations") || !entry["conversations"].is_array()) continue;
+    const auto& turns = entry["conversations"];
+    if (turns.size() < 2 || !turns[0].is_object() || !turns[1].is_object()) continue;
+    const auto prompt = turns[0].find("value"), reply = turns[1].find("value");
+    if (prompt == turns[0].end() || reply == turns[1].end() || !prompt->is_string() || !reply->is_string()) continue;
+    BenchRequest r;
+    r.input = *prompt;
+    r.max_tokens = output_len > 0 ? output_len : 0;
+    r.reference_reply = reply->get<std::string>();
+    out.push_back(std::move(r));
+  }
+  if (out.empty()) throw Error(fmt::format("--dataset-path {}: no conversation with two turns", path.string()));
+  return out;
+}
+
+std::vector<BenchRequest> resolve_sharegpt(std::vector<BenchRequest> pool, size_t needed, uint64_t seed,
+                                           const TokenCounter& count_tokens, int64_t fallback_output_len) {
+  std::shuffle(pool.begin(), pool.end(), std::mt19937_64(seed));
+  std::vector<BenchRequest> out;
+  for (BenchRequest& r : pool) {
+    if (out.size() >= needed) break;
+    const std::optional<int64_t> prompt_len = count_tokens(r.input.get<std::string>());
+    const bool fixed = r.max_tokens > 0;
+    std::optional<int64_t> reply_len = fixed ? std::optional<int64_t>(r.max_tokens) : std::nullopt;
+    if (!fixed && prompt_len) reply_len = count_tokens(r.reference_reply);
+    if (prompt_len && reply_len) {
+      if (*prompt_len < 4 || (!fixed && *reply_len < 4)) continue;
+      if (*prompt_len > 1024 || (!fixed && *prompt_len + *reply_len > 2048)) continue;
+    }
+    r.prompt_len = prompt_len.value_or(0);
+    r.max_tokens = reply_len.value_or(fallback_output_len);
+    out.push_back(std::move(r));
+  }
+  if (out.empty()) throw Error("ShareGPT: no conversation is within vLLM's length limits");
+  return out;
+}
+
 std::vector<BenchRequest> take_cycled(const std::vector<BenchRequest>& pool, int count, size_t offset) {
   std::vector<BenchRequest> out;
   if (pool.empty()) return out;

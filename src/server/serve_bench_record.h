@@ -30,6 +30,7 @@ struct RequestRecord {
   bool usage_reported = false; // false: the server sent no `usage`; output_tokens counts chunks
   int64_t max_tokens = 0;      // what was asked for
   std::string finish_reason;   // "length", "stop", ... as the server reported it
+  std::string generated_text;  // the content of every chunk, concatenated
 
   double e2el() const { return end - start; }
   // Gaps between successive content chunks (seconds).

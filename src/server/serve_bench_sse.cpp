@@ -95,7 +95,9 @@ void StreamRecorder::on_data(std::string_view data, double t) {
   ++chunks_with_choices_;
   if (first_choice_ < 0) first_choice_ = t;
   if (auto f = choice.find("finish_reason"); f != choice.end() && f->is_string()) r_.finish_reason = f->get<std::string>();
-  if (text_of_choice(choice, chat_).empty()) return;
+  const std::string text = text_of_choice(choice, chat_);
+  if (text.empty()) return;
+  r_.generated_text += text;
   if (r_.token_times.empty()) {
     r_.ttft = t - r_.start;
     r_.has_ttft = true;

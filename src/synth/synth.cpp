@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/data_path.h"
 #include "common/error.h"
 #include "common/thread_pool.h"
 #include "io/json_file.h"
@@ -336,8 +337,7 @@ fs::path default_tokenizer_dir() {
       throw Error(fmt::format("INTERNLM_TOKENIZER_DIR={}: no tokenizer.model in that directory", dir.string()));
     return dir;
   }
-  const fs::path dir =
-      (fs::path(INTERNLM_SOURCE_DIR) / ".." / "shared" / "models" / "internlm2-tokenizer").lexically_normal();
+  const fs::path dir = bundled_tokenizer_dir();
   std::error_code ec;
   if (!fs::is_regular_file(dir / "tokenizer.model", ec))
     throw Error(fmt::format(

@@ -52,8 +52,9 @@ struct SynthSummary {
 SynthSummary write_synthetic_checkpoint(const SynthOptions& opts,
                                         const std::function<void(uint64_t, uint64_t)>& progress = {});
 
-// The default tokenizer directory: $INTERNLM_TOKENIZER_DIR, else
-// <source dir>/../shared/models/internlm2-tokenizer. Throws if it holds no tokenizer.model.
+// The default tokenizer directory: $INTERNLM_TOKENIZER_DIR, else bundled_tokenizer_dir()
+// (common/data_path.h: <prefix>/share/internlm/internlm2-tokenizer for an installed binary,
+// <source dir>/../shared/models/internlm2-tokenizer otherwise). Throws if it holds no tokenizer.model.
 std::filesystem::path default_tokenizer_dir();
 
 }  // namespace ilm

@@ -1,8 +1,11 @@
 #include "validate/thresholds.h"
 
-#include <charconv>
+#include <cmath>
 #include <fstream>
+#include <optional>
 #include <sstream>
+
+#include <toml++/toml.h>
 
 #include <fmt/format.h>
 
@@ -19,40 +22,55 @@ ThresholdDef lst(std::string key, std::vector<double> v, std::string unit, std::
   return {std::move(key), std::move(v), true, std::move(unit), std::move(help)};
 }
 
-std::string trim(std::string s) {
-  const auto b = s.find_first_not_of(" \t\r");
-  if (b == std::string::npos) return "";
-  const auto e = s.find_last_not_of(" \t\r");
-  return s.substr(b, e - b + 1);
+// toml++ numbers and booleans as doubles (true / false = 1 / 0); nullopt for anything else.
+std::optional<double> number_of(const toml::node& n) {
+  if (const auto* b = n.as_boolean()) return b->get() ? 1.0 : 0.0;
+  if (const auto* i = n.as_integer()) return static_cast<double>(i->get());
+  if (const auto* f = n.as_floating_point()) return f->get();
+  return std::nullopt;
 }
 
-// A '#' outside a quoted string starts a comment.
-std::string strip_comment(const std::string& line) {
-  bool quoted = false;
-  for (size_t i = 0; i < line.size(); ++i) {
-    if (line[i] == '"') quoted = !quoted;
-    if (line[i] == '#' && !quoted) return line.substr(0, i);
-  }
-  return line;
+const char* kind_of(const toml::node& n) {
+  if (n.is_string()) return "string";
+  if (n.is_array()) return "array";
+  if (n.is_date() || n.is_time() || n.is_date_time()) return "date/time";
+  return "value";
 }
 
-bool parse_number(const std::string& s, double& out) {
-  if (s == "true") {
-    out = 1;
-    return true;
+std::string where(const std::string& source, const toml::source_region& r) {
+  return fmt::format("{}:{}", source, r.begin.line);
+}
+
+// Keys are the table path joined by '.', so `[precision]` + `max_rel_error`, the dotted key
+// `precision.max_rel_error` and the quoted key "precision.max_rel_error" are the same setting.
+void load_table(Thresholds& th, const toml::table& table, const std::string& prefix, const std::string& source) {
+  for (const auto& [k, node] : table) {
+    const std::string full = prefix.empty() ? std::string(k.str()) : fmt::format("{}.{}", prefix, k.str());
+    const std::string at = where(source, node.source());
+    if (const auto* sub = node.as_table()) {
+      load_table(th, *sub, full, source);
+      continue;
+    }
+    bool known = false;
+    for (const auto& d : Thresholds::defs()) known = known || d.key == full;
+    if (!known) throw Error(fmt::format("{}: unknown setting '{}' (see `internlm validate --print-config`)", at, full));
+    std::vector<double> values;
+    if (const auto* arr = node.as_array()) {
+      for (const auto& item : *arr) {
+        const auto v = number_of(item);
+        if (!v || item.is_boolean())
+          throw Error(fmt::format("{}: '{}': every item must be a number", where(source, item.source()), full));
+        values.push_back(*v);
+      }
+    } else {
+      const auto v = number_of(node);
+      if (!v) throw Error(fmt::format("{}: '{}': expected a number or boolean, got a {}", at, full, kind_of(node)));
+      values.push_back(*v);
+    }
+    for (double v : values)
+      if (!std::isfinite(v)) throw Error(fmt::format("{}: '{}': {} is not a finite number", at, full, v));
+    th.set(full, std::move(values), at);
   }
-  if (s == "false") {
-    out = 0;
-    return true;
-  }
-  std::string t;
-  for (char ch : s)
-    if (ch != '_') t += ch;  // TOML allows 1_000
-  if (!t.empty() && t[0] == '+') t.erase(0, 1);
-  const char* b = t.data();
-  const char* e = b + t.size();
-  auto [p, ec] = std::from_chars(b, e, out);
-  return !t.empty() && ec == std::errc() && p == e;
 }
 
 std::string fmt_value(const std::vector<double>& v, bool list) {
@@ -190,49 +208,14 @@ void Thresholds::load_file(const std::filesystem::path& path) {
 }
 
 void Thresholds::load_text(const std::string& text, const std::string& source) {
-  std::istringstream in(text);
-  std::string raw, section;
-  int line_no = 0;
-  while (std::getline(in, raw)) {
-    ++line_no;
-    const std::string where = fmt::format("{}:{}", source, line_no);
-    const std::string line = trim(strip_comment(raw));
-    if (line.empty()) continue;
-    if (line.front() == '[') {
-      if (line.back() != ']' || line.size() < 3)
-        throw Error(fmt::format("{}: malformed section header '{}'", where, line));
-      section = trim(line.substr(1, line.size() - 2));
-      continue;
-    }
-    const auto eq = line.find('=');
-    if (eq == std::string::npos) throw Error(fmt::format("{}: expected 'key = value', got '{}'", where, line));
-    std::string key = trim(line.substr(0, eq));
-    const std::string val = trim(line.substr(eq + 1));
-    if (key.size() >= 2 && key.front() == '"' && key.back() == '"') key = key.substr(1, key.size() - 2);
-    if (key.empty()) throw Error(fmt::format("{}: empty key", where));
-    const std::string full = section.empty() ? key : fmt::format("{}.{}", section, key);
-    bool known = false;
-    for (const auto& d : defs()) known = known || d.key == full;
-    if (!known) throw Error(fmt::format("{}: unknown setting '{}' (see `internlm validate --print-config`)", where, full));
-    std::vector<double> values;
-    if (!val.empty() && val.front() == '[') {
-      if (val.back() != ']') throw Error(fmt::format("{}: '{}': unterminated list", where, full));
-      std::stringstream items(val.substr(1, val.size() - 2));
-      std::string item;
-      while (std::getline(items, item, ',')) {
-        item = trim(item);
-        if (item.empty()) continue;  // trailing comma
-        double v = 0;
-        if (!parse_number(item, v)) throw Error(fmt::format("{}: '{}': '{}' is not a number", where, full, item));
-        values.push_back(v);
-      }
-    } else {
-      double v = 0;
-      if (!parse_number(val, v)) throw Error(fmt::format("{}: '{}': '{}' is not a number or boolean", where, full, val));
-      values.push_back(v);
-    }
-    set(full, std::move(values), where);
+  toml::table root;
+  try {
+    root = toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    throw Error(fmt::format("{}:{}:{}: {}", source, e.source().begin.line, e.source().begin.column,
+                            e.description()));
   }
+  load_table(*this, root, "", source);
 }
 
 double Thresholds::get(const std::string& key) const {

@@ -1,7 +1,7 @@
 #pragma once
 // The limits and budgets `internlm validate` holds a deployment to. Every key has a documented
 // default (defs(); docs/VALIDATION.md lists them, `internlm validate --print-config` prints
-// them); `--config FILE` overrides any of them with a TOML subset:
+// them); `--config FILE` overrides any of them with a TOML file (parsed by toml++), e.g.:
 //
 //   # comment
 //   [precision]                 # section: keys below are "precision.<key>"
@@ -10,8 +10,8 @@
 //   [sweep]
 //   full_lengths = [1024, 4096] # list of numbers
 //
-// An unknown key, a malformed line or a value of the wrong kind is an error naming the file
-// and line. A value of 0 for a "min_*" / "max_*" performance limit turns that check off (the
+// Keys may also be dotted (`precision.max_rel_error = 1e-3`). A TOML syntax error names the
+// file, line and column; an unknown key or a value of the wrong kind names the file and line. A value of 0 for a "min_*" / "max_*" performance limit turns that check off (the
 // figure is still measured and reported as "info").
 #include <filesystem>
 #include <map>

@@ -193,8 +193,8 @@ def start_fake():
     return srv, f"http://127.0.0.1:{srv.server_address[1]}"
 
 
-def bench(url, *args, ok=True, timeout=120):
-    p = subprocess.run([BIN, "bench-serve", "--url", url, *args], capture_output=True, timeout=timeout)
+def bench(url, *args, ok=True, timeout=120, url_flag="--url"):
+    p = subprocess.run([BIN, "bench-serve", url_flag, url, *args], capture_output=True, timeout=timeout)
     out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
     if ok and p.returncode != 0:
         raise AssertionError(f"bench-serve {args} exited {p.returncode}:\n{err}\n{out}")
@@ -361,7 +361,11 @@ def main():
 
     def bad_args():
         for args, needle in ((["--concurrency", "1,x"], "--concurrency"), (["--request-rate", "-1"], "--request-rate"),
-                             (["--scenario", "nope"], "--scenario"), (["--dataset", "/nonexistent.jsonl"], "--dataset")):
+                             (["--scenario", "nope"], "--scenario"), (["--dataset", "/nonexistent.jsonl"], "--dataset"),
+                             (["--dataset-name", "sharegpt"], "--dataset-path"),
+                             (["--dataset-name", "random", "--dataset-path", "x.json"], "--dataset-path"),
+                             (["--dataset-name", "nope"], "--dataset-name"),
+                             (["--scenario", "prefix", "--save-result"], "--save-result")):
             rc, _, err = bench(url, "--model", "m", *args, ok=False)
             assert rc != 0 and needle in err, (args, err)
 
@@ -424,6 +428,51 @@ def main():
     return 1 if RESULTS["failed"] else 0
 
 
+VLLM_KEYS = ("date backend model_id num_prompts request_rate max_concurrency duration completed failed "
+             "total_input_tokens total_output_tokens request_throughput output_throughput total_token_throughput "
+             "input_lens output_lens ttfts itls generated_texts errors").split() + [
+    f"{s}_{m}_ms" for m in ("ttft", "tpot", "itl", "e2el") for s in ("mean", "median", "std", "p99")]
+
+
+def vllm_flags(url):
+    """`vllm bench serve`'s flag names and result file, against the real server."""
+    res_dir = os.path.join(TMP, "vllm-results")
+    shutil.rmtree(res_dir, ignore_errors=True)
+    out_json = os.path.join(TMP, "vllm-random.json")
+    bench(url, "--dataset-name", "random", "--random-input-len", "16", "--random-output-len", "6",
+          "--max-concurrency", "2", "--num-prompts", "4", "--request-rate", "inf", "--ignore-eos", "--save-result",
+          "--result-dir", res_dir, "--json", out_json, "--no-progress", url_flag="--base-url", timeout=60)
+    s = load(out_json)["settings"]
+    assert s["seed"] == 0 and s["ignore_eos"] and s["input_len"] == 16 and s["concurrency"] == [2], s
+    files = os.listdir(res_dir)
+    assert len(files) == 1 and re.fullmatch(r"openai-infqps-concurrency2-tiny-\d{8}-\d{6}\.json", files[0]), files
+    v = load(os.path.join(res_dir, files[0]))
+    missing = [k for k in VLLM_KEYS if k not in v]
+    assert not missing, missing
+    assert v["completed"] == 4 and v["num_prompts"] == 4 and v["max_concurrency"] == 2 and v["request_rate"] == "inf", v
+    assert v["output_lens"] == [6] * 4 and v["input_lens"] == [16] * 4, v  # ignore_eos: every reply runs to 6
+    assert v["errors"] == [""] * 4 and all(t > 0 for t in v["ttfts"]) and len(v["itls"]) == 4, v
+    assert all(isinstance(t, str) for t in v["generated_texts"]) and v["total_output_tokens"] == 24, v
+    assert v["mean_ttft_ms"] > 0 and v["p99_e2el_ms"] >= v["median_e2el_ms"] > 0, v
+
+    # ShareGPT: first turn = prompt, max_tokens = the reference reply's token count (server /tokenize).
+    sg = os.path.join(TMP, "sharegpt.json")
+    convs = [{"conversations": [{"from": "human", "value": "Tell me about the sea, please. " * k},
+                                {"from": "gpt", "value": "The sea is big and blue and deep. " * k}]} for k in range(1, 7)]
+    convs.append({"conversations": [{"from": "human", "value": "one turn only"}]})
+    with open(sg, "w") as f:
+        json.dump(convs, f)
+    result = os.path.join(TMP, "sharegpt-result.json")
+    out_json = os.path.join(TMP, "vllm-sharegpt.json")
+    bench(url, "--dataset-name", "sharegpt", "--dataset-path", sg, "--num-prompts", "3", "--max-concurrency", "1",
+          "--warmup", "0", "--save-result", "--result-filename", result, "--json", out_json, "--no-progress",
+          timeout=60)
+    reqs = load(out_json)["levels"][0]["requests"]
+    assert len(reqs) == 3 and all(8 <= r["max_tokens"] <= 60 for r in reqs), [r["max_tokens"] for r in reqs]
+    v = load(result)
+    assert v["completed"] == 3 and all(n >= 8 for n in v["input_lens"]), v
+
+
 def real_server():
     helptext = subprocess.run([BIN, "serve", "--help"], capture_output=True, timeout=30).stdout.decode()
     if "not yet available" in helptext or "--port" not in helptext:
@@ -470,6 +519,7 @@ def real_server():
             assert "fail" not in sc["note"], (sc["name"], sc["note"])  # no failed request, whatever the timing
             assert sc["ratio"] == sc["ratio"], sc  # not NaN
         print("\n".join(l for l in out.splitlines() if l.startswith(("PASS", "FAIL"))))
+        vllm_flags(url)
     finally:
         server.terminate()
         try:

@@ -253,11 +253,65 @@ def main():
         expect_error(["logits", "--model", d, "--prompt", "hi", "--out", os.path.join(TMP, "x")], "not finite")
         expect_error(["run", "--model", d, "--prompt", "hi", "--max-tokens", "2"], "non-finite")
 
+    def env_and_config():
+        # Every flag from INTERNLM_<FLAG>; the command line beats the environment, which beats --config.
+        base = ["run", "--model", model, "--prompt", "hello", "--temperature", "0", "--max-tokens", "2"]
+        n = lambda p: stats(p.stderr)["completion tokens"]  # noqa: E731
+        env = {"INTERNLM_MAX_TOKENS": "3", "INTERNLM_IGNORED_UNKNOWN": "1"}
+        assert n(sh("run", "--model", model, "--prompt", "hello", "--temperature", "0", env=env)) == "3"
+        assert n(sh(*base, env=env)) == "2"  # command line wins
+        assert b"INTERNLM_MAX_TOKENS" in sh("run", "--help").stdout  # the help names each variable
+        assert b"INTERNLM_MAX_MODEL_LEN" in sh("serve", "--help").stdout  # serve's flags too
+        # Only the subcommand being run reads the environment: bench-serve's file is not bench's switch.
+        assert n(sh(*base, env={"INTERNLM_JSON": "out.json", "INTERNLM_PORT": "not-a-port"})) == "2"
+        expect_error(["run", "--model", model, "--prompt", "x"], "temperature", env={"INTERNLM_TEMPERATURE": "-1"})
+        assert stats(sh("run", "--prompt", "hi", "--max-tokens", "1", env={"INTERNLM_MODEL": model}).stderr)
+        cfg = os.path.join(TMP, "flags.toml")
+        with open(cfg, "w") as f:
+            f.write('# internlm flags\nmodel = "%s"\nmax_tokens = 4\ntemperature = 0\nquiet = false\n'
+                    'served-model-name = "unused by run"\n[logits]\nprefill = 1\n' % model)
+        assert n(sh("run", "--config", cfg, "--prompt", "hello")) == "4"
+        assert n(sh("--config", cfg, "run", "--prompt", "hello")) == "4"  # before the subcommand too
+        assert n(sh("run", "--config", cfg, "--prompt", "hello", env={"INTERNLM_MAX_TOKENS": "3"})) == "3"
+        assert n(sh("run", "--config", cfg, "--prompt", "hello", "--max-tokens", "2", env={"INTERNLM_MAX_TOKENS": "3"})) == "2"
+        out = os.path.join(TMP, "cfg-logits.bin")
+        sh("logits", "--config", cfg, "--ids", "1,333,352", "--out", out)  # [logits] section
+        assert json.load(open(out + ".json"))["prefill"] == 1
+        with open(cfg, "w") as f:
+            f.write("max-tokenz = 3\n")
+        p = sh("run", "--config", cfg, "--prompt", "x", ok=False)
+        assert p.returncode != 0 and b"max-tokenz" in p.stderr, p.stderr
+        with open(cfg, "w") as f:
+            f.write("[run]\nno-such-flag = 1\n")
+        assert sh("run", "--config", cfg, "--prompt", "x", ok=False).returncode != 0
+        p = sh("run", "--config", os.path.join(TMP, "missing.toml"), "--prompt", "x", ok=False)
+        assert p.returncode != 0 and b"missing.toml" in p.stderr, p.stderr
+
+    def max_model_len_alias():
+        # run --max-model-len as serve's; --max-context is the old name of the same flag.
+        for flag in ("--max-model-len", "--max-context"):
+            s = stats(sh("run", "--model", model, "--prompt", "hello", "--temperature", "0", "--max-tokens", "50",
+                         flag, "8").stderr)
+            assert s["prompt tokens"] == "2" and int(s["completion tokens"]) <= 6 and s["finish"] == "length", s
+
+    def empty_prompts():
+        # An empty prompt is a prompt: BOS only, as the official tokenizer encodes "".
+        out = os.path.join(TMP, "empty.bin")
+        sh("logits", "--model", model, "--prompt", "", "--out", out)
+        assert json.load(open(out + ".json"))["ids"] == [1]
+        s = stats(sh("run", "--model", model, "--prompt", "", "--max-tokens", "2", "--temperature", "0").stderr)
+        assert s["prompt tokens"] == "1", s
+        assert sh("tokenize", "--text", "").stdout.decode().strip() == "1"
+        expect_error(["logits", "--model", model, "--out", out], "--prompt or --ids")
+        expect_error(["logits", "--model", model, "--prompt", "", "--ids", "1", "--out", out], "--prompt or --ids")
+
     for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
                      ("greedy is deterministic", greedy_deterministic),
                      ("threads do not change results", threads_do_not_change_results), ("seeded sampling", sampled_seeded),
                      ("chat run", chat_run), ("logits dump", logits_dump), ("quantized checkpoint", quantized_checkpoint), ("default model", default_model),
-                     ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints)]:
+                     ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints),
+                     ("flags from INTERNLM_* and --config", env_and_config), ("--max-model-len alias", max_model_len_alias),
+                     ("empty prompts", empty_prompts)]:
         check(name, fn)
     print(f"cli: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS["failed"] else 0

@@ -114,7 +114,7 @@ class Server:
 
     def metric(self, name):
         _, _, data = self.request("GET", "/metrics")
-        m = re.search(rb"^" + name.encode() + rb" (\S+)$", data, re.M)
+        m = re.search(rb"^" + re.escape(name.encode()) + rb"(?:\{[^}]*\})? (\S+)$", data, re.M)
         return float(m.group(1)) if m else None
 
     def stop(self):
@@ -154,7 +154,8 @@ def fresh_tiny_model(tmp, seed):
 
 def main():
     model = fresh_tiny_model(TMP, 11)
-    srv = Server(model, "--max-body-mb", "1", "--max-seqs", "16")
+    # f32 K/V: the echo test compares prompt logprobs with `internlm logits` (1e-4).
+    srv = Server(model, "--max-body-mb", "1", "--max-seqs", "16", "--kv-cache-dtype", "f32")
     try:
         run_all(srv, model)
     finally:
@@ -350,7 +351,7 @@ def run_all(srv, model):
     def wait_running(pred, seconds=10):
         deadline = time.time() + seconds
         while time.time() < deadline:
-            v = srv.metric("internlm_sequences_running")
+            v = srv.metric("vllm:num_requests_running")
             if v is not None and pred(v):
                 return v
             time.sleep(0.05)
@@ -425,13 +426,13 @@ def run_all(srv, model):
     def metrics_text():
         _, hdrs, data = srv.request("GET", "/metrics")
         text = data.decode()
-        for name in ("internlm_http_requests_total", "internlm_time_to_first_token_seconds_bucket",
-                     "internlm_time_per_output_token_seconds_count", "internlm_e2e_request_latency_seconds_sum",
-                     "internlm_sequences_waiting", "internlm_kv_cache_usage_ratio",
-                     "internlm_prefix_cache_hit_tokens_total", "internlm_prompt_tokens_total"):
+        for name in ("internlm_http_requests_total", "vllm:time_to_first_token_seconds_bucket",
+                     "vllm:time_per_output_token_seconds_count", "vllm:e2e_request_latency_seconds_sum",
+                     "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                     "vllm:prefix_cache_hits_total", "vllm:prompt_tokens_total"):
             assert name in text, name
         assert 'endpoint="/v1/chat/completions",status="400"' in text
-        assert srv.metric("internlm_generation_tokens_total") > 0
+        assert srv.metric("vllm:generation_tokens_total") > 0
 
     def sampling_controls():
         def complete(**kw):
@@ -640,6 +641,10 @@ def run_all(srv, model):
         want = whole["message"]["tool_calls"][0]["function"]
         assert done and finish == "tool_calls" and len(calls) == 1, (calls, finish)
         assert calls[0]["name"] == want["name"] and calls[0]["arguments"] == want["arguments"], (calls, want)
+        # Stop strings apply to the content, never to the call's markers or JSON.
+        j = srv.post("/v1/chat/completions", {**body, "stop": ["\n", "{", "\""]})
+        assert j["choices"][0]["finish_reason"] == "tool_calls", j
+        assert j["choices"][0]["message"]["tool_calls"][0]["function"] == want, j
 
         # The markers never reach the content, also with skip_special_tokens false.
         start = srv.post("/tokenize", {"prompt": "<|action_start|>", "add_special_tokens": False})["tokens"]
@@ -684,7 +689,10 @@ def run_all(srv, model):
                 (chat("x", tools="get_weather"), "tools"),
                 ({"messages": history[:2] + [{"role": "assistant", "tool_calls": [{"type": "function", "function": {
                     "name": "f", "arguments": "{oops"}}]}]}, "messages[2].tool_calls[0].function.arguments"),
-                ({"prompt": "x", "tools": tools}, "tools")):
+                ({"prompt": "x", "tools": tools}, "tools"),
+                (chat("x", tools=tools, tool_choice="required", stop_token_ids=[92540]), "stop_token_ids"),
+                ({"messages": history[:2] + [{"role": "assistant", "tool_calls": [{"type": "function", "function": {
+                    "name": "f", "arguments": "[" * 30000 + "]" * 30000}}]}]}, "messages[2].tool_calls[0].function.arguments")):
             path = "/v1/completions" if "prompt" in req else "/v1/chat/completions"
             st, _, data = srv.request("POST", path, req)
             err = json.loads(data)["error"]
@@ -736,7 +744,7 @@ def auth_and_queue_full(model):
         # One running, one waiting: the next request is refused with 429 and Retry-After.
         long = {"prompt": "x", "max_tokens": 2000, "temperature": 0, "stream": True}
         conns = []
-        for want in (("internlm_sequences_running", 1), ("internlm_sequences_waiting", 1)):
+        for want in (("vllm:num_requests_running", 1), ("vllm:num_requests_waiting", 1)):
             c = s.conn()
             c.request("POST", "/v1/completions", body=json.dumps(long).encode(), headers=auth)
             conns.append(c)

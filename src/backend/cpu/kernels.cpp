@@ -61,6 +61,18 @@ std::vector<std::string_view> supported_isas() {
   return out;
 }
 
+std::vector<std::string_view> compiled_isas() {
+  std::vector<std::string_view> out;
+#if defined(__x86_64__) || defined(_M_X64)
+  out.insert(out.end(), {"avx512bf16", "avx512vnni", "avx512", "avx2"});
+#endif
+#if defined(__aarch64__)
+  out.push_back("neon");
+#endif
+  out.push_back("generic");
+  return out;
+}
+
 const Kernels& best_kernels(Precision p) {
   static const Kernels* exact = kernels_for(supported_isas().front());
   static const Kernels* fast = [] {

@@ -92,6 +92,9 @@ const Kernels* kernels_for(std::string_view isa);
 // levels (~2e-5 relative kernel error). Not listed: the Fast set "avx512bf16", which rounds
 // activations to bf16 (bf16 weights) or to one int8 level (quantized weights).
 std::vector<std::string_view> supported_isas();
+// Every kernel set compiled into this binary, fast set first, whether or not this CPU can run
+// it (x86-64: avx512bf16, avx512vnni, avx512, avx2, generic; aarch64: neon, generic).
+std::vector<std::string_view> compiled_isas();
 // CPU features relevant to kernel choice, e.g. {"avx2", "fma", "avx512f", "avx512_bf16"}.
 std::vector<std::string> cpu_features();
 
