@@ -131,15 +131,6 @@ std::vector<sb::BenchRequest> dataset_pool(const BenchServeArgs& a, const sb::Ap
   return sb::resolve_sharegpt(sb::load_sharegpt(path, fixed), needed, a.seed, count, a.output_len);
 }
 
-std::string local_stamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  localtime_r(&t, &tm);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", &tm);
-  return stamp;
-}
-
 // --save-result: vLLM's result file for one level, named --result-filename (with
 // "-concurrencyC" before ".json" when several levels run) or vLLM's default name, in --result-dir.
 void save_vllm_result(const BenchServeArgs& a, const sb::VllmRunInfo& info, const sb::LevelResult& level,
@@ -220,7 +211,7 @@ void bench_serve(BenchServeArgs& a) {
 
   if (a.scenario.empty()) {
     std::vector<sb::LevelMetrics> metrics;
-    const std::string stamp = local_stamp();
+    const std::string stamp = local_timestamp("%Y%m%d-%H%M%S");
     for (size_t i = 0; i < levels.size(); ++i) {
       const int c = levels[i];
       const int n = a.num_prompts > 0 ? a.num_prompts : std::max(4, 2 * c);

@@ -66,7 +66,7 @@ Generation::Generation(const Tokenizer& tok, const GenerationRequest& req,
                                          req.skip_special_tokens, req.sampling.min_tokens, keep),
                               std::nullopt, std::nullopt, {}, false, {}, {}, false});
     if (req.tool_calls) {
-      choices_.back().tools.emplace(req.max_tool_calls);
+      choices_.back().tools.emplace(req.max_tool_calls, /*constrained=*/req.grammar != nullptr);
       choices_.back().content_stop.emplace(req.stop);
     }
     choices_.back().result.index = static_cast<int>(i);

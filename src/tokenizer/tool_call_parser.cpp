@@ -299,7 +299,7 @@ void ToolCallParser::close_call(std::string_view body, std::vector<ToolCallEvent
   const auto j = nlohmann::json::parse(body, nullptr, false);
   const auto name = j.is_object() ? j.find("name") : j.end();
   if (!j.is_object() || name == j.end() || !name->is_string()) {
-    text_out(body, false, out);
+    if (!constrained_) text_out(body, false, out);
     return;
   }
   ++calls_;

@@ -34,7 +34,10 @@ class ToolCallParser {
   static constexpr std::string_view kMarkers[] = {kOpen, "<|action_start|>", kClose, "<|plugin|>", "<|interpreter|>"};
 
   // `max_calls`: calls after this many are dropped (parallel_tool_calls false: 1; 0: no limit).
-  explicit ToolCallParser(int max_calls = 0) : max_calls_(max_calls) {}
+  // `constrained`: the reply was forced to be a call (tool_choice "required" / a named
+  // function), so a call that is not one (cut by max_tokens) is dropped, not given back as text.
+  explicit ToolCallParser(int max_calls = 0, bool constrained = false)
+      : max_calls_(max_calls), constrained_(constrained) {}
 
   // Appends the events `text` completes.
   void push(std::string_view text, std::vector<ToolCallEvent>& out);
@@ -55,6 +58,7 @@ class ToolCallParser {
   size_t scan_args(std::string_view s);
 
   int max_calls_ = 0, calls_ = 0;
+  bool constrained_ = false;
   State state_ = State::Content;
   std::string buf_;   // text not yet consumed
   std::string text_held_;  // content that may still become a marker

@@ -151,6 +151,14 @@ TEST(ToolCallParser, LongHeadsAreParsedWhole) {
   EXPECT_TRUE(run(chunks) == want);
 }
 
+TEST(ToolCallParser, AConstrainedCallCutShortIsDropped) {
+  ToolCallParser parser(1, /*constrained=*/true);
+  std::vector<ToolCallEvent> evs;
+  parser.push("<|action_start|><|plugin|>\n{\"na", evs);
+  parser.finish(evs);
+  EXPECT_TRUE(evs.empty());
+}
+
 TEST(ToolCallParser, InterpreterBlocksStayContent) {
   expect_split_invariant("a<|action_start|><|interpreter|>\nprint(1)<|action_end|>b", {"a\nprint(1)b", {}});
   expect_split_invariant("<|action_start|>x<|plugin|>y<|action_end|>", {"xy", {}});
