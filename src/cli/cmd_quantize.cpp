@@ -2,13 +2,12 @@
 // re-quantizing.
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <cstdio>
-#include <unistd.h>
 
 #include <fmt/format.h>
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "common/progress.h"
 #include "runtime/quantize_checkpoint.h"
 
 namespace ilm::cli {
@@ -37,17 +36,10 @@ void add_quantize_command(CLI::App& app) {
     o.force = a->force;
     o.threads = a->threads;
     const auto t0 = std::chrono::steady_clock::now();
-    const bool tty = isatty(fileno(stderr));
-    double last = 0;
-    const auto s = quantize_checkpoint(o, [&](uint64_t done, uint64_t total) {
-      const double now = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      if (!tty || (now - last < 0.2 && done < total)) return;
-      last = now;
-      std::fprintf(stderr, "\rquantize: %.2f / %.2f GB", static_cast<double>(done) / 1e9,
-                   static_cast<double>(total) / 1e9);
-    });
+    const auto progress = make_load_progress("quantize");  // shards mapped, bytes quantized
+    o.progress = progress.get();
+    const auto s = quantize_checkpoint(o);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (tty) std::fprintf(stderr, "\n");
     fmt::print("quantize: wrote {} ({}): {} matrices quantized, {} tensors copied, {:.2f} GB -> {:.2f} GB in {} "
                "file(s), {:.1f} s\n",
                o.out.string(), quant_name(o.quant), s.quantized_tensors, s.copied_tensors,

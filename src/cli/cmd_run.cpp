@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "common/progress.h"
 #include "common/error.h"
 #include "runtime/generator.h"
 #include "runtime/loaded_model.h"
@@ -44,7 +45,11 @@ void run(const RunArgs& a, const CLI::App& cmd) {
   if (a.has_prompt == a.has_prompt_file) throw Error("give exactly one of --prompt or --prompt-file");
   const std::string text = a.has_prompt ? a.prompt : read_text_file(a.prompt_file);
 
-  LoadedModel m = a.model.load();
+  // Load progress on stderr: a line redrawn in place on a terminal, plain lines otherwise.
+  const std::unique_ptr<LoadProgress> progress = a.quiet ? nullptr : make_load_progress("run");
+  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model.model),
+                                    {a.model.backend, a.model.threads, parse_quant(a.model.quant),
+                                     a.model.parsed_precision(), progress.get()});
   std::vector<TokenId> prompt;
   if (a.chat) {
     std::vector<ChatMessage> msgs;
@@ -106,7 +111,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--min-p", args->sampling.min_p, "Drop tokens below min_p x the top probability");
   cmd->add_option("--repetition-penalty", args->sampling.repetition_penalty, "HF repetition penalty (1 = off)");
   cmd->add_option("--seed", args->sampling.seed, "Sampling seed");
-  cmd->add_flag("--quiet,-q", args->quiet, "No stats line");
+  cmd->add_flag("--quiet,-q", args->quiet, "No load progress, no stats line");
   cmd->callback([args, cmd, prompt, prompt_file] {
     args->has_prompt = prompt->count() > 0;
     args->has_prompt_file = prompt_file->count() > 0;

@@ -20,11 +20,13 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "runtime/engine.h"
 #include "server/allocator_policy.h"
 #include "server/api_keys.h"
 #include "server/http_server.h"
 #include "server/log.h"
+#include "tokenizer/jinja_template.h"
 
 namespace ilm::cli {
 
@@ -48,6 +50,7 @@ struct ServeArgs {
   std::string api_key_file;
   std::string log_level = "info", log_format = "text", uvicorn_log_level;
   bool disable_log_requests = false;
+  std::string chat_template;  // --chat-template: a file, or (as vLLM) the template text itself
 };
 
 // The checkpoint directory from the positional argument or --model; "demo" is the built-in
@@ -75,6 +78,23 @@ std::vector<std::string> api_keys(const ServeArgs& a) {
   std::sort(keys.begin(), keys.end());  // the same key from two sources counts once
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
   return keys;
+}
+
+// --chat-template: a file (the template's text, or JSON with a "chat_template" string as
+// tokenizer_config.json), or, as vLLM accepts, the template itself when no such file exists.
+std::shared_ptr<const JinjaTemplate> load_chat_template(const std::string& arg) {
+  std::error_code ec;
+  if (std::filesystem::is_regular_file(arg, ec)) {
+    auto t = std::make_shared<const JinjaTemplate>(JinjaTemplate::load_file(arg));
+    log::info("chat template loaded", {{"file", arg}});
+    return t;
+  }
+  if (arg.find_first_of("{}\n") != std::string::npos) {
+    auto t = std::make_shared<const JinjaTemplate>(JinjaTemplate::parse(arg, "--chat-template"));
+    log::info("chat template loaded", {{"file", "(the --chat-template text)"}});
+    return t;
+  }
+  throw Error(fmt::format("--chat-template: no such file '{}'", arg));
 }
 
 void configure_logging(const ServeArgs& a) {
@@ -124,6 +144,7 @@ void serve(ServeArgs a) {
                                                   : static_cast<size_t>(a.max_body_mb * 1024 * 1024);
   if (a.http.http_threads <= 0) a.http.http_threads = std::max(64, 4 * a.engine.max_seqs);
   a.http.api_keys = api_keys(a);
+  if (!a.chat_template.empty()) a.http.chat_template = load_chat_template(a.chat_template);
   a.http.log_requests = !a.disable_log_requests;
   a.model.model = model_dir(a).string();
   a.http.model_name = a.served_model_name.empty() ? default_model_name(a.model.model) : a.served_model_name;
@@ -170,7 +191,18 @@ void serve(ServeArgs a) {
   try {
     const auto t0 = std::chrono::steady_clock::now();
     log::info("loading the model", {{"dir", a.model.model}, {"backend", a.model.backend}, {"quant", a.model.quant}});
-    m.emplace(a.model.load());
+    // Load progress: redrawn in place on a terminal (text log format), else info lines of the log.
+    std::unique_ptr<LoadProgress> progress;
+    if (log::enabled(log::Level::Info)) {
+      const ProgressSink to_log = [](const std::string& line) { log::info(line); };
+      if (a.log_format == "json")
+        progress = std::make_unique<PlainProgress>("loading", to_log);
+      else
+        progress = make_load_progress("loading", to_log);
+    }
+    m.emplace(LoadedModel::load(resolve_model_dir(a.model.model),
+                                {a.model.backend, a.model.threads, parse_quant(a.model.quant),
+                                 a.model.parsed_precision(), progress.get()}));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log::info("model loaded", {{"seconds", std::round(load_s * 100) / 100}});
     a.engine.sample_vocab = m->tokenizer->vocab_size();
@@ -230,6 +262,9 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--log-format", args->log_format, "Log lines on stderr as text (default) or json (one object per line)");
   cmd->add_flag("--disable-log-requests", args->disable_log_requests, "No access log line per request (as vLLM's flag)");
   cmd->add_option("--uvicorn-log-level", args->uvicorn_log_level, "Accepted for vLLM compatibility; ignored (see --log-level)");
+  cmd->add_option("--chat-template", args->chat_template,
+                  "Chat template FILE (template text, or JSON with \"chat_template\" as tokenizer_config.json; "
+                  "a Jinja subset, see README) instead of the built-in InternLM2 one");
   cmd->add_option("--served-model-name", args->served_model_name, "Model name in the API (default: the checkpoint dir's name)");
   cmd->add_option("--max-seqs,--max-num-seqs", e.max_seqs, "Sequences decoding at once (n > 1 counts each choice)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", e.max_model_len, "Prompt + completion tokens per sequence (0: the model's)")->check(CLI::NonNegativeNumber);

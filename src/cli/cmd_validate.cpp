@@ -11,6 +11,7 @@
 #include "cli/common.h"
 #include "common/data_path.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "model/kv_cache.h"
 #include "validate/thresholds.h"
 #include "validate/validate.h"
@@ -95,6 +96,8 @@ void run(const ValidateArgs& a) {
     validate::Thresholds check;  // a bad config file is a usage error, before any work
     check.load_file(a.config);
   }
+  const auto progress = make_load_progress("validate");  // the model stage's load
+  o.load_progress = progress.get();
   const int rc = validate::run_validate(o);
   if (rc != 0) throw CLI::RuntimeError(rc);
 }

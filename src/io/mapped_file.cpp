@@ -103,6 +103,17 @@ void populate(const std::byte* p, size_t n) {
   (void)sink;
 }
 
+// populate() in 64 MiB steps (2 MiB-aligned, so huge pages stay whole), telling `paged` the
+// bytes done after each; one step when nobody listens.
+void populate(const std::byte* p, size_t n, const std::function<void(size_t)>& paged) {
+  if (!paged) return populate(p, n);
+  constexpr size_t kStep = size_t{64} << 20;
+  for (size_t off = 0; off < n; off += kStep) {
+    populate(p + off, std::min(kStep, n - off));
+    paged(std::min(off + kStep, n));
+  }
+}
+
 }  // namespace
 
 size_t huge_mapped_bytes(const void* p, size_t n) {
@@ -136,9 +147,9 @@ void collapse_to_huge_pages(void* p, size_t n) {
   (void)::madvise(reinterpret_cast<void*>(b), e - b, 25 /* MADV_COLLAPSE, Linux 6.1 */);
 }
 
-double MappedFile::populate_huge(bool reread) const {
+double MappedFile::populate_huge(bool reread, const std::function<void(size_t)>& paged) const {
   if (data_ == nullptr) return 0;
-  populate(data_, size_);
+  populate(data_, size_, paged);
   double share = static_cast<double>(huge_mapped_bytes(data_, size_)) / static_cast<double>(size_);
   if (!reread || size_ < kHugeMapMin || share >= 0.5) return share;
   // The page cache holds this file in small pages: drop them (only pages no process maps go)
@@ -156,7 +167,7 @@ double MappedFile::populate_huge(bool reread) const {
 #ifdef MADV_HUGEPAGE
   (void)::madvise(data_, size_, MADV_HUGEPAGE);
 #endif
-  populate(data_, size_);
+  populate(data_, size_, paged);
   return static_cast<double>(huge_mapped_bytes(data_, size_)) / static_cast<double>(size_);
 }
 

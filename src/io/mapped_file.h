@@ -2,6 +2,7 @@
 // A read-only memory map of a whole file. Weights are used in place from these pages.
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 
 namespace ilm {
 
@@ -32,7 +33,9 @@ class MappedFile {
   // instead of 512). Page cache that already holds the file in small pages (e.g. right after
   // the file was written) is dropped and read again once, when `reread` is set. Returns the
   // share of the file mapped in huge pages afterwards (0 where the kernel offers none).
-  double populate_huge(bool reread) const;
+  // `paged` (optional) hears the bytes read so far, every 64 MiB of the read (a re-read
+  // counts from 0 again).
+  double populate_huge(bool reread, const std::function<void(size_t)>& paged = {}) const;
   static constexpr size_t kHugeMapMin = size_t{64} << 20;
 
  private:

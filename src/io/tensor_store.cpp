@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/progress.h"
 #include "io/json_file.h"
 
 namespace ilm {
@@ -50,7 +51,7 @@ bool plain_file_name(const std::string& s) {
 
 }  // namespace
 
-TensorStore TensorStore::open(const fs::path& dir) {
+TensorStore TensorStore::open(const fs::path& dir, LoadProgress* progress) {
   TensorStore store;
   store.dir_ = dir;
   const std::string d = dir.string();
@@ -88,6 +89,7 @@ TensorStore TensorStore::open(const fs::path& dir) {
     }
 
     std::map<std::string, size_t> shard_index;
+    if (progress) progress->begin("mapping shards", first_tensor_of_shard.size(), ProgressUnit::Count);
     for (const auto& [shard, tensor] : first_tensor_of_shard) {
       const fs::path p = dir / shard;
       if (!path_exists(p))
@@ -95,14 +97,18 @@ TensorStore TensorStore::open(const fs::path& dir) {
                                 kIndexName, shard, tensor, p.string()));
       shard_index.emplace(shard, store.files_.size());
       store.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(p)));
+      if (progress) progress->update(store.files_.size());
     }
+    if (progress) progress->end();
     for (const auto& [tensor, shard] : assigned) {
       if (store.files_[shard_index.at(shard)]->find(tensor) == nullptr)
         throw Error(fmt::format("{}: {} puts tensor '{}' in '{}', but that file has no such tensor", d,
                                 kIndexName, tensor, shard));
     }
   } else if (path_exists(dir / kSingleName)) {
+    if (progress) progress->begin("mapping shards", 1, ProgressUnit::Count);
     store.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(dir / kSingleName)));
+    if (progress) progress->end();
   } else {
     std::vector<fs::path> candidates;
     std::error_code ec;
@@ -120,7 +126,9 @@ TensorStore TensorStore::open(const fs::path& dir) {
       throw Error(fmt::format("{}: {} *.safetensors files ({}) but no {} to say how they fit together", d,
                               candidates.size(), fmt::join(names, ", "), kIndexName));
     }
+    if (progress) progress->begin("mapping shards", 1, ProgressUnit::Count);
     store.files_.push_back(std::make_unique<SafetensorsFile>(SafetensorsFile::open(candidates.front())));
+    if (progress) progress->end();
   }
 
   // Build the name index; a tensor may live in only one file.
@@ -153,6 +161,7 @@ TensorRef TensorStore::get(std::string_view name) const {
     for (const auto& f : files_) names.push_back(f->path().filename().string());
     throw Error(fmt::format("{}: tensor '{}' not found in {}", dir_.string(), name, fmt::join(names, ", ")));
   }
+  if (read_progress_) read_progress_->update(++reads_);
   const SafetensorsFile& f = *files_[it->second.first];
   const TensorInfo& t = f.tensors()[it->second.second];
   const auto bytes = f.bytes(t);

@@ -13,6 +13,8 @@
 
 namespace ilm {
 
+class LoadProgress;
+
 // A tensor used in place: `data` points into a read-only file mapping owned by the store.
 struct TensorRef {
   std::string name;
@@ -31,8 +33,9 @@ class TensorStore {
   // Opens `dir`: the index file if present (every shard it names must exist and hold the
   // tensors the index assigns to it; no tensor may appear in two shards; shards not named in
   // the index are ignored), else `model.safetensors`, else any single `*.safetensors` file.
-  // Errors name the directory, the file and the tensor.
-  static TensorStore open(const std::filesystem::path& dir);
+  // Errors name the directory, the file and the tensor. `progress` (optional) hears the phase
+  // "mapping shards" (k/N files).
+  static TensorStore open(const std::filesystem::path& dir, LoadProgress* progress = nullptr);
 
   const std::filesystem::path& dir() const { return dir_; }
   bool sharded() const { return sharded_; }
@@ -45,7 +48,15 @@ class TensorStore {
   // expected [c, d]".
   TensorRef get(std::string_view name, const std::vector<int64_t>& expected_shape) const;
   std::vector<std::string> names() const;  // sorted
+  size_t tensor_count() const { return index_.size(); }
   uint64_t total_bytes() const;            // sum of tensor byte sizes
+
+  // While set (during a load), each get() reports one more tensor read to `progress` (the
+  // loader's own per-tensor loop drives it). Not for concurrent get() calls; nullptr stops it.
+  void report_reads_to(LoadProgress* progress) {
+    read_progress_ = progress;
+    reads_ = 0;
+  }
 
  private:
   std::filesystem::path dir_;
@@ -53,6 +64,8 @@ class TensorStore {
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   // name -> (file index, tensor index in that file)
   std::vector<std::pair<std::string, std::pair<size_t, size_t>>> index_;  // sorted by name
+  LoadProgress* read_progress_ = nullptr;
+  mutable uint64_t reads_ = 0;
 };
 
 }  // namespace ilm

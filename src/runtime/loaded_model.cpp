@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "common/progress.h"
 #include "model/registry.h"
 
 namespace ilm {
@@ -19,7 +20,7 @@ void require_dir(const std::filesystem::path& dir) {
 }
 }  // namespace
 
-CheckpointInfo CheckpointInfo::load(const std::filesystem::path& dir) {
+CheckpointInfo CheckpointInfo::load(const std::filesystem::path& dir, LoadProgress* progress) {
   require_dir(dir);
   CheckpointInfo info;
   info.config = ModelConfig::load(dir);
@@ -33,12 +34,12 @@ CheckpointInfo CheckpointInfo::load(const std::filesystem::path& dir) {
   for (const int64_t id : info.generation.eos_token_ids) check_id("eos_token_id", id);
   if (info.generation.bos_token_id) check_id("bos_token_id", *info.generation.bos_token_id);
   if (info.generation.pad_token_id) check_id("pad_token_id", *info.generation.pad_token_id);
-  info.store = std::make_unique<TensorStore>(TensorStore::open(dir));
+  info.store = std::make_unique<TensorStore>(TensorStore::open(dir, progress));
   return info;
 }
 
 LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOptions& opts) {
-  CheckpointInfo info = CheckpointInfo::load(dir);
+  CheckpointInfo info = CheckpointInfo::load(dir, opts.progress);
   LoadedModel m;
   m.dir = dir;
   m.config = info.config;
@@ -57,10 +58,35 @@ LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOption
   // Weights used in place: read them now, into huge pages (decode reads every byte per token;
   // with 4 KiB pages the TLB walks cost it ~40% of the bandwidth). Weights converted at load
   // (quantized, repacked) are read once and released instead.
+  LoadProgress* const progress = opts.progress;
   if (opts.quant.format == QuantFormat::None && m.config.stored_quant.format == QuantFormat::None &&
-      opts.backend != "ref")
-    for (const auto& f : m.store->files()) f->mapping().populate_huge(true);
+      opts.backend != "ref") {
+    uint64_t total = 0, before = 0;
+    for (const auto& f : m.store->files()) total += f->mapping().size();
+    if (progress) progress->begin("paging in", total, ProgressUnit::Bytes);
+    for (const auto& f : m.store->files()) {
+      if (progress)
+        f->mapping().populate_huge(true, [&](size_t done) { progress->update(before + done); });
+      else
+        f->mapping().populate_huge(true);
+      before += f->mapping().size();
+    }
+    if (progress) progress->end();
+  }
+  // Converted weights: the architecture reads each tensor once through the store, converting
+  // as it goes; those reads are the progress (k/N tensors).
+  const bool converting = m.config.stored_quant.format != QuantFormat::None || opts.quant.format != QuantFormat::None;
+  if (progress && converting) {
+    progress->begin(m.config.stored_quant.format != QuantFormat::None ? "repacking tensors" : "quantizing tensors",
+                    m.store->tensor_count(), ProgressUnit::Count);
+    m.store->report_reads_to(progress);
+  }
+  struct StopReports {
+    TensorStore& store;
+    ~StopReports() { store.report_reads_to(nullptr); }
+  } stop_reports{*m.store};
   m.lm = create_model(m.config, *m.store, *m.backend, opts.quant);
+  if (progress && converting) progress->end();
   return m;
 }
 

@@ -14,11 +14,17 @@
 
 namespace ilm {
 
+class LoadProgress;
+
 struct LoadOptions {
   std::string backend = "cpu";
   int threads = 0;  // 0: all hardware threads
   QuantSpec quant;  // weight format of the big matrices (none = as stored)
   Precision precision = Precision::Fast;
+  // Hears the load's phases (common/progress.h): mapping shards, paging in (bytes, when the
+  // weights are used in place), quantizing / repacking tensors (when they are converted).
+  // Reported from the load's own loops; nullptr: silent.
+  LoadProgress* progress = nullptr;
 };
 
 struct LoadedModel {
@@ -44,7 +50,7 @@ struct CheckpointInfo {
   ModelConfig config;
   GenerationConfig generation;
   std::unique_ptr<TensorStore> store;
-  static CheckpointInfo load(const std::filesystem::path& dir);
+  static CheckpointInfo load(const std::filesystem::path& dir, LoadProgress* progress = nullptr);
 };
 
 }  // namespace ilm

@@ -9,6 +9,7 @@
 
 #include "backend/backend.h"
 #include "common/error.h"
+#include "common/progress.h"
 #include "io/json_file.h"
 #include "io/mapped_file.h"
 #include "io/safetensors_writer.h"
@@ -55,7 +56,7 @@ void prepare_out_dir(const fs::path& out, bool force) {
 
 QuantizeSummary quantize_checkpoint(const QuantizeOptions& o, const std::function<void(uint64_t, uint64_t)>& progress) {
   if (o.quant.format == QuantFormat::None) throw Error("quantize: give --quant int8 or int4");
-  CheckpointInfo info = CheckpointInfo::load(o.model);
+  CheckpointInfo info = CheckpointInfo::load(o.model, o.progress);
   if (info.config.stored_quant.format != QuantFormat::None)
     throw Error(fmt::format("{}: checkpoint is already quantized ({})", o.model.string(),
                             quant_name(info.config.stored_quant)));
@@ -97,6 +98,7 @@ QuantizeSummary quantize_checkpoint(const QuantizeOptions& o, const std::functio
   std::string cached_source;  // the last quantized matrix: its data and scales may straddle two files
   QuantizedMatrix cached;
   uint64_t done = 0;
+  if (o.progress) o.progress->begin("quantizing", sum.output_bytes, ProgressUnit::Bytes);
   for (size_t s = 0; s < plan.shards.size(); ++s) {
     std::vector<TensorDecl> decls;
     for (size_t i : plan.shards[s]) decls.push_back({outs[i].name, outs[i].dtype, outs[i].shape});
@@ -119,9 +121,11 @@ QuantizeSummary quantize_checkpoint(const QuantizeOptions& o, const std::functio
       release_mapped_pages(src.data, src.nbytes);
       done += t.bytes();
       if (progress) progress(done, sum.output_bytes);
+      if (o.progress) o.progress->update(done);
     }
     w.finish();
   }
+  if (o.progress) o.progress->end();
   write_shard_index(o.out, plan, names, sum.output_bytes);
 
   nlohmann::json cfg = read_json_file(o.model / "config.json");

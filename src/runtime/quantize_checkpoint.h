@@ -11,12 +11,16 @@
 
 namespace ilm {
 
+class LoadProgress;
+
 struct QuantizeOptions {
   std::filesystem::path model, out;
   QuantSpec quant;
   uint64_t shard_bytes = 0;  // 0: 5 GB
   bool force = false;        // replace weight files in a non-empty `out`
   int threads = 0;
+  // Hears "mapping shards" and "quantizing" (bytes written of the total); nullptr: silent.
+  LoadProgress* progress = nullptr;
 };
 
 struct QuantizeSummary {

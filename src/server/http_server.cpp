@@ -198,6 +198,7 @@ struct HttpServer::Impl {
     ctx.max_n = std::max(1, e.options().max_seqs);
     ctx.max_model_len = e.options().max_model_len;
     ctx.max_tokens_default = opts.max_tokens_default;
+    ctx.chat_template = opts.chat_template.get();
     metrics.set_max_model_len(e.options().max_model_len);
     model = std::move(m);
     ready.store(model.get());
@@ -350,7 +351,7 @@ struct HttpServer::Impl {
       const json j = parse_body(body);
       check_model(j);
       const int64_t max_len = M().engine.options().max_model_len;
-      const auto ids = parse_tokenize_request(j, M().tok, max_len);
+      const auto ids = parse_tokenize_request(j, M().tok, max_len, M().ctx.chat_template);
       res.set_content(dump_json({{"tokens", ids}, {"count", ids.size()}, {"max_model_len", max_len}}),
                       "application/json");
     });

@@ -26,6 +26,10 @@
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
+namespace ilm {
+class JinjaTemplate;
+}
+
 namespace ilm::server {
 
 struct ServerOptions {
@@ -40,6 +44,7 @@ struct ServerOptions {
   int http_threads = 64;             // complete requests handled at once (more wait for a worker)
   int keep_alive_seconds = 5;        // an idle keep-alive connection is closed after this
   int64_t max_tokens_default = 4096; // a non-streaming chat request without max_tokens: at most this many
+  std::shared_ptr<const JinjaTemplate> chat_template;  // --chat-template; null: the built-in template
   // The connection gate's limits (server/connection_gate.h): head size and fields (431),
   // head deadline and minimum body rate (408), open connections in all and per client address.
   size_t max_head_bytes = 64u << 10;

@@ -99,6 +99,32 @@ void refuse_if_beyond(const Tokenizer& tok, std::string_view text, int64_t max_m
                       param);
 }
 
+// The ids of a chat prompt: the built-in template (encode_chat) or `tmpl` (--chat-template),
+// whose rendering errors (raise_exception, ...) are the request's fault. Either way exactly one
+// BOS id comes first and the rest is encoded without special additions.
+std::vector<TokenId> chat_prompt(const Tokenizer& tok, const JinjaTemplate* tmpl, const std::vector<ChatMessage>& messages,
+                                 bool add_generation_prompt, int64_t max_model_len) {
+  if (!tmpl) {
+    refuse_if_beyond(tok, render_chat(messages, add_generation_prompt, ""), max_model_len, "messages", "messages");
+    return encode_chat(tok, messages, add_generation_prompt);
+  }
+  std::string body;
+  try {
+    body = render_chat_body(tok, *tmpl, messages, add_generation_prompt);
+  } catch (const TemplateError& e) {
+    throw bad_request(e.what(), "messages");
+  }
+  refuse_if_beyond(tok, body, max_model_len, "messages", "messages");
+  std::vector<TokenId> ids{tok.bos_id()};
+  try {
+    const std::vector<TokenId> rest = tok.encode(body, false);
+    ids.insert(ids.end(), rest.begin(), rest.end());
+  } catch (const Error& e) {
+    throw bad_request(e.what(), "messages");
+  }
+  return ids;
+}
+
 std::vector<TokenId> encode_text(const Tokenizer& tok, const std::string& text, bool add_special,
                                  int64_t max_model_len) {
   refuse_if_beyond(tok, text, max_model_len, "prompt", "prompt");
@@ -502,8 +528,8 @@ GenerationRequest parse_chat_request(const json& body, const ParseContext& ctx) 
   }
   auto messages = parse_messages(body);
   parse_tools(body, ctx, r, messages);
-  refuse_if_beyond(*ctx.tokenizer, render_chat(messages, true, ""), ctx.max_model_len, "messages", "messages");
-  r.prompts.push_back(encode_chat(*ctx.tokenizer, messages, /*add_generation_prompt=*/true));
+  r.prompts.push_back(chat_prompt(*ctx.tokenizer, ctx.chat_template, messages, /*add_generation_prompt=*/true,
+                                  ctx.max_model_len));
   if (!r.stream) r.default_max_tokens = ctx.max_tokens_default;
   return r;
 }
@@ -575,13 +601,13 @@ int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int
   return *req.max_tokens;
 }
 
-std::vector<TokenId> parse_tokenize_request(const json& body, const Tokenizer& tok, int64_t max_model_len) {
+std::vector<TokenId> parse_tokenize_request(const json& body, const Tokenizer& tok, int64_t max_model_len,
+                                            const JinjaTemplate* chat_template) {
   if (field(body, "messages")) {
     bool gen = true;
     if (const json* v = field(body, "add_generation_prompt")) gen = as_bool(*v, "add_generation_prompt");
     const auto messages = parse_messages(body);
-    refuse_if_beyond(tok, render_chat(messages, gen, ""), max_model_len, "messages", "messages");
-    return encode_chat(tok, messages, gen);
+    return chat_prompt(tok, chat_template, messages, gen, max_model_len);
   }
   const json* p = field(body, "prompt");
   if (!p) throw bad_request("give 'prompt' (a string) or 'messages'", "prompt");

@@ -16,6 +16,7 @@
 #include "structured/grammar_cache.h"
 #include "server/api_error.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/jinja_template.h"
 #include "tokenizer/tokenizer.h"
 
 namespace ilm::server {
@@ -62,6 +63,9 @@ struct ParseContext {
   // body is parsed again with its key order kept (a schema's properties come in its order).
   structured::GrammarCache* grammars = nullptr;
   std::string_view raw_body;
+  // `serve --chat-template FILE`: chat prompts rendered with it (still exactly one BOS id
+  // first); null: the built-in InternLM2 template (encode_chat).
+  const JinjaTemplate* chat_template = nullptr;
 };
 
 inline constexpr size_t kMaxStop = 16;
@@ -95,8 +99,9 @@ int64_t resolve_max_tokens(const GenerationRequest& req, int64_t prompt_len, int
                            int64_t kv_tokens = 0);
 
 // /tokenize: {"prompt": str, "add_special_tokens": bool} or {"messages": [...],
-// "add_generation_prompt": bool} -> ids.
-std::vector<TokenId> parse_tokenize_request(const nlohmann::json& body, const Tokenizer& tok, int64_t max_model_len = 0);
+// "add_generation_prompt": bool} -> ids (messages rendered with `chat_template` when not null).
+std::vector<TokenId> parse_tokenize_request(const nlohmann::json& body, const Tokenizer& tok, int64_t max_model_len = 0,
+                                            const JinjaTemplate* chat_template = nullptr);
 
 // /detokenize: {"tokens": [ids], "skip_special_tokens": bool (default false)}.
 struct DetokenizeRequest {

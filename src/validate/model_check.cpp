@@ -45,7 +45,7 @@ const std::vector<std::string>& tokenizer_samples() {
 
 std::unique_ptr<LoadedModel> load_model(const Context& ctx, const std::string& backend) {
   const Options& o = ctx.opts;
-  auto m = std::make_unique<LoadedModel>(LoadedModel::load(o.model_dir, {backend, o.threads, parse_quant(o.quant), o.precision}));
+  auto m = std::make_unique<LoadedModel>(LoadedModel::load(o.model_dir, {backend, o.threads, parse_quant(o.quant), o.precision, o.load_progress}));
   if (!ctx.fault.empty() && backend == o.backend) {
     // The backend under test, perturbed (test hook): same weights, rebuilt over the wrapper.
     m->lm.reset();

@@ -34,6 +34,7 @@ struct Options {
   std::vector<std::string> stages;    // empty: all
   std::filesystem::path self_exe;     // the internlm binary (for serve / bench-serve)
   std::string command_line;           // as typed, for the report
+  LoadProgress* load_progress = nullptr;  // hears the model stage's load (common/progress.h)
 };
 
 // The threshold key for this run: "a.fast_b" in place of "a.b" under --precision fast on a

@@ -120,6 +120,41 @@ def main():
         worst = max(abs(x - y) for x, y in zip(a, b))
         assert worst < 1e-4, worst
 
+    def load_progress_plain_lines():
+        # stderr is a pipe here: plain lines (no \r), one at each phase's start and end.
+        import re
+        def progress(p, cmd):
+            err = p.stderr.decode()
+            assert "\r" not in err, repr(err)
+            return [l for l in err.splitlines() if l.startswith(cmd + ": ")]
+        lines = progress(sh("run", "--model", model, "--prompt", "hi", "--max-tokens", "2"), "run")
+        assert lines[0] == "run: mapping shards 0/1 (0%)", lines
+        assert re.fullmatch(r"run: mapping shards 1/1 done in \d+\.\d\d s", lines[1]), lines
+        assert re.fullmatch(r"run: paging in 0\.00/\d+\.\d\d MB \(0%\)", lines[2]), lines
+        assert re.fullmatch(r"run: paging in (\d+\.\d\d)/\1 MB done in \d+\.\d\d s", lines[-1]), lines
+        assert len(lines) <= 4 + 9, lines  # at most one line per 10% in between
+        # Quantized at load: tensors k/N instead of the page-in.
+        lines = progress(sh("run", "--model", model, "--quant", "int8", "--prompt", "hi", "--max-tokens", "2"), "run")
+        assert any(re.fullmatch(r"run: quantizing tensors 0/\d+ \(0%\)", l) for l in lines), lines
+        assert re.fullmatch(r"run: quantizing tensors (\d+)/\1 done in \d+\.\d\d s", lines[-1]), lines
+        assert not any("paging in" in l for l in lines), lines
+        # --quiet: no progress either.
+        assert progress(sh("run", "--model", model, "--prompt", "hi", "--max-tokens", "2", "-q"), "run") == []
+        # quantize: the shards it reads, the bytes it writes; its output in 20 MB shards is
+        # mapped shard by shard, and repacked, by the next load.
+        q = os.path.join(TMP, "q-progress")
+        lines = progress(sh("quantize", "--model", model, "--quant", "int8", "--out", q, "--shard-mb", "20",
+                            "--force"), "quantize")
+        assert lines[0] == "quantize: mapping shards 0/1 (0%)", lines
+        assert re.fullmatch(r"quantize: quantizing (\d+\.\d\d)/\1 MB done in \d+\.\d\d s", lines[-1]), lines
+        n = len(json.load(open(os.path.join(q, "model.safetensors.index.json")))["weight_map"])
+        shards = len(set(json.load(open(os.path.join(q, "model.safetensors.index.json")))["weight_map"].values()))
+        assert shards > 1, shards
+        lines = progress(sh("run", "--model", q, "--prompt", "hi", "--max-tokens", "2"), "run")
+        assert lines[0] == f"run: mapping shards 0/{shards} (0%)", lines
+        assert any(l.startswith(f"run: mapping shards {shards}/{shards} done in ") for l in lines), lines
+        assert lines[-1].startswith(f"run: repacking tensors {n}/{n} done in "), lines
+
     def quantized_checkpoint():
         for fmt in ("int8", "int4:64"):
             q = os.path.join(TMP, "q-" + fmt.replace(":", "-"))
@@ -308,7 +343,7 @@ def main():
     for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
                      ("greedy is deterministic", greedy_deterministic),
                      ("threads do not change results", threads_do_not_change_results), ("seeded sampling", sampled_seeded),
-                     ("chat run", chat_run), ("logits dump", logits_dump), ("quantized checkpoint", quantized_checkpoint), ("default model", default_model),
+                     ("chat run", chat_run), ("load progress", load_progress_plain_lines), ("logits dump", logits_dump), ("quantized checkpoint", quantized_checkpoint), ("default model", default_model),
                      ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints),
                      ("flags from INTERNLM_* and --config", env_and_config), ("--max-model-len alias", max_model_len_alias),
                      ("empty prompts", empty_prompts)]:

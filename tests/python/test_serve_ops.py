@@ -4,7 +4,7 @@ vLLM's metric names on /metrics, CORS (preflight before auth, headers on every r
 included), SSE keep-alive comments on a stream queued behind a long request, the access log
 (X-Request-Id echoed, sanitized, bodies never logged, JSON lines, --disable-log-requests), API
 keys (repeated flag, key file, INTERNLM_API_KEY), the positional model, the refusal to serve
-without one, `--model demo`, vLLM's flag aliases, and /health 503 while the model loads. Run
+without one, `--model demo`, vLLM's flag aliases, --chat-template, and /health 503 while the model loads. Run
 by ctest with INTERNLM_BIN and INTERNLM_TEST_TMP set; every wait is bounded."""
 import http.client
 import json
@@ -329,6 +329,81 @@ def test_model_selection(model):
         srv.stop()
 
 
+VARIANT_TEMPLATE = """{{ bos_token -}}
+{% for message in messages %}
+    {% if loop.first and message['role'] == 'assistant' %}
+        {{- raise_exception('the first message must not be the assistant\\'s') }}
+    {% endif %}
+    {% if loop.first and message['role'] != 'system' %}
+        {{- '<|im_start|>system\\nDefault prompt.<|im_end|>\\n' -}}
+    {% endif %}
+    {{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}
+{% endfor %}
+{% if add_generation_prompt %}
+    {{- '<|im_start|>assistant\\n' -}}
+{% endif %}
+"""
+
+
+def test_chat_template(model):
+    """--chat-template FILE (template text or tokenizer_config-style JSON) changes what /tokenize
+    and chat requests render; a template outside the supported subset stops serve at startup."""
+    raw = os.path.join(TMP, "variant.jinja")
+    with open(raw, "w", encoding="utf-8") as f:
+        f.write(VARIANT_TEMPLATE)
+    as_json = os.path.join(TMP, "variant_config.json")
+    with open(as_json, "w", encoding="utf-8") as f:
+        json.dump({"bos_token": "<s>", "chat_template": VARIANT_TEMPLATE}, f)
+    user = {"messages": [{"role": "user", "content": "hi"}]}
+    with_system = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}
+
+    def tokenize(srv, body):
+        st, _, data = srv.request("POST", "/tokenize", body)
+        assert st == 200, data
+        return json.loads(data)["tokens"]
+
+    def text_ids(srv, text):
+        return tokenize(srv, {"prompt": text, "add_special_tokens": False})
+
+    for path in (raw, as_json):
+        srv = Server(model, "--chat-template", path)
+        try:
+            got = tokenize(srv, user)
+            want = text_ids(srv, "<s><|im_start|>system\nDefault prompt.<|im_end|>\n"
+                                 "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+            assert got == want and got.count(1) == 1 and got[0] == 1, (got, want)
+            builtin = text_ids(srv, "<s><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+            assert got != builtin
+            # A system turn given: the template adds none (the built-in rendering).
+            got = tokenize(srv, {**with_system, "add_generation_prompt": False})
+            assert got == text_ids(srv, "<s><|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"), got
+            # Chat requests use it too; raise_exception is a 400 with the template's message.
+            st, _, data = srv.request("POST", "/v1/chat/completions", chat("hi", max_tokens=1))
+            assert st == 200 and json.loads(data)["usage"]["prompt_tokens"] == len(want), data
+            st, _, data = srv.request("POST", "/v1/chat/completions",
+                                      {"messages": [{"role": "assistant", "content": "x"}], "max_tokens": 1})
+            assert st == 400 and "must not be the assistant's" in json.loads(data)["error"]["message"], data
+            assert "chat template loaded" in srv.stderr()
+        finally:
+            srv.stop()
+    # Without the flag: the built-in template.
+    srv = Server(model)
+    try:
+        assert tokenize(srv, user) == text_ids(srv, "<s><|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    finally:
+        srv.stop()
+    # Outside the subset, or no such file: refused before serving, naming the construct's position.
+    bad = os.path.join(TMP, "bad.jinja")
+    with open(bad, "w", encoding="utf-8") as f:
+        f.write("{{ bos_token }}\n{% for m in messages %}{{ m['content'] | upper }}{% endfor %}")
+    p = subprocess.run([BIN, "serve", model, "--port", "0", "--chat-template", bad], capture_output=True, timeout=60)
+    assert p.returncode != 0 and b"listening" not in p.stdout, p
+    assert b"unsupported filter 'upper'" in p.stderr and b"line 2, column 42" in p.stderr, p.stderr
+    p = subprocess.run([BIN, "serve", model, "--port", "0", "--chat-template", os.path.join(TMP, "missing.jinja")],
+                       capture_output=True, timeout=60)
+    assert p.returncode != 0 and b"no such file" in p.stderr, p.stderr
+
+
 def test_health_while_loading(big_model):
     """The port opens before the model loads: /health and every route answer 503 until ready."""
     log_path = os.path.join(TMP, "loading.log")
@@ -381,6 +456,7 @@ def main():
     check("SSE keep-alive comments on a stream queued behind a long request", lambda: test_keepalive(model))
     check("access log, X-Request-Id, JSON lines, --disable-log-requests", lambda: test_access_log(model))
     check("positional model, no-model refusal, --model demo, vLLM aliases", lambda: test_model_selection(model))
+    check("--chat-template FILE: a variant template changes /tokenize and chat prompts", lambda: test_chat_template(model))
     big = synth(os.path.join(TMP, "small"), "small")
     check("/health 503 while the model loads", lambda: test_health_while_loading(big))
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
