@@ -16,9 +16,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from harness import RESULTS, check
+
 BIN = os.environ.get("INTERNLM_BIN", "build/internlm")
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "bench-serve")
-RESULTS = {"passed": 0, "failed": 0}
 
 DEFAULTS = {
     "ttft": 0.2,            # seconds before the first token
@@ -208,16 +209,6 @@ def load(path):
 
 def near(value, want, tol, what):
     assert abs(value - want) <= tol, f"{what} = {value:.2f}, expected {want} ± {tol}"
-
-
-def check(name, fn):
-    try:
-        fn()
-        RESULTS["passed"] += 1
-        print(f"ok   {name}", flush=True)
-    except Exception as e:  # noqa: BLE001 - report every failure and go on
-        RESULTS["failed"] += 1
-        print(f"FAIL {name}: {e}", flush=True)
 
 
 def main():

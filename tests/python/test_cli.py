@@ -9,9 +9,10 @@ import struct
 import subprocess
 import sys
 
+from harness import RESULTS, check
+
 BIN = os.environ.get("INTERNLM_BIN", "build/internlm")
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "cli")
-RESULTS = {"passed": 0, "failed": 0}
 
 
 def sh(*args, ok=True, env=None, timeout=600):
@@ -20,16 +21,6 @@ def sh(*args, ok=True, env=None, timeout=600):
     if ok and p.returncode != 0:
         raise AssertionError(f"{args} exited {p.returncode}: {p.stderr.decode(errors='replace')}")
     return p
-
-
-def check(name, fn):
-    try:
-        fn()
-        RESULTS["passed"] += 1
-        print(f"ok   {name}")
-    except Exception as e:  # noqa: BLE001 - report every failure and go on
-        RESULTS["failed"] += 1
-        print(f"FAIL {name}: {e}")
 
 
 def expect_error(args, *needles, env=None):

@@ -19,24 +19,12 @@ import sys
 import threading
 import time
 
+from harness import RESULTS, chat, check
+
 BIN = os.environ.get("INTERNLM_BIN", "build/internlm")
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_http")
-RESULTS = {"passed": 0, "failed": 0}
 HOST = "127.0.0.1"
 CTX = 4096  # --max-model-len
-
-
-def check(name, fn):
-    if os.environ.get("TEST_ONLY") and os.environ["TEST_ONLY"] not in name:  # a quick run of one check
-        return
-    t = time.time()
-    try:
-        fn()
-        RESULTS["passed"] += 1
-        print(f"ok   {name} ({time.time() - t:.1f}s)", flush=True)
-    except Exception as e:  # noqa: BLE001 - report every failure and go on
-        RESULTS["failed"] += 1
-        print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
 
 
 class Server:
@@ -122,10 +110,6 @@ class Server:
             self.proc.kill()
             self.proc.wait(10)
         self.log.close()
-
-
-def chat(content, **kw):
-    return {"messages": [{"role": "user", "content": content}], **kw}
 
 
 def stream_text(events):
