@@ -23,9 +23,7 @@ struct BenchArgs {
 void bench(const BenchArgs& a) {
   // Load progress on stderr: a line redrawn in place on a terminal, plain lines otherwise.
   const std::unique_ptr<LoadProgress> progress = make_load_progress("bench");
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model.model),
-                                    {a.model.backend, a.model.threads, parse_quant(a.model.quant),
-                                     a.model.parsed_precision(), progress.get()});
+  LoadedModel m = a.model.load(progress.get());
   BenchResult r = run_bench(m, a.opts, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
   nlohmann::json j = r.to_json();
   j["model"] = m.dir.string();

@@ -47,9 +47,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
 
   // Load progress on stderr: a line redrawn in place on a terminal, plain lines otherwise.
   const std::unique_ptr<LoadProgress> progress = a.quiet ? nullptr : make_load_progress("run");
-  LoadedModel m = LoadedModel::load(resolve_model_dir(a.model.model),
-                                    {a.model.backend, a.model.threads, parse_quant(a.model.quant),
-                                     a.model.parsed_precision(), progress.get()});
+  LoadedModel m = a.model.load(progress.get());
   std::vector<TokenId> prompt;
   if (a.chat) {
     std::vector<ChatMessage> msgs;

@@ -200,9 +200,7 @@ void serve(ServeArgs a) {
       else
         progress = make_load_progress("loading", to_log);
     }
-    m.emplace(LoadedModel::load(resolve_model_dir(a.model.model),
-                                {a.model.backend, a.model.threads, parse_quant(a.model.quant),
-                                 a.model.parsed_precision(), progress.get()}));
+    m.emplace(a.model.load(progress.get()));
     const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log::info("model loaded", {{"seconds", std::round(load_s * 100) / 100}});
     a.engine.sample_vocab = m->tokenizer->vocab_size();

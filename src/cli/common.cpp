@@ -54,8 +54,8 @@ void ModelArgs::add_to(CLI::App& cmd) {
 
 Precision ModelArgs::parsed_precision() const { return parse_precision(precision).value_or(Precision::Fast); }
 
-LoadedModel ModelArgs::load() const {
-  return LoadedModel::load(resolve_model_dir(model), {backend, threads, parse_quant(quant), parsed_precision()});
+LoadedModel ModelArgs::load(LoadProgress* progress) const {
+  return LoadedModel::load(resolve_model_dir(model), {backend, threads, parse_quant(quant), parsed_precision(), progress});
 }
 
 std::vector<TokenId> parse_ids(const std::string& text) {

@@ -24,7 +24,8 @@ struct ModelArgs {
   std::string model, backend = "cpu", quant = "none", precision = "fast";
   int threads = 0;
   void add_to(CLI::App& cmd);
-  LoadedModel load() const;
+  // `progress` (may be null): load progress (shards mapped, bytes paged in, tensors repacked).
+  LoadedModel load(LoadProgress* progress = nullptr) const;
   Precision parsed_precision() const;
 };
 

@@ -556,28 +556,27 @@ class Parser {
     return e;
   }
 
-  std::unique_ptr<Expr> parse_or(const std::vector<Token>& tk, size_t& t) {
-    auto e = parse_and(tk, t);
-    while (is_name(tk, t, "or")) {
+  // `a op b op c ...`, left-associative, each operand parsed by `operand`.
+  template <class Operand>
+  std::unique_ptr<Expr> parse_chain(const std::vector<Token>& tk, size_t& t, const char* op, Expr::K k,
+                                    Operand operand) {
+    auto e = operand(tk, t);
+    while (is_name(tk, t, op)) {
       const Pos p = tk[t++].pos;
-      auto r = parse_and(tk, t);
+      auto r = operand(tk, t);
       check_value(*e);
       check_value(*r);
-      e = binary(Expr::K::Or, Ty::Any, p, std::move(e), std::move(r));
+      e = binary(k, Ty::Any, p, std::move(e), std::move(r));
     }
     return e;
   }
 
+  std::unique_ptr<Expr> parse_or(const std::vector<Token>& tk, size_t& t) {
+    return parse_chain(tk, t, "or", Expr::K::Or, [this](const std::vector<Token>& k, size_t& i) { return parse_and(k, i); });
+  }
+
   std::unique_ptr<Expr> parse_and(const std::vector<Token>& tk, size_t& t) {
-    auto e = parse_not(tk, t);
-    while (is_name(tk, t, "and")) {
-      const Pos p = tk[t++].pos;
-      auto r = parse_not(tk, t);
-      check_value(*e);
-      check_value(*r);
-      e = binary(Expr::K::And, Ty::Any, p, std::move(e), std::move(r));
-    }
-    return e;
+    return parse_chain(tk, t, "and", Expr::K::And, [this](const std::vector<Token>& k, size_t& i) { return parse_not(k, i); });
   }
 
   std::unique_ptr<Expr> parse_not(const std::vector<Token>& tk, size_t& t) {

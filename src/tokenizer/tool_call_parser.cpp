@@ -118,10 +118,10 @@ void ToolCallParser::text_out(std::string_view t, bool final, std::vector<ToolCa
 }
 
 void ToolCallParser::step(std::vector<ToolCallEvent>& out, bool final) {
+  // Call events (content goes out through text_out); an empty argument fragment is none.
   auto emit = [&](ToolCallEvent::Kind k, std::string_view t) {
-    if (k != ToolCallEvent::Kind::End && k != ToolCallEvent::Kind::Begin && t.empty()) return;
-    if (k == ToolCallEvent::Kind::Text && !out.empty() && out.back().kind == k) out.back().text += t;
-    else out.push_back({k, std::string(t)});
+    if (k == ToolCallEvent::Kind::Args && t.empty()) return;
+    out.push_back({k, std::string(t)});
   };
   for (;;) {
     switch (state_) {
