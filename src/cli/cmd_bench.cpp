@@ -1,10 +1,15 @@
 // `internlm bench`: pp / tg throughput with the machine's limits measured in the same run.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
 #include "cli/commands.h"
+#include "common/error.h"
 #include "cli/common.h"
 #include "common/progress.h"
 #include "perf/model_bench.h"
@@ -17,14 +22,48 @@ namespace {
 struct BenchArgs {
   ModelArgs model;
   bool json = false;
+  bool no_kv_prefault = false;
+  std::string kv_dtype = "f32", contexts;
   BenchOptions opts;
 };
 
+// "1024,4096" (k suffix allowed: "4k" = 4096) -> lengths; throws ilm::Error on anything else.
+std::vector<int64_t> parse_contexts(const std::string& text) {
+  std::vector<int64_t> out;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t comma = text.find(',', pos);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(pos, comma - pos);
+    int64_t mult = 1;
+    if (!item.empty() && (item.back() == 'k' || item.back() == 'K')) {
+      mult = 1024;
+      item.pop_back();
+    }
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0 || v > (int64_t{1} << 40))
+      throw Error(fmt::format("--context: '{}' is not a token count (e.g. 4096 or 4k)", text.substr(pos, comma - pos)));
+    out.push_back(static_cast<int64_t>(v) * mult);
+    pos = comma + 1;
+  }
+  return out;
+}
+
 void bench(const BenchArgs& a) {
   // Load progress on stderr: a line redrawn in place on a terminal, plain lines otherwise.
+  BenchOptions opts = a.opts;
+  opts.kv_dtype = parse_kv_cache_dtype_arg(a.kv_dtype);
+  opts.kv_prefault = !a.no_kv_prefault;
+  if (!a.contexts.empty()) opts.contexts = parse_contexts(a.contexts);
   const std::unique_ptr<LoadProgress> progress = make_load_progress("bench");
   LoadedModel m = a.model.load(progress.get());
-  BenchResult r = run_bench(m, a.opts, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
+  BenchResult r = run_bench(m, opts, [](const std::string& s) { std::fprintf(stderr, "bench: %s\n", s.c_str()); });
   nlohmann::json j = r.to_json();
   j["model"] = m.dir.string();
   j["backend"] = m.backend->name();
@@ -32,6 +71,7 @@ void bench(const BenchArgs& a) {
   j["prompt_tokens"] = a.opts.prompt_tokens;
   j["gen_tokens"] = a.opts.gen_tokens;
   j["reps"] = a.opts.reps;
+  j["kv_prefault"] = opts.kv_prefault;
   j["weight_bytes"] = m.store->total_bytes();
   j["precision"] = precision_name(m.backend->precision());
   if (a.json) {
@@ -43,23 +83,42 @@ void bench(const BenchArgs& a) {
              "huge pages\n",
              m.dir.string(), gb, m.backend->name(), precision_name(m.backend->precision()), m.backend->threads(),
              100 * r.weights_huge_page_share);
-  fmt::print("pp{:<5} {:8.2f} ± {:.2f} tok/s   {:.1f} GFLOP/s = {:.1f}% of f32 FMA peak {:.1f}{}\n",
+  if (a.opts.prompt_tokens > 0)
+    fmt::print("pp{:<5} {:8.2f} ± {:.2f} tok/s   {:.1f} GFLOP/s = {:.1f}% of f32 FMA peak {:.1f}{}\n",
              a.opts.prompt_tokens, r.pp_tokens_per_s.mean, r.pp_tokens_per_s.stddev, r.pp_gflops,
              100 * r.pp_gflops / r.fma_peak_gflops, r.fma_peak_gflops,
              r.bf16_peak_gflops ? fmt::format(", {:.1f}% of bf16 dot peak {:.1f}", 100 * r.pp_gflops / *r.bf16_peak_gflops,
                                               *r.bf16_peak_gflops)
                                 : std::string());
-  if (r.int8_peak_gops)
+  if (r.int8_peak_gops && a.opts.prompt_tokens > 0)
     fmt::print("              int8 dot-product peak {:.1f} GOP/s (pp = {:.1f}% of it)\n", *r.int8_peak_gops,
                100 * r.pp_gflops / *r.int8_peak_gops);
+  fmt::print("KV cache {}: {:.1f} KiB per cached token (all layers, K and V)\n", kv_cache_dtype_name(r.kv_dtype),
+             static_cast<double>(r.kv_bytes_per_cached_token) / 1024.0);
+  for (const ContextDecode& d : r.contexts) {
+    if (d.context == 0 && r.contexts.size() == 1) break;  // the plain tg line below says it all
+    std::vector<double> bw = d.bandwidth_before_gbps;
+    bw.insert(bw.end(), d.bandwidth_after_gbps.begin(), d.bandwidth_after_gbps.end());
+    fmt::print("tg{:<5} @ context {:<6} {:8.2f} ± {:.2f} tok/s   {:.3f} GB/token ({:.3f} GB of it KV); {:.1f}%-{:.1f}% of "
+               "the roofline at {:.1f}-{:.1f} GB/s{}\n",
+               a.opts.gen_tokens, d.context, d.tg_tokens_per_s.mean, d.tg_tokens_per_s.stddev,
+               d.decode_bytes_per_token / 1e9, d.kv_bytes_per_token / 1e9, 100 * d.roofline_ratio_low,
+               100 * d.roofline_ratio_high, *std::min_element(bw.begin(), bw.end()),
+               *std::max_element(bw.begin(), bw.end()),
+               d.synthesized ? fmt::format(" (the {} cached tokens synthesised into the cache in {:.1f} s, not prefilled)",
+                                           d.context, d.synth_seconds)
+                             : std::string());
+  }
+  // The first context's tg in full (bandwidths, the weight read); the same as before --context.
   fmt::print("tg{:<5} {:8.2f} ± {:.2f} tok/s   {:.2f} GB/token; read bandwidth {:.1f}-{:.1f} GB/s around the runs;\n"
-             "              {:.1f}%-{:.1f}% of the bandwidth roofline\n",
+             "              {:.1f}%-{:.1f}% of the bandwidth roofline{}\n",
              a.opts.gen_tokens, r.tg_tokens_per_s.mean, r.tg_tokens_per_s.stddev, r.decode_bytes_per_token / 1e9,
              std::min(*std::min_element(r.bandwidth_before_gbps.begin(), r.bandwidth_before_gbps.end()),
                       *std::min_element(r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end())),
              std::max(*std::max_element(r.bandwidth_before_gbps.begin(), r.bandwidth_before_gbps.end()),
                       *std::max_element(r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end())),
-             100 * r.tg_roofline_ratio_low, 100 * r.tg_roofline_ratio_high);
+             100 * r.tg_roofline_ratio_low, 100 * r.tg_roofline_ratio_high,
+             r.contexts.front().context > 0 ? fmt::format(" (at context {})", r.contexts.front().context) : std::string());
   if (!r.weight_read_before_gbps.empty() && r.tg_weight_read_ratio_low > 0) {
     std::vector<double> wr = r.weight_read_before_gbps;
     wr.insert(wr.end(), r.weight_read_after_gbps.begin(), r.weight_read_after_gbps.end());
@@ -83,11 +142,18 @@ void add_bench_command(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   CLI::App* cmd = app.add_subcommand("bench", "Prefill / decode throughput vs this machine's measured limits");
   a->model.add_to(*cmd);
-  cmd->add_option("-p,--prompt-tokens", a->opts.prompt_tokens, "Prompt length for pp")->check(CLI::PositiveNumber);
+  cmd->add_option("-p,--prompt-tokens", a->opts.prompt_tokens, "Prompt length for pp (0: no pp)")->check(CLI::NonNegativeNumber);
   cmd->add_option("-n,--gen-tokens", a->opts.gen_tokens, "Tokens generated for tg")->check(CLI::PositiveNumber);
   cmd->add_option("-r,--reps", a->opts.reps, "Repetitions (after one warm-up)")->check(CLI::PositiveNumber);
   cmd->add_option("-b,--batch", a->opts.batch, "Also measure batched decode of this many sequences (e.g. 16)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--context", a->contexts,
+                  "Decode after N cached tokens, synthesised directly into the KV cache (not prefilled); a list "
+                  "times each (e.g. 1024,4096,16k,32k; default 0: after BOS alone). Bytes per token count the KV "
+                  "of every layer at that context");
+  add_kv_cache_dtype_option(*cmd, a->kv_dtype, "of pp and tg");
+  cmd->add_flag("--no-kv-prefault", a->no_kv_prefault,
+                "Do not fault in the KV memory before timing tg (shows what first-touch page faults cost)");
   cmd->add_flag("--json", a->json, "Print JSON");
   cmd->callback([a] { bench(*a); });
 }

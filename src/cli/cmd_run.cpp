@@ -12,6 +12,7 @@
 #include "common/error.h"
 #include "runtime/generator.h"
 #include "runtime/loaded_model.h"
+#include "runtime/tensor_parallel.h"
 #include "tokenizer/chat_template.h"
 
 namespace ilm::cli {
@@ -24,6 +25,7 @@ struct RunArgs {
   bool chat = false, quiet = false;
   bool has_prompt = false, has_prompt_file = false;  // given at all (--prompt "" is a prompt: BOS only)
   int64_t max_tokens = 256, max_model_len = 0;
+  std::string kv_dtype = "f32";
   SamplingParams sampling;
 };
 
@@ -44,10 +46,12 @@ SamplingParams sampling_from(const GenerationConfig& gen, const CLI::App& cmd, S
 void run(const RunArgs& a, const CLI::App& cmd) {
   if (a.has_prompt == a.has_prompt_file) throw Error("give exactly one of --prompt or --prompt-file");
   const std::string text = a.has_prompt ? a.prompt : read_text_file(a.prompt_file);
+  const DType kv_dtype = parse_kv_cache_dtype_arg(a.kv_dtype);
 
   // Load progress on stderr: a line redrawn in place on a terminal, plain lines otherwise.
   const std::unique_ptr<LoadProgress> progress = a.quiet ? nullptr : make_load_progress("run");
   LoadedModel m = a.model.load(progress.get());
+  if (m.follower()) return follow(*m.lm, *m.comm);  // --tp: rank 0 tokenizes, samples and prints
   std::vector<TokenId> prompt;
   if (a.chat) {
     std::vector<ChatMessage> msgs;
@@ -64,6 +68,7 @@ void run(const RunArgs& a, const CLI::App& cmd) {
   opts.sampling = sampling_from(m.generation, cmd, a.sampling);
   opts.stop_ids = m.stop_ids();
   opts.context_limit = a.max_model_len;
+  opts.kv_dtype = kv_dtype;
   opts.sample_vocab = m.tokenizer->vocab_size();
 
   // Chat replies hide special tokens, as the official chat() decodes with skip_special_tokens.
@@ -95,6 +100,7 @@ void add_run_command(CLI::App& app) {
   auto args = std::make_shared<RunArgs>();
   CLI::App* cmd = app.add_subcommand("run", "Generate text from a prompt (streams to stdout)");
   args->model.add_to(*cmd);
+  args->model.add_tp_to(*cmd);
   CLI::Option* prompt = cmd->add_option("--prompt,-p", args->prompt, "Prompt text (\"\": BOS only)");
   CLI::Option* prompt_file = cmd->add_option("--prompt-file", args->prompt_file, "Read the prompt from a file");
   cmd->add_flag("--chat", args->chat, "Wrap the prompt in the InternLM2 chat template");
@@ -103,6 +109,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--max-model-len,--max-context", args->max_model_len,
                   "Prompt + completion tokens (default: the model's context; serve's --max-model-len)")
       ->check(CLI::NonNegativeNumber);
+  add_kv_cache_dtype_option(*cmd, args->kv_dtype, "");
   cmd->add_option("--temperature", args->sampling.temperature, "0 = greedy (default: generation_config.json)");
   cmd->add_option("--top-k", args->sampling.top_k, "Keep the k most likely tokens (0 = off)");
   cmd->add_option("--top-p", args->sampling.top_p, "Nucleus sampling mass (1 = off)");

@@ -135,9 +135,7 @@ void serve(ServeArgs a) {
   server::set_allocator_policy();
 
   // Everything that can be refused is checked before the port opens and the (slow) model load.
-  const auto kv_dtype = parse_kv_cache_dtype(a.kv_dtype);
-  if (!kv_dtype) throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));
-  a.engine.kv_dtype = *kv_dtype;
+  a.engine.kv_dtype = parse_kv_cache_dtype_arg(a.kv_dtype);
   a.engine.prefix_cache = a.enable_prefix_caching && !a.no_prefix_cache;
   if (a.max_body_mb <= 0) throw Error("--max-body-mb must be positive");
   a.http.max_body_bytes = a.max_request_bytes > 0 ? static_cast<size_t>(a.max_request_bytes)
@@ -212,12 +210,20 @@ void serve(ServeArgs a) {
   }
 
   const auto& o = engine->options();
+  const EngineStats st = engine->stats();
+  if (a.engine.max_model_len > o.max_model_len)  // the engine caps it at the model's context limit
+    log::warn("--max-model-len is beyond the model's context limit (max_position_embeddings x the rope scaling "
+              "factor); capped",
+              {{"requested", a.engine.max_model_len}, {"max_model_len", o.max_model_len}});
   log::info("ready", {{"model", a.http.model_name},
                       {"dir", m->dir.string()},
                       {"max_seqs", o.max_seqs},
                       {"max_model_len", o.max_model_len},
                       {"kv_cache_gib", std::round(o.kv_cache_gb * 100) / 100},
                       {"kv_cache_dtype", a.kv_dtype},
+                      {"kv_bytes_per_token", m->lm->kv_bytes_per_token(o.kv_dtype)},
+                      // Tokens of context the pool holds across all sequences at once.
+                      {"max_concurrent_context_tokens", st.kv_blocks_total * o.block_size},
                       {"block_size", o.block_size},
                       {"prefix_cache", o.prefix_cache},
                       {"api_keys", a.http.api_keys.size()}});
@@ -267,10 +273,7 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--max-seqs,--max-num-seqs", e.max_seqs, "Sequences decoding at once (n > 1 counts each choice)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-model-len", e.max_model_len, "Prompt + completion tokens per sequence (0: the model's)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kv-cache-gb", e.kv_cache_gb, "KV cache pool in GiB (0: enough for max-seqs full sequences, at most 4)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--kv-cache-dtype", args->kv_dtype,
-                  "KV cache element type: bf16 (default) or f16 (half the memory of f32; K/V rounded to "
-                  "8 / 11 significant bits), f32 (exact), int8 (about a quarter: one scale per head and token, K/V off by up "
-                  "to 1/254 of the head's largest value)");
+  add_kv_cache_dtype_option(*cmd, args->kv_dtype, "");
   cmd->add_option("--block-size", e.block_size, "Tokens per KV block (prefix-reuse granularity)")->check(CLI::PositiveNumber);
   cmd->add_option("--max-waiting", e.max_waiting, "Queued requests beyond this get 429")->check(CLI::NonNegativeNumber);
   cmd->add_option("--max-prefill-chunk,--max-num-batched-tokens", e.max_prefill_chunk, "Prompt tokens per step when nothing decodes")->check(CLI::PositiveNumber);

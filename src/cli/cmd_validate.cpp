@@ -67,8 +67,7 @@ void run(const ValidateArgs& a) {
   o.quant = a.model.quant;
   o.precision = a.model.parsed_precision();
   parse_quant(o.quant);  // a bad --quant is a usage error, before any work
-  if (!parse_kv_cache_dtype(a.kv_dtype))
-    throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", a.kv_dtype));
+  parse_kv_cache_dtype_arg(a.kv_dtype);  // a bad value is a usage error, before any work
   o.kv_dtype = a.kv_dtype;
   o.threads = a.model.threads;
   o.full = a.full;
@@ -117,9 +116,7 @@ void add_validate_command(CLI::App& app) {
   cmd->add_flag("--full", a->full, "Every prompt, longer benchmarks, the full context sweep");
   cmd->add_option("--config", a->config, "Thresholds and budgets (TOML; see --print-config)");
   cmd->add_option("--prompts", a->prompts, "Prompt set (default: prompts.jsonl of the data directory: share/internlm when installed, else data/)");
-  cmd->add_option("--kv-cache-dtype", a->kv_dtype,
-                  "KV cache element type of the servers started by the api and performance stages: f32 (default), "
-                  "bf16, f16 or int8");
+  add_kv_cache_dtype_option(*cmd, a->kv_dtype, "of the servers started by the api and performance stages");
   cmd->add_option("--stages", a->stages,
                   "Comma-separated stages to run (operators, precision, inference, api, performance; "
                   "environment and model always run)");

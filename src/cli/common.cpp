@@ -13,6 +13,7 @@
 #include "common/data_path.h"
 #include "common/error.h"
 #include "backend/quant.h"
+#include "model/kv_cache.h"
 #include "synth/synth.h"
 
 namespace ilm::cli {
@@ -52,10 +53,33 @@ void ModelArgs::add_to(CLI::App& cmd) {
       ->check(CLI::IsMember({"fast", "exact"}));
 }
 
+void ModelArgs::add_tp_to(CLI::App& cmd) {
+  cmd.add_option("--tp", tp,
+                 "Tensor parallelism over N MPI ranks: mpirun -np N internlm ... --tp N (N divides the number of KV "
+                 "heads; default 1)")
+      ->check(CLI::PositiveNumber);
+}
+
 Precision ModelArgs::parsed_precision() const { return parse_precision(precision).value_or(Precision::Fast); }
 
 LoadedModel ModelArgs::load(LoadProgress* progress) const {
-  return LoadedModel::load(resolve_model_dir(model), {backend, threads, parse_quant(quant), parsed_precision(), progress});
+  LoadOptions opts{backend, threads, parse_quant(quant), parsed_precision(), progress};
+  opts.tp = tp;
+  return LoadedModel::load(resolve_model_dir(model), opts);
+}
+
+void add_kv_cache_dtype_option(CLI::App& cmd, std::string& value, const std::string& what) {
+  cmd.add_option("--kv-cache-dtype", value,
+                 fmt::format("KV cache element type{} (default {}): f32 (exact), bf16 or f16 (half the memory of f32; "
+                             "K/V rounded to 8 / 11 significant bits), int8 (about a quarter: one scale per head and "
+                             "token, K/V off by up to 1/254 of the head's largest value)",
+                             what.empty() ? "" : " " + what, value));
+}
+
+DType parse_kv_cache_dtype_arg(const std::string& value) {
+  const auto t = parse_kv_cache_dtype(value);
+  if (!t) throw Error(fmt::format("--kv-cache-dtype must be f32, bf16, f16 or int8, not '{}'", value));
+  return *t;
 }
 
 std::vector<TokenId> parse_ids(const std::string& text) {

@@ -23,11 +23,20 @@ std::filesystem::path resolve_model_dir(const std::string& model);
 struct ModelArgs {
   std::string model, backend = "cpu", quant = "none", precision = "fast";
   int threads = 0;
+  int tp = 1;  // --tp N: this process is one of the N ranks of an MPI job (tensor parallelism)
   void add_to(CLI::App& cmd);
+  // --tp (run, logits, bench): the subcommands that can run as the ranks of an MPI job.
+  void add_tp_to(CLI::App& cmd);
   // `progress` (may be null): load progress (shards mapped, bytes paged in, tensors repacked).
   LoadedModel load(LoadProgress* progress = nullptr) const;
   Precision parsed_precision() const;
 };
+
+// --kv-cache-dtype, as serve, validate, run, logits and bench take it: adds the option (its
+// help text says which value is the default) and parses a value, throwing ilm::Error on
+// anything but f32, bf16, f16 or int8.
+void add_kv_cache_dtype_option(CLI::App& cmd, std::string& value, const std::string& what);
+DType parse_kv_cache_dtype_arg(const std::string& value);
 
 // "1,333,352" -> ids; throws ilm::Error on anything else.
 std::vector<TokenId> parse_ids(const std::string& text);

@@ -44,6 +44,9 @@ class CausalLM {
 
   // A fresh, empty cache for one sequence of at most `capacity` tokens.
   virtual KvCache new_cache(int64_t capacity) const = 0;
+  // The same with K and V held as `dtype` (F32, BF16, F16 or I8; --kv-cache-dtype of run,
+  // logits and bench): F32 is new_cache(capacity), the others a private pool of new_kv_pool.
+  KvCache new_cache_as(int64_t capacity, DType dtype) const;
   // A block pool that caches for many sequences draw on (KvCache(pool, capacity)), holding
   // K and V as `dtype` (F32, BF16, F16 or I8).
   virtual std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks,

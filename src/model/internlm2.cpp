@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 
 #include "common/error.h"
+#include "io/mapped_file.h"
 #include "model/rope.h"
+#include "parallel/communicator.h"
 
 namespace ilm {
 namespace {
@@ -17,7 +19,7 @@ namespace {
 // Per thread, not per model: forward may run on several threads at once (each on its own
 // caches), and a thread runs one pass at a time. Everything is written before it is read.
 struct Workspace {
-  std::vector<float> x, h, qkv, q, attn, gate, up, k_new, v_new, logits;
+  std::vector<float> x, h, qkv, q, attn, gate, up, k_new, v_new, logits, gathered;
   static Workspace& of_this_thread() {
     thread_local Workspace ws;
     return ws;
@@ -33,48 +35,86 @@ float* grown(std::vector<float>& v, int64_t n) {
 }  // namespace
 
 InternLM2::InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend,
-                     const QuantSpec& quant)
-    : cfg_(cfg), be_(backend), qkv_{cfg.num_heads, cfg.num_kv_heads, cfg.head_dim} {
+                     const QuantSpec& quant, Communicator* comm)
+    : cfg_(cfg),
+      be_(backend),
+      comm_(comm && comm->size() > 1 ? comm : nullptr),
+      shard_(TpShard::of(cfg, comm_ ? comm_->rank() : 0, comm_ ? comm_->size() : 1, quant)),
+      qkv_{cfg.num_heads / shard_.size, cfg.num_kv_heads / shard_.size, cfg.head_dim} {
   const int64_t H = cfg.hidden_size, I = cfg.intermediate_size, V = cfg.vocab_size;
   auto load = [&](const std::string& name, std::vector<int64_t> shape) {
     return be_.load_weight(store.get(name, shape));
   };
+  // The part of a matrix this rank holds: rows [begin, end) or columns [begin, end); all of it
+  // when unsharded.
+  struct Part {
+    bool columns = false;
+    int64_t begin = 0, end = 0;
+  };
   // The projection matrices and the head: stored quantized (a checkpoint written by
   // `internlm quantize`), or quantized now per `quant`, or used as stored.
-  auto load_matrix = [&](const std::string& name, std::vector<int64_t> shape) {
+  auto load_matrix = [&](const std::string& name, std::vector<int64_t> shape, Part part) {
     matrix_names_.push_back(name);
-    if (cfg.stored_quant.format != QuantFormat::None && store.contains(qdata_name(name)))
-      return be_.load_quantized(name, read_quantized(store, name, shape[0], shape[1], cfg.stored_quant));
-    return be_.load_weight(store.get(name, shape), quant);
+    const int64_t rows = shape[0], cols = shape[1];
+    const bool whole = !shard_.sharded() || (part.begin == 0 && part.end == (part.columns ? cols : rows));
+    if (cfg.stored_quant.format != QuantFormat::None && store.contains(qdata_name(name))) {
+      QuantizedMatrix q = read_quantized(store, name, rows, cols, cfg.stored_quant);
+      if (whole) return be_.load_quantized(name, std::move(q));
+      QuantizedMatrix slice = part.columns ? slice_quantized(q, 0, rows, part.begin, part.end)
+                                           : slice_quantized(q, part.begin, part.end, 0, cols);
+      release_mapped_pages(q.data.data(), q.data.size());
+      release_mapped_pages(q.scales.data(), q.scales.size_bytes());
+      return be_.load_quantized(name, std::move(slice));
+    }
+    const TensorRef t = store.get(name, shape);
+    if (whole) return be_.load_weight(t, quant);
+    if (!part.columns) return be_.load_weight(slice_rows(t, part.begin, part.end), quant);
+    auto copy = slice_columns(t, part.begin, part.end);
+    auto w = be_.load_weight(copy->ref, quant);
+    release_mapped_pages(t.data, t.nbytes);  // this rank keeps its copy only
+    if (w->quant.format == QuantFormat::None) owned_.push_back(std::move(copy));  // used in place
+    return w;
   };
+  // wqkv rows of this rank's KV-head groups; wo's matching input columns (query heads).
+  const int64_t group_rows = (qkv_.group() + 2) * cfg.head_dim;
+  const Part qkv_rows{false, shard_.kv_begin * group_rows, shard_.kv_end * group_rows};
+  const Part wo_cols{true, shard_.kv_begin * qkv_.group() * cfg.head_dim, shard_.kv_end * qkv_.group() * cfg.head_dim};
+  const Part ffn_rows{false, shard_.ffn_begin, shard_.ffn_end}, ffn_cols{true, shard_.ffn_begin, shard_.ffn_end};
   tok_embeddings_ = load("model.tok_embeddings.weight", {V, H});
   for (int64_t i = 0; i < cfg.num_layers; ++i) {
     const std::string p = fmt::format("model.layers.{}.", i);
     Layer l;
     l.attention_norm = load(p + "attention_norm.weight", {H});
-    l.wqkv = load_matrix(p + "attention.wqkv.weight", {qkv_.width(), H});
-    l.wo = load_matrix(p + "attention.wo.weight", {H, cfg.num_heads * cfg.head_dim});
+    l.wqkv = load_matrix(p + "attention.wqkv.weight", {cfg.num_kv_heads * group_rows, H}, qkv_rows);
+    l.wo = load_matrix(p + "attention.wo.weight", {H, cfg.num_heads * cfg.head_dim}, wo_cols);
     if (cfg.bias) {
-      l.wqkv_bias = load(p + "attention.wqkv.bias", {qkv_.width()});
-      l.wo_bias = load(p + "attention.wo.bias", {H});
+      const TensorRef b = store.get(p + "attention.wqkv.bias", {cfg.num_kv_heads * group_rows});
+      l.wqkv_bias = be_.load_weight(shard_.sharded() ? slice_rows(b, qkv_rows.begin, qkv_rows.end) : b);
+      // Added once, by rank 0, before the sum over ranks.
+      if (shard_.rank == 0) l.wo_bias = load(p + "attention.wo.bias", {H});
     }
     l.ffn_norm = load(p + "ffn_norm.weight", {H});
-    l.w1 = load_matrix(p + "feed_forward.w1.weight", {I, H});
-    l.w3 = load_matrix(p + "feed_forward.w3.weight", {I, H});
-    l.w2 = load_matrix(p + "feed_forward.w2.weight", {H, I});
+    l.w1 = load_matrix(p + "feed_forward.w1.weight", {I, H}, ffn_rows);
+    l.w3 = load_matrix(p + "feed_forward.w3.weight", {I, H}, ffn_rows);
+    l.w2 = load_matrix(p + "feed_forward.w2.weight", {H, I}, ffn_cols);
     layers_.push_back(std::move(l));
   }
   norm_ = load("model.norm.weight", {H});
-  if (!cfg.tie_word_embeddings) output_ = load_matrix("output.weight", {V, H});
+  const Part vocab_rows{false, shard_.vocab_begin, shard_.vocab_end};
+  if (!cfg.tie_word_embeddings)
+    output_ = load_matrix("output.weight", {V, H}, vocab_rows);
+  else if (shard_.sharded())  // the head is this rank's rows of the (replicated) embedding table
+    output_ = be_.load_weight(slice_rows(store.get("model.tok_embeddings.weight", {V, H}), vocab_rows.begin,
+                                         vocab_rows.end));
 }
 
 KvCache InternLM2::new_cache(int64_t capacity) const {
-  return KvCache(cfg_.num_layers, cfg_.num_kv_heads, cfg_.head_dim, capacity);
+  return KvCache(cfg_.num_layers, qkv_.n_kv_heads, cfg_.head_dim, capacity);
 }
 
 std::shared_ptr<KvBlockPool> InternLM2::new_kv_pool(int64_t block_size, int64_t max_blocks,
                                                     DType dtype) const {
-  return std::make_shared<KvBlockPool>(cfg_.num_layers, cfg_.num_kv_heads, cfg_.head_dim,
+  return std::make_shared<KvBlockPool>(cfg_.num_layers, qkv_.n_kv_heads, cfg_.head_dim,
                                        block_size, max_blocks, dtype);
 }
 
@@ -176,8 +216,9 @@ void InternLM2::forward_batch(std::span<SequenceInput> batch) {
 // pass; RoPE and attention are per segment, against that sequence's own cache.
 void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInput> batch,
                          const std::vector<RopeSpec>& ropes) {
-  const int64_t H = cfg_.hidden_size, I = cfg_.intermediate_size, V = cfg_.vocab_size;
-  const int64_t nh = cfg_.num_heads, nkv = cfg_.num_kv_heads, hd = cfg_.head_dim;
+  // This rank's heads and intermediate rows (all of them when unsharded).
+  const int64_t H = cfg_.hidden_size, I = shard_.ffn_end - shard_.ffn_begin, V = cfg_.vocab_size;
+  const int64_t nh = qkv_.n_heads, nkv = qkv_.n_kv_heads, hd = cfg_.head_dim;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
   int64_t N = 0;
@@ -238,6 +279,7 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
       be_.attention(q + r0 * nh * hd, s.len, nh, nkv, hd, kv, p0, attn + r0 * nh * hd);
     }
     be_.matmul(attn, N, *L.wo, L.wo_bias.get(), h);
+    reduce(h, N * H);  // tensor parallel: the sum of every rank's heads
     be_.add(x, h, N * H);
 
     // Feed-forward block: w2(silu(w1 x) ⊙ w3 x).
@@ -246,6 +288,7 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
     be_.matmul(h, N, *L.w3, nullptr, up);
     be_.silu_mul(gate, up, N * I, gate);
     be_.matmul(gate, N, *L.w2, nullptr, h);
+    reduce(h, N * H);  // tensor parallel: the sum of every rank's intermediate slice
     be_.add(x, h, N * H);
   }
 
@@ -278,10 +321,45 @@ void InternLM2::run_pass(const std::vector<Segment>& segs, std::span<SequenceInp
   // written in place; a batch's rows go through the workspace.
   bool contiguous = true;
   for (int64_t r = 1; r < R; ++r) contiguous &= dest[static_cast<size_t>(r)] == dest[0] + r * V;
-  float* out = contiguous ? dest[0] : grown(ws.logits, R * V);
-  be_.matmul(h, R, output_ ? *output_ : *tok_embeddings_, nullptr, out);
-  if (!contiguous)
-    for (int64_t r = 0; r < R; ++r) std::memcpy(dest[static_cast<size_t>(r)], out + r * V, V * sizeof(float));
+  head(h, R, dest, contiguous);
+}
+
+void InternLM2::reduce(float* x, int64_t n) {
+  if (comm_) comm_->all_reduce_sum(std::span<float>(x, static_cast<size_t>(n)));
+}
+
+// Logits of R normed rows into dest[r] (V floats each). Sharded: each rank computes its
+// vocabulary rows, rank 0 gathers them ([R, V_0] of rank 0, then [R, V_1] of rank 1, ...) and
+// puts every row together.
+void InternLM2::head(const float* h, int64_t R, const std::vector<float*>& dest, bool contiguous) {
+  const int64_t V = cfg_.vocab_size;
+  const Weight& w = output_ ? *output_ : *tok_embeddings_;
+  Workspace& ws = Workspace::of_this_thread();
+  if (!comm_) {
+    float* out = contiguous ? dest[0] : grown(ws.logits, R * V);
+    be_.matmul(h, R, w, nullptr, out);
+    if (!contiguous)
+      for (int64_t r = 0; r < R; ++r) std::memcpy(dest[static_cast<size_t>(r)], out + r * V, V * sizeof(float));
+    return;
+  }
+  const int64_t local = shard_.vocab_end - shard_.vocab_begin;
+  float* mine = grown(ws.logits, R * local);
+  be_.matmul(h, R, w, nullptr, mine);
+  std::vector<int64_t> counts;
+  for (int r = 0; r < shard_.size; ++r) counts.push_back(R * shard_.vocab_rows(r));
+  const bool root = shard_.rank == 0;
+  float* all = grown(ws.gathered, root ? R * V : 0);
+  comm_->gather(std::span<const float>(mine, static_cast<size_t>(R * local)), counts,
+                std::span<float>(all, static_cast<size_t>(root ? R * V : 0)), 0);
+  if (!root) return;
+  int64_t offset = 0, v0 = 0;
+  for (int r = 0; r < shard_.size; ++r) {
+    const int64_t n = shard_.vocab_rows(r);
+    for (int64_t t = 0; t < R; ++t)
+      std::memcpy(dest[static_cast<size_t>(t)] + v0, all + offset + t * n, static_cast<size_t>(n) * sizeof(float));
+    offset += R * n;
+    v0 += n;
+  }
 }
 
 }  // namespace ilm

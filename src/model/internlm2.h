@@ -8,8 +8,11 @@
 #include "io/tensor_store.h"
 #include "model/causal_lm.h"
 #include "model/config.h"
+#include "model/tp_shard.h"
 
 namespace ilm {
+
+class Communicator;
 
 // Where each head lives in the output of the fused wqkv projection. The checkpoint's rows are
 // grouped per KV head g: its G query heads, then key head g, then value head g (hd rows each).
@@ -30,8 +33,12 @@ class InternLM2 final : public CausalLM {
   // the tensor, its file, and the expected and actual shapes.
   // `quant` applies to the projection matrices and the output head; the embedding table
   // (read one row per token) and the norms stay as stored.
+  // `comm` (a job of several ranks): this rank loads only its shard (model/tp_shard.h), keeps
+  // the KV cache of its own KV heads, and sums the partial results of wo and w2 over the ranks
+  // (Communicator::all_reduce_sum, a fixed order); logits are gathered to rank 0 (the other
+  // ranks' logits buffers are left as they are).
   InternLM2(const ModelConfig& cfg, const TensorStore& store, Backend& backend,
-            const QuantSpec& quant = {});
+            const QuantSpec& quant = {}, Communicator* comm = nullptr);
 
   const ModelConfig& config() const override { return cfg_; }
   void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits,
@@ -61,9 +68,15 @@ class InternLM2 final : public CausalLM {
   void run_pass(const std::vector<Segment>& segs, std::span<SequenceInput> batch,
                 const std::vector<RopeSpec>& ropes);
 
+  void reduce(float* x, int64_t n);
+  void head(const float* h, int64_t R, const std::vector<float*>& dest, bool contiguous);
+
   ModelConfig cfg_;
   Backend& be_;
-  QkvLayout qkv_;
+  Communicator* comm_;  // null or a job of one rank: unsharded
+  TpShard shard_;
+  QkvLayout qkv_;       // this rank's heads
+  std::vector<std::unique_ptr<OwnedTensor>> owned_;  // column slices the backend uses in place
   std::unique_ptr<Weight> tok_embeddings_, norm_, output_;
   std::vector<Layer> layers_;
   std::vector<std::string> matrix_names_;

@@ -46,6 +46,16 @@ std::optional<DType> parse_kv_cache_dtype(std::string_view name) {
   return std::nullopt;
 }
 
+std::string_view kv_cache_dtype_name(DType t) {
+  switch (t) {
+    case DType::F32: return "f32";
+    case DType::BF16: return "bf16";
+    case DType::F16: return "f16";
+    case DType::I8: return "int8";
+    default: return dtype_name(t);
+  }
+}
+
 KvBlockPool::KvBlockPool(int64_t n_layers, int64_t n_kv_heads, int64_t head_dim,
                          int64_t block_size, int64_t max_blocks, DType dtype)
     : n_layers_(n_layers),
@@ -84,6 +94,17 @@ std::optional<int32_t> KvBlockPool::allocate() {
   info_[static_cast<size_t>(b)].refs = 1;
   ++used_;
   return b;
+}
+
+int64_t KvBlockPool::prefault(int64_t n) {
+  while (static_cast<int64_t>(free_.size()) < n && static_cast<int64_t>(info_.size()) < max_blocks_) {
+    std::byte* p = allocate_block(block_bytes_);
+    memory_.emplace_back(p);
+    std::memset(p, 0, block_bytes_);  // writes every page: faulted in now, not in a decode step
+    info_.emplace_back();
+    free_.push_back(static_cast<int32_t>(info_.size() - 1));
+  }
+  return static_cast<int64_t>(free_.size());
 }
 
 void KvBlockPool::retain(int32_t b) {
@@ -234,6 +255,12 @@ void KvCache::reserve_more(int64_t n) {
     table_.push_back(*b);
     ptrs_.push_back(pool_->data(*b));
   }
+}
+
+void KvCache::prefault(int64_t n) {
+  const int64_t need = blocks_for(std::min(length_ + n, capacity_), pool_->block_size()) -
+                       static_cast<int64_t>(table_.size());
+  if (need > 0) pool_->prefault(need);
 }
 
 KvView KvCache::layer(int64_t layer, int64_t length) {

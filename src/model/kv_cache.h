@@ -30,6 +30,8 @@ class KvPoolExhausted : public Error {
 // "bf16" / "f16" (half the memory), "int8" (DType::I8: a quarter, one f32 scale per KV head
 // and row; backend/backend.h). nullopt for anything else.
 std::optional<DType> parse_kv_cache_dtype(std::string_view name);
+// The CLI name of a KV cache element type ("f32", "bf16", "f16", "int8"); dtype_name otherwise.
+std::string_view kv_cache_dtype_name(DType t);
 
 class KvBlockPool {
  public:
@@ -52,6 +54,10 @@ class KvBlockPool {
   // recently used cached (published, unreferenced) one, which leaves the registry.
   // nullopt when every block is referenced.
   std::optional<int32_t> allocate();
+  // Makes sure at least `n` free blocks have their memory allocated and written (every page
+  // faulted in), allocating never-used blocks up to max_blocks, so the steps that later take
+  // them from allocate() never first-touch a KV page. Returns the free blocks ready now.
+  int64_t prefault(int64_t n);
   void retain(int32_t b);
   void release(int32_t b);  // at 0 a published block becomes cached, others free
   int32_t ref_count(int32_t b) const { return info_[static_cast<size_t>(b)].refs; }
@@ -115,6 +121,9 @@ class KvCache {
   // Makes room for `n` more positions. Throws ilm::Error past capacity and KvPoolExhausted
   // when the pool has no free block (the cache is unchanged then).
   void reserve_more(int64_t n);
+  // Faults in, ahead of use, the memory of the blocks the next `n` positions will take
+  // (KvBlockPool::prefault), so a decode step that crosses into a new block finds it ready.
+  void prefault(int64_t n);
   // View of one layer covering positions [0, length).
   KvView layer(int64_t layer, int64_t length);
   // Marks `n` more positions as filled (after every layer wrote them).

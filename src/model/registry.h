@@ -13,9 +13,12 @@
 
 namespace ilm {
 
+class Communicator;
+
 // quant: the weight format for the big matrices (QuantFormat::None = as stored).
+// comm: the ranks of a tensor-parallel job (null: one process holds the whole model).
 using ModelFactory = std::function<std::unique_ptr<CausalLM>(const ModelConfig&, const TensorStore&,
-                                                             Backend&, const QuantSpec&)>;
+                                                             Backend&, const QuantSpec&, Communicator*)>;
 
 struct ArchitectureEntry {
   std::string name;         // "InternLM2ForCausalLM"
@@ -26,6 +29,7 @@ struct ArchitectureEntry {
 const std::vector<ArchitectureEntry>& architectures();
 // Throws ilm::Error "unsupported architecture 'X' (supported: ...)".
 std::unique_ptr<CausalLM> create_model(const ModelConfig& cfg, const TensorStore& store,
-                                       Backend& backend, const QuantSpec& quant = {});
+                                       Backend& backend, const QuantSpec& quant = {},
+                                       Communicator* comm = nullptr);
 
 }  // namespace ilm

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "io/mapped_file.h"
 #include "perf/machine_probe.h"
+#include "perf/synthetic_context.h"
 #include "runtime/sampler.h"
 
 namespace ilm {
@@ -61,29 +62,45 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
   auto say = [&](const std::string& s) {
     if (progress) progress(s);
   };
-  if (o.prompt_tokens < 1 || o.gen_tokens < 1 || o.reps < 1) throw Error("bench: -p, -n and -r must be >= 1");
+  if (o.prompt_tokens < 0 || o.gen_tokens < 1 || o.reps < 1) throw Error("bench: -n and -r must be >= 1, -p >= 0");
   CausalLM& lm = *m.lm;
   const ModelConfig& c = m.config;
   if (o.prompt_tokens + o.gen_tokens + 1 > lm.context_limit())
     throw Error(fmt::format("bench: -p + -n exceeds the context limit {}", lm.context_limit()));
+  if (o.contexts.empty()) throw Error("bench: --context needs at least one length");
+  for (int64_t n : o.contexts)
+    if (n < 0 || n + o.gen_tokens + 1 > lm.context_limit())
+      throw Error(fmt::format("bench: --context {} + -n {} + 1 exceeds the context limit {} (or is negative)", n,
+                              o.gen_tokens, lm.context_limit()));
   const int64_t V = c.vocab_size, H = c.hidden_size;
   BenchResult r;
   MachineProbe probe(m.backend->threads());
   r.probe_buffer_bytes = probe.buffer_bytes();
 
   // Bytes one decode step streams: every weight once (one embedding row, the whole head),
-  // plus the KV cache read by attention (f32 K and V, all layers) at the mean context length.
+  // plus the KV cache read by attention (K and V of every layer, in the cache's element type,
+  // an int8 row's scales included) at the mean context of the timed steps: after N cached
+  // tokens and the first token, step i attends over N + 2 + i positions.
   const double weights = static_cast<double>(lm.decode_weight_bytes());
-  const double kv_per_pos = 2.0 * static_cast<double>(c.num_layers * c.num_kv_heads * c.head_dim) * sizeof(float);
-  const double mean_ctx = 1.0 + (static_cast<double>(o.gen_tokens) + 1.0) / 2.0;
-  r.decode_bytes_per_token = weights + kv_per_pos * mean_ctx;
+  r.kv_dtype = o.kv_dtype;
+  r.kv_bytes_per_cached_token = lm.kv_bytes_per_token(o.kv_dtype);
+  const double kv_per_pos = static_cast<double>(r.kv_bytes_per_cached_token);
+  for (int64_t n : o.contexts) {
+    ContextDecode d;
+    d.context = n;
+    d.synthesized = n > 0;
+    d.kv_bytes_per_token = kv_per_pos * (static_cast<double>(n) + 1.0 + (static_cast<double>(o.gen_tokens) + 1.0) / 2.0);
+    d.decode_bytes_per_token = weights + d.kv_bytes_per_token;
+    r.contexts.push_back(d);
+  }
+  r.decode_bytes_per_token = r.contexts.front().decode_bytes_per_token;
 
   // Prefill work: matmuls of every layer for every token, the head for the last token only,
   // attention QK and PV over the causal triangle.
   const double layer_params = static_cast<double>(c.num_layers) *
                               static_cast<double>((c.num_heads + 2 * c.num_kv_heads) * c.head_dim * H +
                                                   H * c.num_heads * c.head_dim + 3 * H * c.intermediate_size);
-  const double T = static_cast<double>(o.prompt_tokens);
+  const double T = static_cast<double>(o.prompt_tokens);  // 0: no pp runs
   r.prefill_flops = 2.0 * T * layer_params + 2.0 * static_cast<double>(V * H) +
                     static_cast<double>(c.num_layers) * 2.0 * 2.0 * static_cast<double>(c.num_heads * c.head_dim) * T * (T + 1) / 2.0;
 
@@ -92,8 +109,9 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
 
   say("warm-up (pages every weight in)");
   {
-    KvCache cache = lm.new_cache(64);
-    lm.forward(std::span<const TokenId>(prompt).first(std::min<size_t>(prompt.size(), 16)), cache, logits, false);
+    KvCache cache = lm.new_cache_as(64, o.kv_dtype);
+    const auto warm = random_prompt(o.prompt_tokens > 0 ? std::min<int64_t>(o.prompt_tokens, 16) : 16, V, o.seed);
+    lm.forward(warm, cache, logits, false);
     const TokenId one[1] = {argmax(logits)};
     lm.forward(one, cache, logits, false);
   }
@@ -107,29 +125,66 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     }
     r.weights_huge_page_share = all ? std::min(1.0, static_cast<double>(huge) / static_cast<double>(all)) : 0.0;
   }
-  std::vector<double> pp, tg;
-  for (int rep = 0; rep < o.reps; ++rep) {
+  std::vector<double> pp;
+  for (int rep = 0; rep < o.reps && o.prompt_tokens > 0; ++rep) {
     say(fmt::format("pp{} run {}/{}", o.prompt_tokens, rep + 1, o.reps));
-    KvCache cache = lm.new_cache(o.prompt_tokens);
+    KvCache cache = lm.new_cache_as(o.prompt_tokens, o.kv_dtype);
     const double t0 = now_s();
     lm.forward(prompt, cache, logits, false);
     pp.push_back(T / (now_s() - t0));
   }
-  for (int rep = 0; rep < o.reps; ++rep) {
-    say(fmt::format("tg{} run {}/{} (bandwidth probe before and after)", o.gen_tokens, rep + 1, o.reps));
-    r.bandwidth_before_gbps.push_back(probe.read_bandwidth_gbps());
-    r.weight_read_before_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
-    KvCache cache = lm.new_cache(o.gen_tokens + 1);
-    const TokenId bos[1] = {1};
-    lm.forward(bos, cache, logits, false);
-    const double t0 = now_s();
-    for (int64_t i = 0; i < o.gen_tokens; ++i) {
-      const TokenId next[1] = {argmax(logits)};
-      lm.forward(next, cache, logits, false);
+  for (ContextDecode& d : r.contexts) {
+    KvCache cache = lm.new_cache_as(d.context + o.gen_tokens + 1, o.kv_dtype);
+    if (o.kv_prefault) cache.prefault(d.context + o.gen_tokens + 1);
+    if (d.context > 0) {
+      say(fmt::format("synthesising {} cached tokens into the {} KV cache", d.context, kv_cache_dtype_name(o.kv_dtype)));
+      const double t0 = now_s();
+      fill_synthetic_context(cache, d.context, static_cast<uint64_t>(o.seed));
+      d.synth_seconds = now_s() - t0;
     }
-    tg.push_back(static_cast<double>(o.gen_tokens) / (now_s() - t0));
-    r.bandwidth_after_gbps.push_back(probe.read_bandwidth_gbps());
-    r.weight_read_after_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
+    std::vector<double> tg;
+    for (int rep = 0; rep < o.reps; ++rep) {
+      say(fmt::format("tg{} at context {} run {}/{} (bandwidth probe before and after)", o.gen_tokens, d.context,
+                      rep + 1, o.reps));
+      cache.truncate(d.context);  // each repetition decodes the same positions
+      d.bandwidth_before_gbps.push_back(probe.read_bandwidth_gbps());
+      d.weight_read_before_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
+      const TokenId bos[1] = {1};
+      lm.forward(bos, cache, logits, false);
+      const double t0 = now_s();
+      for (int64_t i = 0; i < o.gen_tokens; ++i) {
+        const TokenId next[1] = {argmax(logits)};
+        lm.forward(next, cache, logits, false);
+      }
+      tg.push_back(static_cast<double>(o.gen_tokens) / (now_s() - t0));
+      d.bandwidth_after_gbps.push_back(probe.read_bandwidth_gbps());
+      d.weight_read_after_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
+    }
+    d.tg_tokens_per_s = Stat::of(tg);
+    // The bracket: the roofline at the lowest and the highest bandwidth seen around tg.
+    std::vector<double> bws = d.bandwidth_before_gbps;
+    bws.insert(bws.end(), d.bandwidth_after_gbps.begin(), d.bandwidth_after_gbps.end());
+    const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
+    d.roofline_ratio_low = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_hi * 1e9);
+    d.roofline_ratio_high = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_lo * 1e9);
+    std::vector<double> wr = d.weight_read_before_gbps;
+    wr.insert(wr.end(), d.weight_read_after_gbps.begin(), d.weight_read_after_gbps.end());
+    if (!wr.empty() && *std::min_element(wr.begin(), wr.end()) > 0) {
+      d.weight_read_ratio_low = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (*std::max_element(wr.begin(), wr.end()) * 1e9);
+      d.weight_read_ratio_high = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (*std::min_element(wr.begin(), wr.end()) * 1e9);
+    }
+  }
+  {
+    const ContextDecode& d = r.contexts.front();  // the top-level tg fields, as before --context
+    r.tg_tokens_per_s = d.tg_tokens_per_s;
+    r.bandwidth_before_gbps = d.bandwidth_before_gbps;
+    r.bandwidth_after_gbps = d.bandwidth_after_gbps;
+    r.weight_read_before_gbps = d.weight_read_before_gbps;
+    r.weight_read_after_gbps = d.weight_read_after_gbps;
+    r.tg_roofline_ratio_low = d.roofline_ratio_low;
+    r.tg_roofline_ratio_high = d.roofline_ratio_high;
+    r.tg_weight_read_ratio_low = d.weight_read_ratio_low;
+    r.tg_weight_read_ratio_high = d.weight_read_ratio_high;
   }
   if (o.batch > 1) {
     // Batched decode: `batch` sequences, each with its own short prompt, step together; one
@@ -141,7 +196,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
       std::vector<std::vector<float>> out(static_cast<size_t>(o.batch), std::vector<float>(static_cast<size_t>(V)));
       std::vector<TokenId> next(static_cast<size_t>(o.batch));
       for (int64_t b = 0; b < o.batch; ++b) {
-        caches.push_back(lm.new_cache(o.gen_tokens + 8));
+        caches.push_back(lm.new_cache_as(o.gen_tokens + 8, o.kv_dtype));
         const auto p = random_prompt(8, V, o.seed + 100 + b);
         lm.forward(p, caches.back(), out[static_cast<size_t>(b)], false);
         next[static_cast<size_t>(b)] = argmax(out[static_cast<size_t>(b)]);
@@ -161,23 +216,9 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     r.batch_tg_tokens_per_s = Stat::of(agg);
   }
   r.pp_tokens_per_s = Stat::of(pp);
-  r.tg_tokens_per_s = Stat::of(tg);
   r.rss_bytes = proc_status_kb("VmRSS");
   r.peak_rss_bytes = proc_status_kb("VmHWM");
-  r.pp_gflops = r.prefill_flops * r.pp_tokens_per_s.mean / T / 1e9;
-
-  // The bracket: the roofline at the lowest and the highest bandwidth seen around tg.
-  std::vector<double> bws = r.bandwidth_before_gbps;
-  bws.insert(bws.end(), r.bandwidth_after_gbps.begin(), r.bandwidth_after_gbps.end());
-  const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
-  r.tg_roofline_ratio_low = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (bw_hi * 1e9);
-  r.tg_roofline_ratio_high = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (bw_lo * 1e9);
-  std::vector<double> wr = r.weight_read_before_gbps;
-  wr.insert(wr.end(), r.weight_read_after_gbps.begin(), r.weight_read_after_gbps.end());
-  if (!wr.empty() && *std::min_element(wr.begin(), wr.end()) > 0) {
-    r.tg_weight_read_ratio_low = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (*std::max_element(wr.begin(), wr.end()) * 1e9);
-    r.tg_weight_read_ratio_high = r.tg_tokens_per_s.mean * r.decode_bytes_per_token / (*std::min_element(wr.begin(), wr.end()) * 1e9);
-  }
+  r.pp_gflops = T > 0 ? r.prefill_flops * r.pp_tokens_per_s.mean / T / 1e9 : 0.0;
 
   if (o.probe_compute) {
     say("compute peaks (f32 FMA, bf16 dot)");
@@ -186,6 +227,21 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     r.int8_peak_gops = probe.int8_dot_peak_gops();
   }
   return r;
+}
+
+nlohmann::json ContextDecode::to_json() const {
+  return {{"context", context},
+          {"synthesized_context", synthesized},
+          {"synth_seconds", synth_seconds},
+          {"tg_tokens_per_s", {{"mean", tg_tokens_per_s.mean}, {"stddev", tg_tokens_per_s.stddev}, {"samples", tg_tokens_per_s.samples}}},
+          {"kv_bytes_per_token", kv_bytes_per_token},
+          {"decode_bytes_per_token", decode_bytes_per_token},
+          {"bandwidth_before_gbps", bandwidth_before_gbps},
+          {"bandwidth_after_gbps", bandwidth_after_gbps},
+          {"weight_read_before_gbps", weight_read_before_gbps},
+          {"weight_read_after_gbps", weight_read_after_gbps},
+          {"tg_roofline_ratio", {{"vs_highest_bandwidth", roofline_ratio_low}, {"vs_lowest_bandwidth", roofline_ratio_high}}},
+          {"tg_weight_read_ratio", {{"vs_fastest_read", weight_read_ratio_low}, {"vs_slowest_read", weight_read_ratio_high}}}};
 }
 
 nlohmann::json BenchResult::to_json() const {
@@ -209,7 +265,11 @@ nlohmann::json BenchResult::to_json() const {
       {"batch", batch},
       {"peak_rss_bytes", peak_rss_bytes},
       {"probe_buffer_bytes", probe_buffer_bytes},
+      {"kv_cache_dtype", std::string(kv_cache_dtype_name(kv_dtype))},
+      {"kv_bytes_per_cached_token", kv_bytes_per_cached_token},
   };
+  j["contexts"] = nlohmann::json::array();
+  for (const ContextDecode& d : contexts) j["contexts"].push_back(d.to_json());
   if (batch > 1) {
     j["batch_tg_tokens_per_s"] = stat(batch_tg_tokens_per_s);
     j["batch_speedup_vs_single"] = batch_tg_tokens_per_s.mean / tg_tokens_per_s.mean;

@@ -39,7 +39,7 @@ GenerateResult generate(CausalLM& lm, std::span<const TokenId> prompt, const Gen
   res.prompt_tokens = P;
   const int64_t budget = std::min(opts.max_tokens, limit - P);
   const int64_t V = lm.config().vocab_size;
-  KvCache cache = lm.new_cache(P + budget);
+  KvCache cache = lm.new_cache_as(P + budget, opts.kv_dtype);
   Sampler sampler(opts.sampling);
   std::vector<float> logits(static_cast<size_t>(V));
 

@@ -17,6 +17,7 @@ struct GenerateOptions {
   SamplingParams sampling;
   std::vector<TokenId> stop_ids;
   int64_t context_limit = 0;  // 0: the model's
+  DType kv_dtype = DType::F32;  // KV cache element type (run --kv-cache-dtype)
   int64_t sample_vocab = 0;   // > 0: only ids below this can be sampled (the tokenizer's size,
                               // when the model's vocab is padded beyond it)
 };

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "model/registry.h"
+#include "runtime/tensor_parallel.h"
 
 namespace ilm {
 
@@ -41,6 +42,8 @@ CheckpointInfo CheckpointInfo::load(const std::filesystem::path& dir, LoadProgre
 LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOptions& opts) {
   CheckpointInfo info = CheckpointInfo::load(dir, opts.progress);
   LoadedModel m;
+  m.comm = make_communicator(opts.tp);
+  const bool sharded = m.comm->size() > 1;
   m.dir = dir;
   m.config = info.config;
   m.generation = info.generation;
@@ -59,8 +62,9 @@ LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOption
   // with 4 KiB pages the TLB walks cost it ~40% of the bandwidth). Weights converted at load
   // (quantized, repacked) are read once and released instead.
   LoadProgress* const progress = opts.progress;
+  // A rank of a tensor-parallel job reads only its slices (after the model is built, below).
   if (opts.quant.format == QuantFormat::None && m.config.stored_quant.format == QuantFormat::None &&
-      opts.backend != "ref") {
+      opts.backend != "ref" && !sharded) {
     uint64_t total = 0, before = 0;
     for (const auto& f : m.store->files()) total += f->mapping().size();
     if (progress) progress->begin("paging in", total, ProgressUnit::Bytes);
@@ -85,8 +89,16 @@ LoadedModel LoadedModel::load(const std::filesystem::path& dir, const LoadOption
     TensorStore& store;
     ~StopReports() { store.report_reads_to(nullptr); }
   } stop_reports{*m.store};
-  m.lm = create_model(m.config, *m.store, *m.backend, opts.quant);
+  m.lm = create_model(m.config, *m.store, *m.backend, opts.quant, m.comm.get());
   if (progress && converting) progress->end();
+  if (sharded) {
+    // Page in this rank's slices now (one read per page), not at the first token.
+    for (const auto& span : m.lm->decode_weight_memory())
+      for (size_t i = 0; i < span.size(); i += 4096) static_cast<void>(*static_cast<const volatile std::byte*>(&span[i]));
+    // Loads may take different times; wait for every rank before the first collective.
+    m.comm->barrier(600);
+    if (m.comm->rank() == 0) m.lm = std::make_unique<TpLeader>(std::move(m.lm), *m.comm);
+  }
   return m;
 }
 

@@ -331,13 +331,53 @@ def main():
         expect_error(["logits", "--model", model, "--out", out], "--prompt or --ids")
         expect_error(["logits", "--model", model, "--prompt", "", "--ids", "1", "--out", out], "--prompt or --ids")
 
+    def kv_cache_dtype_everywhere():
+        # run, logits and bench take serve's --kv-cache-dtype; attention reads the rounded /
+        # quantized K/V, so each type gives its own logits.
+        out = {}
+        for t in ("f32", "bf16", "f16", "int8"):
+            f = os.path.join(TMP, f"kv-{t}.bin")
+            sh("logits", "--model", model, "--ids", "1,333,352,410,2000,3000", "--prefill", "1", "--out", f,
+               "--kv-cache-dtype", t)
+            assert json.load(open(f + ".json"))["kv_cache_dtype"] == t
+            out[t] = open(f, "rb").read()
+        assert out["bf16"] != out["f32"] and out["int8"] != out["f32"] and out["int8"] != out["bf16"]
+        s = stats(sh("run", "--model", model, "--prompt", "hello", "--max-tokens", "4", "--temperature", "0",
+                     "--kv-cache-dtype", "int8").stderr)
+        assert s["prompt tokens"] == "2", s
+        for cmd in (["run", "--prompt", "x"], ["logits", "--ids", "1", "--out", os.path.join(TMP, "x.bin")],
+                    ["bench", "-n", "1"]):
+            expect_error([*cmd, "--model", model, "--kv-cache-dtype", "i8"], "--kv-cache-dtype must be")
+
+    def bench_context():
+        # bench --context: tg after N cached tokens synthesised into the cache; the bytes per
+        # token count the KV of every layer at that context in the cache's element type.
+        j = json.loads(sh("bench", "--model", model, "-p", "0", "-n", "4", "-r", "1", "-t", "1",
+                          "--context", "0,300", "--kv-cache-dtype", "int8", "--json").stdout)
+        assert j["kv_cache_dtype"] == "int8" and j["prompt_tokens"] == 0, j
+        L, nkv, hd = 2, 2, 32
+        assert j["kv_bytes_per_cached_token"] == L * 2 * (nkv * hd + 4 * nkv), j["kv_bytes_per_cached_token"]
+        c0, c1 = j["contexts"]
+        assert (c0["context"], c1["context"]) == (0, 300) and not c0["synthesized_context"] and c1["synthesized_context"]
+        per = j["kv_bytes_per_cached_token"]
+        assert abs((c1["decode_bytes_per_token"] - c0["decode_bytes_per_token"]) - 300 * per) < 1e-6 * per
+        assert abs(c0["kv_bytes_per_token"] - per * (1 + 5 / 2)) < 1e-6 * per  # mean context of 4 steps after BOS
+        for c in (c0, c1):
+            assert c["tg_tokens_per_s"]["mean"] > 0 and c["tg_roofline_ratio"]["vs_highest_bandwidth"] > 0, c
+        assert j["tg_tokens_per_s"] == c0["tg_tokens_per_s"]  # the top-level tg is the first context's
+        text = sh("bench", "--model", model, "-p", "0", "-n", "2", "-r", "1", "-t", "1", "--context", "1k").stdout.decode()
+        assert "@ context 1024" in text and "synthesised" in text and "KV cache f32" in text, text
+        expect_error(["bench", "--model", model, "--context", "10x"], "--context")
+        expect_error(["bench", "--model", model, "--context", "100000000"], "context limit")
+
     for name, fn in [("inspect text", inspect_text), ("inspect json", inspect_json),
                      ("greedy is deterministic", greedy_deterministic),
                      ("threads do not change results", threads_do_not_change_results), ("seeded sampling", sampled_seeded),
                      ("chat run", chat_run), ("load progress", load_progress_plain_lines), ("logits dump", logits_dump), ("quantized checkpoint", quantized_checkpoint), ("default model", default_model),
                      ("bad arguments", bad_arguments), ("broken checkpoints", broken_checkpoints),
                      ("flags from INTERNLM_* and --config", env_and_config), ("--max-model-len alias", max_model_len_alias),
-                     ("empty prompts", empty_prompts)]:
+                     ("empty prompts", empty_prompts), ("--kv-cache-dtype on run, logits, bench", kv_cache_dtype_everywhere),
+                     ("bench --context", bench_context)]:
         check(name, fn)
     print(f"cli: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 1 if RESULTS["failed"] else 0

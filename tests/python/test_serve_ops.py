@@ -431,6 +431,35 @@ def test_health_while_loading(big_model):
         log.close()
 
 
+def test_long_context_start_line(model):
+    # A 32k checkpoint with dynamic NTK (factor 2) serves 64k: --max-model-len 65536 is taken as
+    # is, past it is capped with a warning; the ready line reports the KV dtype, the bytes per
+    # token and the tokens of context the pool holds.
+    ntk = os.path.join(TMP, "tiny-32k-ntk")
+    subprocess.run([BIN, "synth", "--preset", "tiny", "--seed", "3", "--max-position-embeddings", "32768",
+                    "--rope-scaling", "dynamic:2", "--out", ntk], check=True, capture_output=True, timeout=300)
+    global CTX
+    default_ctx = CTX
+    for asked, got in ((65536, 65536), (100000, 65536)):
+        CTX = asked  # the --max-model-len Server passes
+        try:
+            srv = Server(ntk, "--kv-cache-dtype", "int8", "--kv-cache-gb", "0.05", "--log-format", "json")
+        finally:
+            CTX = default_ctx
+        try:
+            ready = wait_for(lambda: next((o for o in (json.loads(l) for l in srv.stderr().splitlines()
+                                                       if l.startswith("{")) if o["msg"] == "ready"), None),
+                             10, "the ready line")
+            assert ready["max_model_len"] == got and ready["kv_cache_dtype"] == "int8", ready
+            assert ready["kv_bytes_per_token"] == 2 * 2 * (2 * 32 + 4 * 2), ready  # 2 layers, K+V, int8 + scales
+            blocks = int(0.05 * 2**30 / (ready["kv_bytes_per_token"] * ready["block_size"]))
+            assert ready["max_concurrent_context_tokens"] == blocks * ready["block_size"], ready
+            warned = any("beyond the model's context limit" in l for l in srv.stderr().splitlines())
+            assert warned == (asked > got), srv.stderr()
+        finally:
+            srv.stop()
+
+
 def main():
     shutil.rmtree(TMP, ignore_errors=True)
     os.makedirs(TMP)
@@ -441,6 +470,8 @@ def main():
     check("access log, X-Request-Id, JSON lines, --disable-log-requests", lambda: test_access_log(model))
     check("positional model, no-model refusal, --model demo, vLLM aliases", lambda: test_model_selection(model))
     check("--chat-template FILE: a variant template changes /tokenize and chat prompts", lambda: test_chat_template(model))
+    check("--max-model-len 65536 on a 32k dynamic-NTK checkpoint; KV figures in the ready line",
+          lambda: test_long_context_start_line(model))
     big = synth(os.path.join(TMP, "small"), "small")
     check("/health 503 while the model loads", lambda: test_health_while_loading(big))
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")

@@ -35,6 +35,35 @@ TEST(KvBlockPool, AllocatesUntilFullAndReusesFreedBlocks) {
   EXPECT_THROW(pool->release(*b), Error);
 }
 
+TEST(KvBlockPool, PrefaultPreparesFreeBlocksUpToTheBoundAndAllocateTakesThem) {
+  auto pool = small_pool(3);
+  EXPECT_EQ(pool->prefault(0), 0);
+  EXPECT_EQ(pool->prefault(2), 2);  // two blocks allocated and written, still free
+  EXPECT_EQ(pool->used_blocks(), 0);
+  EXPECT_EQ(pool->available_blocks(), 3);
+  auto a = pool->allocate();
+  ASSERT_TRUE(a);
+  EXPECT_LT(*a, 2);  // a prefaulted block, not a third one
+  const std::byte* d = pool->data(*a);
+  EXPECT_TRUE(std::all_of(d, d + pool->block_bytes(), [](std::byte x) { return x == std::byte{0}; }));
+  EXPECT_EQ(pool->prefault(5), 2);  // one left plus the third and last: capped by max_blocks
+  EXPECT_TRUE(pool->allocate() && pool->allocate());
+  EXPECT_FALSE(pool->allocate());
+  EXPECT_EQ(pool->prefault(1), 0);  // nothing free, nothing left to allocate
+}
+
+TEST(KvCache, PrefaultCoversTheBlocksOfTheNextPositions) {
+  auto pool = small_pool(8);  // blocks of 4 positions
+  KvCache c(pool, 10);
+  c.prefault(10);  // positions 0..9: three blocks
+  EXPECT_EQ(pool->prefault(0), 3);
+  c.reserve_more(6);
+  c.advance(6);
+  EXPECT_EQ(pool->prefault(0), 1);  // two taken
+  c.prefault(100);                  // capped at the capacity: one more block for 6..9, ready
+  EXPECT_EQ(pool->prefault(0), 1);
+}
+
 TEST(KvBlockPool, PublishedBlocksAreFoundByPrefixAndEvictedLeastRecentlyUsed) {
   auto pool = small_pool(3);
   const std::vector<TokenId> t1{1, 2, 3, 4}, t2{5, 6, 7, 8};
