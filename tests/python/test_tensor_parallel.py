@@ -6,6 +6,7 @@ active); over TCP too; a rank killed mid-run ends the job non-zero within 10 s. 
 (skipped) when mpirun is absent or the binary was built without MPI."""
 import array
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -53,13 +54,22 @@ def logits_args(model, out, *extra):
             "--out", out, *extra]
 
 
-def compare_logits(model, name, extra=(), mca=()):
+def exact_kernel_set():
+    out = sh([BIN, "--version"]).stdout.decode()
+    return re.search(r"(\S+) with --precision exact", out).group(1)
+
+
+def compare_logits(model, name, extra=(), mca=(), quantized=False):
     one, two = os.path.join(TMP, name + "-tp1.f32"), os.path.join(TMP, name + "-tp2.f32")
     sh([BIN, *logits_args(model, one, *extra)])
     sh(mpi(2, *logits_args(model, two, "--tp", "2", *extra), mca=mca))
     a, b = read_f32(one), read_f32(two)
     err = rel_err(a, b)
-    assert err <= 1e-5, f"--tp 2 logits differ from --tp 1 by {err:.3g} relative"
+    # f32 arithmetic: 1e-5. The avx512vnni exact set carries the activations of quantized
+    # weights in two int8 levels scaled per token row (~2e-5 kernel error, backend/cpu/kernels.h):
+    # a rank scales its own slice of the row (w2's input), so the bound is that error's.
+    bound = 1e-4 if quantized and exact_kernel_set() == "avx512vnni" else 1e-5
+    assert err <= bound, f"--tp 2 logits differ from --tp 1 by {err:.3g} relative (bound {bound:g})"
     # The reduction order is fixed: a second run gives the same bits.
     sh(mpi(2, *logits_args(model, two + ".again", "--tp", "2", *extra), mca=mca))
     assert read_f32(two + ".again") == b, "two --tp 2 runs gave different logits"
@@ -147,7 +157,7 @@ def main():
     sh([BIN, *common, "--out", bf16])
     sh([BIN, *common, "--out", sharded, "--shard-mb", "1", "--seed", "3"])
     sh([BIN, *common, "--out", tied, "--tie-word-embeddings", "--seed", "5"])
-    sh([BIN, "quantize", "--model", bf16, "--quant", "int4", "--out", stored_int4])
+    sh([BIN, "quantize", "--model", bf16, "--quant", "int4", "--out", stored_int4, "--force"])
 
     check("--tp without mpirun: the world size is named",
           lambda: (lambda p: (p.returncode != 0 and b"needs exactly 2 MPI ranks" in p.stderr) or
@@ -159,9 +169,9 @@ def main():
     check("logits bf16 single-file: --tp 2 = --tp 1 (1e-5)", lambda: compare_logits(bf16, "bf16"))
     check("logits bf16 sharded: --tp 2 = --tp 1 (1e-5)", lambda: compare_logits(sharded, "sharded"))
     check("logits tied embeddings: --tp 2 = --tp 1 (1e-5)", lambda: compare_logits(tied, "tied"))
-    check("logits int4 at load, sharded: --tp 2 = --tp 1 (1e-5)",
-          lambda: compare_logits(sharded, "int4-load", ("--quant", "int4")))
-    check("logits int4 stored: --tp 2 = --tp 1 (1e-5)", lambda: compare_logits(stored_int4, "int4-stored"))
+    check("logits int4 at load, sharded: --tp 2 = --tp 1 (1e-5; 1e-4 with two-level int8 activations)",
+          lambda: compare_logits(sharded, "int4-load", ("--quant", "int4"), quantized=True))
+    check("logits int4 stored: --tp 2 = --tp 1 (1e-5; 1e-4 with two-level int8 activations)", lambda: compare_logits(stored_int4, "int4-stored", quantized=True))
     check("logits over TCP (--mca btl tcp,self): --tp 2 = --tp 1 (1e-5)",
           lambda: compare_logits(bf16, "tcp", mca=("--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo")))
     check("run greedy bf16: --tp 2 = --tp 1", lambda: compare_run(bf16))
