@@ -27,24 +27,8 @@ constexpr int64_t kTokBlock = 96;  // tokens per block: 96 x 2048 bf16 = 384 KiB
 // stay in L1 and only 4 activation vectors that come from L2, and 16-sequence decode is exactly
 // four tiles.
 constexpr int kTileT = 4, kTileR = 6;
-// Fewest tokens in a block for which the next slice's weights are prefetched in software.
-constexpr int64_t kPrefetchMinTokens = 8;
 
 inline __m512bh load_bh(const uint16_t* p, __mmask32 m) { return (__m512bh)_mm512_maskz_loadu_epi16(m, p); }
-
-// The weights the next slice of a row group will read, fetched into L2 while the tiles of this
-// slice compute: the hardware prefetcher sees RB short row streams start at every slice and
-// pays DRAM latency on each of their first lines. Lines are numbered row by row (lines_per_row
-// of 64 bytes each); a tile fetches [first, first + count), spread over its column steps.
-struct Prefetch {
-  const char* base = nullptr;  // the next slice's first row; null: nothing to fetch
-  int64_t stride = 0;          // bytes between rows
-  int64_t lines_per_row = 0;
-  int64_t first = 0, count = 0;
-  inline void at(int64_t i) const {
-    _mm_prefetch(base + (i / lines_per_row) * stride + (i % lines_per_row) * 64, _MM_HINT_T1);
-  }
-};
 
 // Lane sums of the TT tokens of one packed tile x rows [0, RB) over columns [k0, k0 + kn). The
 // tile's activations are packed step-major (xt[(s * TT + t) * 32 ...], s = column / 32), so the
@@ -53,7 +37,7 @@ struct Prefetch {
 // reduced into y.
 template <int TT, int RB>
 inline void tile(const uint16_t* xt, const uint16_t* w, int64_t ldw, int64_t k0, int64_t kn, bool first, bool last,
-                 float* part, float* y, int64_t ldy, const Prefetch& pf) {
+                 float* part, float* y, int64_t ldy) {
   __m512 acc[TT][RB];
   ILM_UNROLL for (int t = 0; t < TT; ++t)
     ILM_UNROLL for (int i = 0; i < RB; ++i)
@@ -67,13 +51,7 @@ inline void tile(const uint16_t* xt, const uint16_t* w, int64_t ldw, int64_t k0,
     xp += TT * kStep;
   };
   const int64_t kv = kn / kStep * kStep;
-  // pf.count lines over kv / kStep steps: per_step each, from pf.first on.
-  const int64_t steps = kv / kStep > 0 ? kv / kStep : 1;
-  const int64_t per_step = pf.base ? (pf.count + steps - 1) / steps : 0;
-  int64_t next_line = pf.first;
-  const int64_t end_line = pf.first + pf.count;
   for (int64_t k = k0; k < k0 + kv; k += kStep) {
-    for (int64_t j = 0; j < per_step && next_line < end_line; ++j) pf.at(next_line++);
     __m512bh wv[RB];
     ILM_UNROLL for (int i = 0; i < RB; ++i) wv[i] = (__m512bh)_mm512_loadu_si512(w + i * ldw + k);
     step(wv);
@@ -94,35 +72,17 @@ inline void tile(const uint16_t* xt, const uint16_t* w, int64_t ldw, int64_t k0,
 }
 
 // All nt tokens of a block (packed tile after tile, kp columns each) against RB rows over one
-// column slice. `next` is where the next slice of weights starts (RB rows of ldw), or null.
+// column slice.
 template <int RB>
 inline void rows_slice(const uint16_t* xb, int64_t kp, int64_t nt, const uint16_t* w, int64_t ldw, int64_t k0,
-                       int64_t kn, bool first, bool last, float* part, float* y, int64_t ldy, const uint16_t* next) {
-  // Prefetching pays where several tiles share the slice (prefill, batched decode); one token
-  // (decode) is a pure stream the hardware prefetcher already follows at full bandwidth.
-  const int64_t tiles = (nt + kTileT - 1) / kTileT;
-  Prefetch pf;
-  if (next && nt >= kPrefetchMinTokens) {
-    pf.base = reinterpret_cast<const char*>(next);
-    pf.stride = ldw * 2;
-    pf.lines_per_row = (kn * 2 + 63) / 64;
-  }
-  const int64_t lines = RB * pf.lines_per_row;
-  int64_t i = 0;
-  auto share = [&](int64_t tile_index) {
-    pf.first = lines * tile_index / tiles;
-    pf.count = lines * (tile_index + 1) / tiles - pf.first;
-  };
+                       int64_t kn, bool first, bool last, float* part, float* y, int64_t ldy) {
   int64_t t = 0;
-  for (; t + kTileT <= nt; t += kTileT, ++i) {
-    share(i);
-    tile<kTileT, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy, pf);
-  }
-  share(i);
+  for (; t + kTileT <= nt; t += kTileT)
+    tile<kTileT, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy);
   switch (nt - t) {
-    case 3: tile<3, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy, pf); break;
-    case 2: tile<2, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy, pf); break;
-    case 1: tile<1, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy, pf); break;
+    case 3: tile<3, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy); break;
+    case 2: tile<2, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy); break;
+    case 1: tile<1, RB>(xb + t * kp, w, ldw, k0, kn, first, last, part + t * RB * 16, y + t * ldy, ldy); break;
     default: break;
   }
 }
@@ -145,14 +105,12 @@ void pack_tile(const float* x, int64_t ldx, int64_t tt, int64_t K, int64_t kp, u
 
 // Rows [r, r + RB) against the token block, slice by slice: the rows' slice of weights stays in
 // L1 while every token tile of the block passes over it.
-// `next_group` is the first weight of the row group after this one (null at the end).
 template <int RB>
 inline void row_group(const uint16_t* xb, int64_t kp, int64_t nt, const uint16_t* w, int64_t K, float* part,
-                      float* y, int64_t ldy, const uint16_t* next_group) {
+                      float* y, int64_t ldy) {
   for (int64_t k0 = 0; k0 < K; k0 += kSliceK) {
     const int64_t kn = K - k0 < kSliceK ? K - k0 : kSliceK;
-    const bool last = k0 + kn >= K;
-    rows_slice<RB>(xb, kp, nt, w, K, k0, kn, k0 == 0, last, part, y, ldy, last ? next_group : w + k0 + kn);
+    rows_slice<RB>(xb, kp, nt, w, K, k0, kn, k0 == 0, k0 + kn >= K, part, y, ldy);
   }
 }
 
@@ -170,16 +128,13 @@ void matmul_bf16_dot(const float* x, int64_t ldx, int64_t T, const uint16_t* w, 
     }
     float* const yb = y + t0 * ldy;
     int64_t r = r0;
-    // The next group's weights, where this thread's rows go on (the tail group fetches nothing).
-    auto next = [&](int64_t rn) { return rn + kTileR <= r1 ? w + rn * K : nullptr; };
-    for (; r + kTileR <= r1; r += kTileR)
-      row_group<kTileR>(xb, kp, nt, w + r * K, K, part, yb + r, ldy, next(r + kTileR));
+    for (; r + kTileR <= r1; r += kTileR) row_group<kTileR>(xb, kp, nt, w + r * K, K, part, yb + r, ldy);
     switch (r1 - r) {
-      case 5: row_group<5>(xb, kp, nt, w + r * K, K, part, yb + r, ldy, nullptr); break;
-      case 4: row_group<4>(xb, kp, nt, w + r * K, K, part, yb + r, ldy, nullptr); break;
-      case 3: row_group<3>(xb, kp, nt, w + r * K, K, part, yb + r, ldy, nullptr); break;
-      case 2: row_group<2>(xb, kp, nt, w + r * K, K, part, yb + r, ldy, nullptr); break;
-      case 1: row_group<1>(xb, kp, nt, w + r * K, K, part, yb + r, ldy, nullptr); break;
+      case 5: row_group<5>(xb, kp, nt, w + r * K, K, part, yb + r, ldy); break;
+      case 4: row_group<4>(xb, kp, nt, w + r * K, K, part, yb + r, ldy); break;
+      case 3: row_group<3>(xb, kp, nt, w + r * K, K, part, yb + r, ldy); break;
+      case 2: row_group<2>(xb, kp, nt, w + r * K, K, part, yb + r, ldy); break;
+      case 1: row_group<1>(xb, kp, nt, w + r * K, K, part, yb + r, ldy); break;
       default: break;
     }
   }
