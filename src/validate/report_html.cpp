@@ -69,19 +69,25 @@ std::vector<Figure> charts(const json& rep) {
   {
     LineChart dec{"Decode speed vs context length", "context length (tokens)", "decode tokens/s", true, false, false, true, {}};
     LineChart pre{"Prefill time vs context length", "context length (tokens)", "prefill time (s)", true, true, false, true, {}};
-    Series ds{"decode tok/s", {}, {}}, ps{"prefill s", {}, {}};
+    Series ds{"decode tok/s", {}, {}}, rs{"bandwidth roofline (weights + KV)", {}, {}}, ps{"prefill s", {}, {}};
     if (perf && perf->at("data").contains("sweep"))
-      for (const auto& r : perf->at("data")["sweep"]["rows"])
+      for (const auto& r : perf->at("data")["sweep"]["rows"]) {
         if (r.contains("decode_tokens_per_s")) {
           ds.x.push_back(r["length"].get<double>());
           ds.y.push_back(r["decode_tokens_per_s"].get<double>());
+        }
+        if (r.contains("roofline_tokens_per_s")) {
+          rs.x.push_back(r["length"].get<double>());
+          rs.y.push_back(r["roofline_tokens_per_s"].get<double>());
+        }
+        if (r.contains("prefill_s")) {  // lengths decoded after a synthesised context have none
           ps.x.push_back(r["length"].get<double>());
           ps.y.push_back(r["prefill_s"].get<double>());
         }
-    if (!ds.x.empty()) {
-      dec.series.push_back(ds);
-      pre.series.push_back(ps);
-    }
+      }
+    if (!ds.x.empty()) dec.series.push_back(ds);
+    if (!rs.x.empty()) dec.series.push_back(rs);
+    if (!ps.x.empty()) pre.series.push_back(ps);
     out.push_back({"Context-length sweep: decode speed", svg_line_chart(dec)});
     out.push_back({"Context-length sweep: prefill time", svg_line_chart(pre)});
   }

@@ -178,11 +178,20 @@ std::vector<Table> stage_tables(const json& st) {
     out.push_back(t);
   }
   if (id == "performance" && d.contains("sweep")) {
-    Table t{"Context-length sweep", {"context", "prefill (s)", "prefill tok/s", "decode tok/s", "note"}, {}};
-    for (const auto& r : d["sweep"]["rows"])
+    Table t{"Context-length sweep",
+            {"context", "prefill (s)", "prefill tok/s", "decode tok/s", "roofline tok/s", "of roofline", "note"},
+            {}};
+    for (const auto& r : d["sweep"]["rows"]) {
+      const json ratio = r.contains("roofline_ratio") ? r["roofline_ratio"]["vs_highest_bandwidth"] : json();
+      std::string note = r.contains("skipped") ? fmt::format("skipped: {}", r["skipped"].get<std::string>())
+                         : r.contains("prefill_skipped")
+                             ? fmt::format("synthesised context; prefill not run: {}", r["prefill_skipped"].get<std::string>())
+                             : std::string();
       t.rows.push_back({f(r["length"], "{:.0f}"), f(get(r, "prefill_s"), "{:.3f}"), f(get(r, "prefill_tokens_per_s"), "{:.1f}"),
-                        f(get(r, "decode_tokens_per_s"), "{:.1f}"),
-                        r.contains("skipped") ? fmt::format("skipped: {}", r["skipped"].get<std::string>()) : std::string()});
+                        f(get(r, "decode_tokens_per_s"), "{:.2f}"), f(get(r, "roofline_tokens_per_s"), "{:.2f}"),
+                        ratio.is_number() ? fmt::format("{:.0f}%", 100 * ratio.get<double>()) : std::string("-"),
+                        std::move(note)});
+    }
     out.push_back(t);
   }
   return out;

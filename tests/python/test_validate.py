@@ -207,6 +207,10 @@ def main():
         perf = stage_of(report, "performance")["data"]
         assert perf["bench"]["pp_tokens_per_s"]["mean"] > 0 and perf["bench"]["fma_peak_gflops"] > 0
         assert any("decode_tokens_per_s" in r for r in perf["sweep"]["rows"]), perf["sweep"]
+        for r in perf["sweep"]["rows"]:
+            if "decode_tokens_per_s" in r:  # every measured length has its own roofline
+                assert r["context"] in ("prefilled", "synthesized") and r["bytes_per_token"] > 0, r
+                assert r["roofline_tokens_per_s"] > 0 and r["roofline_ratio"]["vs_highest_bandwidth"] > 0, r
         for f in ("report.md", "report.html", "validate.log", "serve-api.log", "api-exchanges.jsonl",
                   "bench-serve.json", "bench-serve.log", "serve-bench.log"):
             assert os.path.getsize(os.path.join(out, f)) > 0, f
@@ -261,6 +265,26 @@ def main():
         assert "int8 KV cache" in checks_of(r)["environment.memory"]["detail"]
         p = run("validate", "--model", model, "--out", rep, "--kv-cache-dtype", "i8")
         assert p.returncode != 0 and b"--kv-cache-dtype must be" in p.stderr, p.stderr
+
+    def sweep_synthesizes_what_the_budget_cannot_prefill():
+        # A budget no prefill fits: the first length is decoded after a synthesised context
+        # (in the requested KV dtype, with its roofline), the others are skipped as over budget.
+        rep = os.path.join(TMP, "report-sweep")
+        cfg = os.path.join(TMP, "sweep.toml")
+        open(cfg, "w").write("[sweep]\nquick_lengths = [200, 400]\nquick_budget_s = 1e-9\n")
+        p = run("validate", "--model", model, "--out", rep, "--stages", "performance", "--config", cfg,
+                "--kv-cache-dtype", "bf16")
+        assert p.returncode in (0, 1), f"exit {p.returncode}: {p.stderr.decode()[-2000:]}"
+        r = json.load(open(os.path.join(rep, "report.json")))
+        validate_schema(r)
+        sweep = stage_of(r, "performance")["data"]["sweep"]
+        first, second = sweep["rows"]
+        assert sweep["kv_cache_dtype"] == "bf16", sweep
+        assert first["context"] == "synthesized" and "prefill_s" not in first and "budget" in first["prefill_skipped"], first
+        assert first["decode_tokens_per_s"] > 0 and first["roofline_ratio"]["vs_lowest_bandwidth"] > 0, first
+        assert "budget" in second["skipped"], second
+        md = open(os.path.join(rep, "report.md"), encoding="utf-8").read()
+        assert "synthesised context" in md, md[-3000:]
 
     def injected_operator_error_fails():
         rep = os.path.join(TMP, "report-fault")
@@ -366,6 +390,8 @@ def main():
     check("tools/hf_reference.py", hf_reference_tool)
     check("truncated shard fails the model check", truncated_shard_fails_model_check)
     check("--kv-cache-dtype int8 reaches the servers validate starts", int8_kv_cache_reaches_the_servers)
+    check("sweep decodes after a synthesised context where prefill would overrun the budget",
+          sweep_synthesizes_what_the_budget_cannot_prefill)
     check("injected matmul error fails operators and precision", injected_operator_error_fails)
     check("bad config file is refused with file:line", bad_config_refused)
     check("config keys documented, printed defaults load, thresholds apply", config_applies_and_every_key_is_documented)
