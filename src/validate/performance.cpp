@@ -166,10 +166,31 @@ void serving_part(Context& ctx, StageResult& r) {
                        in_len, out_len));
   std::error_code ec;
   std::filesystem::remove(json_path, ec);
+  // The time allowed: serving.timeout_s, or twice the time the run should take at the prefill
+  // and single-sequence decode rates measured just before, if that is longer (a 7B model's
+  // --full levels take ~10 minutes on 2 cores: the fixed limit alone cut them off).
+  double timeout = ctx.th.get("serving.timeout_s");
+  if (r.data.contains("bench")) {
+    const double pp = r.data["bench"]["pp_tokens_per_s"]["mean"].get<double>();
+    const double tg = r.data["bench"]["tg_tokens_per_s"]["mean"].get<double>();
+    const auto n_fixed = static_cast<int64_t>(ctx.th.get("serving.num_prompts"));
+    double predicted = 0;
+    for (double c : levels) {
+      const int64_t n = n_fixed > 0 ? n_fixed : std::max<int64_t>(4, 2 * static_cast<int64_t>(c));
+      const auto waves = static_cast<double>((n + static_cast<int64_t>(c) - 1) / static_cast<int64_t>(c));
+      if (pp > 0 && tg > 0)
+        predicted += static_cast<double>(n * in_len) / pp + waves * static_cast<double>(out_len) / tg;
+    }
+    if (2 * predicted > timeout) {
+      timeout = 2 * predicted;
+      ctx.note(fmt::format("bench-serve allowed {:.0f} s (twice the {:.0f} s predicted from this run's pp and tg rates)",
+                           timeout, predicted));
+    }
+  }
+  r.data["serving_timeout_s"] = timeout;
   std::optional<int> st;
   try {
-    st = run_command(argv, o.out_dir / "bench-serve.log", o.out_dir / "bench-serve.log",
-                     ctx.th.get("serving.timeout_s"));
+    st = run_command(argv, o.out_dir / "bench-serve.log", o.out_dir / "bench-serve.log", timeout);
   } catch (const Error& e) {
     serve.proc->stop(30);
     r.add(limit_check("performance.serving", "Serving benchmark", NAN, 1, true, "", e.what(), cmd));
@@ -274,14 +295,14 @@ void serving_part(Context& ctx, StageResult& r) {
 // KV of every layer at that context, in the cache's dtype, per token).
 json sweep_decode(LoadedModel& m, MachineProbe& probe, KvCache& cache, std::vector<float>& logits, int64_t D,
                   DType kv_t) {
-  const double bw0 = probe.read_bandwidth_gbps(1);
+  const double bw0 = probe.read_bandwidth_gbps();
   const double t1 = now_seconds();
   for (int64_t i = 0; i < D; ++i) {
     const TokenId next[1] = {argmax(logits)};
     m.lm->forward(next, cache, logits, false);
   }
   const double decode = now_seconds() - t1;
-  const double bw1 = probe.read_bandwidth_gbps(1);
+  const double bw1 = probe.read_bandwidth_gbps();
   const double tps = static_cast<double>(D) / decode;
   // The mean context of the timed steps: the KV bytes a step reads grow by one row per step.
   const double mean_ctx = static_cast<double>(cache.length()) - static_cast<double>(D + 1) / 2.0;

@@ -166,7 +166,7 @@ const std::vector<ThresholdDef>& Thresholds::defs() {
       scalar("serving.max_e2el_p99_ms", 0, "ms", "end-to-end latency P99 limit at every level (0: off)"),
       scalar("serving.min_throughput_scaling", 0, "x",
              "output throughput at the highest concurrency over the lowest (0: off)"),
-      scalar("serving.timeout_s", 600, "s", "time allowed for the whole bench-serve run"),
+      scalar("serving.timeout_s", 600, "s", "time allowed for the whole bench-serve run (raised to twice the time predicted from the measured pp / tg rates when that is longer)"),
       // context sweep
       lst("sweep.quick_lengths", {512, 1024, 4096}, "tokens", "--quick: context lengths (capped by the model's context)"),
       lst("sweep.full_lengths", {1024, 4096, 16384, 32768}, "tokens", "--full: context lengths"),

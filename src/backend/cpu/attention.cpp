@@ -317,7 +317,12 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
   const int64_t M = T * G;
   const int64_t groups = std::clamp<int64_t>((2 * pool.size() + n_segments - 1) / n_segments, 1, n_kv_heads);
   const int64_t per_group = (n_kv_heads + groups - 1) / groups;
-  States partial;  // [segment][KV head]
+  // [segment][KV head]. Kept per calling thread: at 32k cached tokens this is 2 MiB per layer
+  // per step, which a fresh vector got from mmap, page-faulted in and zeroed every time
+  // (a quarter of the decode attention's time in kernel_bench); reset() reuses the capacity.
+  // (A reference: the pool's threads must see the caller's instance, not their own.)
+  thread_local States kept;
+  States& partial = kept;
   partial.reset(n_segments * n_kv_heads, M, hd);
   std::vector<Queries> qs;  // per KV head, shared read-only by the items
   qs.reserve(static_cast<size_t>(n_kv_heads));
