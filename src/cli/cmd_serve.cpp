@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/progress.h"
 #include "runtime/engine.h"
+#include "runtime/tensor_parallel.h"
 #include "server/allocator_policy.h"
 #include "server/api_keys.h"
 #include "server/http_server.h"
@@ -147,10 +148,42 @@ void serve(ServeArgs a) {
   a.model.model = model_dir(a).string();
   a.http.model_name = a.served_model_name.empty() ? default_model_name(a.model.model) : a.served_model_name;
 
-  // The port opens first: /health says 503 "loading" until the model is ready.
+  // Loads the model (the progress on stderr, or as info lines of the log).
+  auto load = [&] {
+    const auto t0 = std::chrono::steady_clock::now();
+    log::info("loading the model", {{"dir", a.model.model}, {"backend", a.model.backend}, {"quant", a.model.quant}});
+    std::unique_ptr<LoadProgress> progress;
+    if (log::enabled(log::Level::Info)) {
+      const ProgressSink to_log = [](const std::string& line) { log::info(line); };
+      if (a.log_format == "json")
+        progress = std::make_unique<PlainProgress>("loading", to_log);
+      else
+        progress = make_load_progress("loading", to_log);
+    }
+    LoadedModel loaded = a.model.load(progress.get());
+    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log::info("model loaded", {{"seconds", std::round(load_s * 100) / 100}});
+    return loaded;
+  };
+
+  // --tp N: every rank loads its shard first; the other ranks then only follow rank 0's steps
+  // (no port, no engine: their SIGINT / SIGTERM stay blocked, rank 0's shutdown ends them).
+  std::optional<LoadedModel> m;
+  if (a.model.tp > 1) {
+    m.emplace(load());
+    if (m->follower()) {
+      log::info("tensor parallel: following rank 0", {{"rank", m->comm->rank()}, {"ranks", m->comm->size()}});
+      follow(*m->lm, *m->comm);
+      log::info("stopped");
+      return;
+    }
+  }
+
+  // The port opens first (--tp: after the load): /health says 503 "loading" until the model is
+  // ready.
   server::HttpServer http(a.http);
   const int port = http.bind();
-  log::info("port open, loading the model", {{"url", fmt::format("http://{}:{}", a.http.host, port)}});
+  log::info(m ? "port open" : "port open, loading the model", {{"url", fmt::format("http://{}:{}", a.http.host, port)}});
   std::thread server_thread([&] { http.serve(); });
 
   std::atomic<bool> done{false};
@@ -184,24 +217,14 @@ void serve(ServeArgs a) {
     if (shutdown_thread.joinable()) shutdown_thread.join();
   };
 
-  std::optional<LoadedModel> m;
-  std::optional<Engine> engine;
+  std::optional<Engine> engine;  // after m: destroyed first (rank 0's TpLeader outlives it)
   try {
-    const auto t0 = std::chrono::steady_clock::now();
-    log::info("loading the model", {{"dir", a.model.model}, {"backend", a.model.backend}, {"quant", a.model.quant}});
-    // Load progress: redrawn in place on a terminal (text log format), else info lines of the log.
-    std::unique_ptr<LoadProgress> progress;
-    if (log::enabled(log::Level::Info)) {
-      const ProgressSink to_log = [](const std::string& line) { log::info(line); };
-      if (a.log_format == "json")
-        progress = std::make_unique<PlainProgress>("loading", to_log);
-      else
-        progress = make_load_progress("loading", to_log);
-    }
-    m.emplace(a.model.load(progress.get()));
-    const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    log::info("model loaded", {{"seconds", std::round(load_s * 100) / 100}});
+    if (!m) m.emplace(load());
     a.engine.sample_vocab = m->tokenizer->vocab_size();
+    if (auto* leader = dynamic_cast<TpLeader*>(m->lm.get())) {
+      a.engine.idle_tick = [leader] { leader->heartbeat(); };
+      a.engine.idle_tick_seconds = TpLeader::heartbeat_seconds();
+    }
     engine.emplace(*m->lm, a.engine);
     http.attach(*engine, *m->tokenizer, m->stop_ids(), default_sampling(m->generation));
   } catch (...) {
@@ -226,7 +249,8 @@ void serve(ServeArgs a) {
                       {"max_concurrent_context_tokens", st.kv_blocks_total * o.block_size},
                       {"block_size", o.block_size},
                       {"prefix_cache", o.prefix_cache},
-                      {"api_keys", a.http.api_keys.size()}});
+                      {"api_keys", a.http.api_keys.size()},
+                      {"tp", m->comm->size()}});
   std::printf("listening on http://%s:%d\n", a.http.host.c_str(), port);
   std::fflush(stdout);
   server_thread.join();
@@ -243,6 +267,7 @@ void add_serve_command(CLI::App& app) {
   args->http.http_threads = 0;  // 0: chosen from max_seqs
   CLI::App* cmd = app.add_subcommand("serve", "OpenAI-compatible HTTP server (chat/completions, streaming, metrics)");
   args->model.add_to(*cmd);
+  args->model.add_tp_to(*cmd);
   cmd->add_option("model", args->positional_model,
                   "Checkpoint directory, as in `vllm serve MODEL` (or --model DIR; 'demo': the built-in "
                   "tiny synthetic model)");

@@ -25,7 +25,7 @@ struct ModelArgs {
   int threads = 0;
   int tp = 1;  // --tp N: this process is one of the N ranks of an MPI job (tensor parallelism)
   void add_to(CLI::App& cmd);
-  // --tp (run, logits, bench): the subcommands that can run as the ranks of an MPI job.
+  // --tp (run, logits, bench, serve): the subcommands that can run as the ranks of an MPI job.
   void add_tp_to(CLI::App& cmd);
   // `progress` (may be null): load progress (shards mapped, bytes paged in, tensors repacked).
   LoadedModel load(LoadProgress* progress = nullptr) const;

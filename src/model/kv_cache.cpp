@@ -130,6 +130,26 @@ void KvBlockPool::release(int32_t b) {
 
 std::byte* KvBlockPool::data(int32_t b) { return memory_[static_cast<size_t>(b)].get(); }
 
+void KvBlockPool::copy(int32_t dst, int32_t src) {
+  std::memcpy(data(dst), data(src), block_bytes_);
+  if (log_copies_) copies_.emplace_back(dst, src);
+}
+
+std::byte* KvBlockPool::mirror_data(int32_t b) {
+  if (b < 0 || b >= max_blocks_)
+    throw Error(fmt::format("KV pool: block {} is outside the pool of {} blocks", b, max_blocks_));
+  const auto i = static_cast<size_t>(b);
+  if (memory_.size() <= i) memory_.resize(i + 1);
+  if (!memory_[i]) memory_[i].reset(allocate_block(block_bytes_));
+  return memory_[i].get();
+}
+
+void KvBlockPool::mirror_copy(int32_t dst, int32_t src) {
+  if (dst == src) return;
+  std::byte* to = mirror_data(dst);
+  std::memcpy(to, mirror_data(src), block_bytes_);
+}
+
 uint64_t KvBlockPool::chain_hash(uint64_t parent, std::span<const TokenId> tokens) {
   // FNV-1a over the parent hash and the token ids, then a final avalanche (splitmix64).
   uint64_t h = 1469598103934665603ull ^ parent;
@@ -206,7 +226,8 @@ KvCache::KvCache(KvCache&& other) noexcept
       capacity_(other.capacity_),
       length_(other.length_),
       table_(std::move(other.table_)),
-      ptrs_(std::move(other.ptrs_)) {
+      ptrs_(std::move(other.ptrs_)),
+      mirror_(other.mirror_) {
   other.length_ = 0;
   other.table_.clear();
   other.ptrs_.clear();
@@ -220,6 +241,7 @@ KvCache& KvCache::operator=(KvCache&& other) noexcept {
     length_ = other.length_;
     table_ = std::move(other.table_);
     ptrs_ = std::move(other.ptrs_);
+    mirror_ = other.mirror_;
     other.length_ = 0;
     other.table_.clear();
     other.ptrs_.clear();
@@ -227,8 +249,28 @@ KvCache& KvCache::operator=(KvCache&& other) noexcept {
   return *this;
 }
 
+KvCache KvCache::mirror(std::shared_ptr<KvBlockPool> pool, int64_t capacity, std::span<const int32_t> blocks,
+                       int64_t length) {
+  const int64_t room = static_cast<int64_t>(blocks.size()) * pool->block_size();
+  if (length < 0 || length > room || room > capacity + pool->block_size() - 1)
+    throw Error(fmt::format("KV cache mirror: {} blocks of {} positions cannot hold {} positions of a cache of {}",
+                            blocks.size(), pool->block_size(), length, capacity));
+  KvCache c(std::move(pool), capacity);
+  c.mirror_ = true;
+  for (int32_t b : blocks) {
+    c.ptrs_.push_back(c.pool_->mirror_data(b));
+    c.table_.push_back(b);
+  }
+  c.length_ = length;
+  return c;
+}
+
+void KvCache::require_owner(const char* what) const {
+  if (mirror_) throw Error(fmt::format("KV cache: a mirror view cannot {}", what));
+}
+
 void KvCache::release_all() {
-  if (pool_)
+  if (pool_ && !mirror_)
     for (int32_t b : table_) pool_->release(b);
   table_.clear();
   ptrs_.clear();
@@ -241,6 +283,7 @@ void KvCache::reserve_more(int64_t n) {
                             capacity_));
   const int64_t want = blocks_for(need, pool_->block_size());
   const size_t had = table_.size();
+  if (static_cast<int64_t>(table_.size()) < want) require_owner("grow past the blocks rank 0 gave it");
   while (static_cast<int64_t>(table_.size()) < want) {
     auto b = pool_->allocate();
     if (!b) {
@@ -282,11 +325,12 @@ KvView KvCache::layer(int64_t layer, int64_t length) {
 int32_t KvCache::copy_of(int32_t b) const {
   auto c = pool_->allocate();
   if (!c) throw KvPoolExhausted("KV cache is full (no block to copy a shared block into)");
-  std::memcpy(pool_->data(*c), pool_->data(b), pool_->block_bytes());
+  pool_->copy(*c, b);
   return *c;
 }
 
 void KvCache::truncate(int64_t n) {
+  require_owner("truncate");
   n = std::clamp<int64_t>(n, 0, length_);
   const int64_t keep = blocks_for(n, pool_->block_size());
   while (static_cast<int64_t>(table_.size()) > keep) {
@@ -308,6 +352,7 @@ void KvCache::truncate(int64_t n) {
 }
 
 void KvCache::adopt_prefix(std::span<const int32_t> blocks) {
+  require_owner("adopt blocks");
   if (length_ != 0 || !table_.empty()) throw Error("adopt_prefix: the cache is not empty");
   const int64_t n = static_cast<int64_t>(blocks.size()) * pool_->block_size();
   if (n > capacity_) throw Error("adopt_prefix: prefix longer than the cache's capacity");
@@ -319,6 +364,7 @@ void KvCache::adopt_prefix(std::span<const int32_t> blocks) {
 }
 
 KvCache KvCache::fork() const {
+  require_owner("fork");
   KvCache c(pool_, capacity_);
   const int64_t full = length_ / pool_->block_size();
   for (int64_t i = 0; i < static_cast<int64_t>(table_.size()); ++i) {

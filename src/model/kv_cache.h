@@ -13,6 +13,7 @@
 #include <span>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "backend/backend.h"
@@ -72,6 +73,19 @@ class KvBlockPool {
   std::optional<int32_t> lookup(uint64_t parent, std::span<const TokenId> tokens);
   bool published(int32_t b) const { return info_[static_cast<size_t>(b)].published; }
 
+  // Copies block src's contents into block dst (copy-on-write: KvCache::fork, truncate). While
+  // copies are logged (a tensor-parallel leader's pool), each copy is also recorded in order.
+  void copy(int32_t dst, int32_t src);
+  void log_copies(bool on) { log_copies_ = on; }
+  // The (dst, src) copies recorded since the last call, oldest first.
+  std::vector<std::pair<int32_t, int32_t>> take_copies() { return std::exchange(copies_, {}); }
+
+  // Mirror use (runtime/tensor_parallel: a rank other than 0 follows rank 0's pool, block id for
+  // block id): the memory of block b, allocated on first use. A mirror pool is never used through
+  // allocate / retain / release / the registry; rank 0's pool makes every decision.
+  std::byte* mirror_data(int32_t b);
+  void mirror_copy(int32_t dst, int32_t src);
+
   int64_t used_blocks() const { return used_; }      // referenced by some sequence
   int64_t cached_blocks() const { return static_cast<int64_t>(lru_.size()); }
   int64_t available_blocks() const { return max_blocks_ - used_; }  // free or cached
@@ -96,6 +110,8 @@ class KvBlockPool {
   std::vector<int32_t> free_;   // unreferenced, unpublished, memory allocated
   std::list<int32_t> lru_;      // unreferenced, published: front = least recently used
   std::unordered_map<uint64_t, int32_t> registry_;
+  bool log_copies_ = false;
+  std::vector<std::pair<int32_t, int32_t>> copies_;
   void unpublish(int32_t b);
 };
 
@@ -112,11 +128,18 @@ class KvCache {
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
 
+  // A view of rank 0's cache on another tensor-parallel rank (runtime/tensor_parallel): the
+  // given block ids of a mirror pool (KvBlockPool::mirror_data), `length` positions filled.
+  // It holds no references: it cannot grow past its blocks, fork, truncate or adopt.
+  static KvCache mirror(std::shared_ptr<KvBlockPool> pool, int64_t capacity, std::span<const int32_t> blocks,
+                        int64_t length);
+
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
   int64_t stride() const { return pool_->stride(); }
   const std::vector<int32_t>& blocks() const { return table_; }
   KvBlockPool& pool() const { return *pool_; }
+  const std::shared_ptr<KvBlockPool>& shared_pool() const { return pool_; }
 
   // Makes room for `n` more positions. Throws ilm::Error past capacity and KvPoolExhausted
   // when the pool has no free block (the cache is unchanged then).
@@ -142,7 +165,9 @@ class KvCache {
   int64_t capacity_ = 0, length_ = 0;
   std::vector<int32_t> table_;
   std::vector<std::byte*> ptrs_;  // base of each block in table_
+  bool mirror_ = false;           // a mirror view: no references held (see mirror())
   void release_all();
+  void require_owner(const char* what) const;
   int32_t copy_of(int32_t b) const;
 };
 

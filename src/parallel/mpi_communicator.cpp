@@ -3,6 +3,7 @@
 // own reductions may add in any order), and each wait polls against a deadline, so a rank
 // whose peer died or hangs ends the job within the timeout with a message naming that peer
 // instead of waiting forever.
+#include <fmt/format.h>
 #include <mpi.h>
 
 #include <chrono>
@@ -27,8 +28,12 @@ class MpiCommunicator final : public Communicator {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized) {
+      // SERIALIZED, not FUNNELED: under `serve --tp` rank 0's collectives run on the engine
+      // thread, not the thread that initialised MPI (one thread at a time, never two at once).
       int provided = 0;
-      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided);
+      MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
+      if (provided < MPI_THREAD_SERIALIZED)
+        throw Error(fmt::format("MPI provides thread level {} < MPI_THREAD_SERIALIZED, which --tp needs", provided));
       owns_init_ = true;
     }
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
@@ -159,6 +164,7 @@ class MpiCommunicator final : public Communicator {
     const auto deadline =
         Clock::now() + std::chrono::duration_cast<Clock::duration>(
                            std::chrono::duration<double>(timeout_s > 0 ? timeout_s : timeout_s_));
+    const auto start = Clock::now();
     for (unsigned spins = 0;; ++spins) {
       int done = 0;
       MPI_Testall(static_cast<int>(rq.reqs.size()), rq.reqs.data(), &done, MPI_STATUSES_IGNORE);
@@ -177,7 +183,15 @@ class MpiCommunicator final : public Communicator {
         std::fflush(stderr);
         MPI_Abort(MPI_COMM_WORLD, 1);
       }
-      if ((spins & 63) == 63) std::this_thread::yield();  // ranks may share cores (--oversubscribe)
+      // Inside a step the peer answers within microseconds: poll (yielding, as ranks may share
+      // cores under --oversubscribe). After 10 ms the peer is idle (a follower waiting for the
+      // next request's plan): sleep between polls, so an idle rank does not hold a core.
+      if ((spins & 63) == 63) {
+        if (Clock::now() - start > std::chrono::milliseconds(10))
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        else
+          std::this_thread::yield();
+      }
     }
   }
 

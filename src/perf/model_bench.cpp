@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <string>
 
@@ -57,14 +58,43 @@ Stat Stat::of(std::vector<double> v) {
   return s;
 }
 
-BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
-                      const std::function<void(const std::string&)>& progress) {
-  auto say = [&](const std::string& s) {
-    if (progress) progress(s);
-  };
+namespace {
+
+double huge_page_share(const std::vector<std::span<const std::byte>>& memory) {
+  size_t all = 0, huge = 0;
+  for (auto s : memory) {
+    all += s.size();
+    huge += huge_mapped_bytes(s.data(), s.size());  // per span: spans of one mapping overlap in smaps
+  }
+  return all ? std::min(1.0, static_cast<double>(huge) / static_cast<double>(all)) : 0.0;
+}
+
+}  // namespace
+
+uint64_t process_rss_bytes() { return proc_status_kb("VmRSS"); }
+uint64_t process_peak_rss_bytes() { return proc_status_kb("VmHWM"); }
+
+MachineFigures probe_machine(LoadedModel& m, int samples, bool compute) {
+  MachineFigures f;
+  MachineProbe probe(m.backend->threads());
+  f.probe_buffer_bytes = probe.buffer_bytes();
+  const auto weight_memory = m.lm->decode_weight_memory();
+  for (int i = 0; i < samples; ++i) {
+    f.read_gbps.push_back(probe.read_bandwidth_gbps());
+    f.weight_read_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
+  }
+  f.weights_huge_page_share = huge_page_share(weight_memory);
+  if (compute) {
+    f.fma_peak_gflops = probe.fma_peak_gflops();
+    f.bf16_peak_gflops = probe.bf16_dot_peak_gflops();
+    f.int8_peak_gops = probe.int8_dot_peak_gops();
+  }
+  return f;
+}
+
+void check_bench_options(const LoadedModel& m, const BenchOptions& o) {
   if (o.prompt_tokens < 0 || o.gen_tokens < 1 || o.reps < 1) throw Error("bench: -n and -r must be >= 1, -p >= 0");
-  CausalLM& lm = *m.lm;
-  const ModelConfig& c = m.config;
+  const CausalLM& lm = *m.lm;
   if (o.prompt_tokens + o.gen_tokens + 1 > lm.context_limit())
     throw Error(fmt::format("bench: -p + -n exceeds the context limit {}", lm.context_limit()));
   if (o.contexts.empty()) throw Error("bench: --context needs at least one length");
@@ -72,18 +102,35 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     if (n < 0 || n + o.gen_tokens + 1 > lm.context_limit())
       throw Error(fmt::format("bench: --context {} + -n {} + 1 exceeds the context limit {} (or is negative)", n,
                               o.gen_tokens, lm.context_limit()));
+}
+
+BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
+                      const std::function<void(const std::string&)>& progress) {
+  auto say = [&](const std::string& s) {
+    if (progress) progress(s);
+  };
+  check_bench_options(m, o);
+  CausalLM& lm = *m.lm;
+  const ModelConfig& c = m.config;
+  Communicator* const comm = m.comm.get();
+  const MachineFigures* const given = o.machine;
   const int64_t V = c.vocab_size, H = c.hidden_size;
   BenchResult r;
-  MachineProbe probe(m.backend->threads());
-  r.probe_buffer_bytes = probe.buffer_bytes();
+  r.tp = comm ? comm->size() : 1;
+  // Figures given (--tp): no probe here, so no buffer either (probe_machine freed its own).
+  std::optional<MachineProbe> probe;
+  if (!given) probe.emplace(m.backend->threads());
+  r.probe_buffer_bytes = given ? given->probe_buffer_bytes : probe->buffer_bytes();
 
   // Bytes one decode step streams: every weight once (one embedding row, the whole head),
   // plus the KV cache read by attention (K and V of every layer, in the cache's element type,
   // an int8 row's scales included) at the mean context of the timed steps: after N cached
   // tokens and the first token, step i attends over N + 2 + i positions.
-  const double weights = static_cast<double>(lm.decode_weight_bytes());
+  // Under --tp: this rank's shard, and its KV heads (n_kv / N of them).
+  r.rank_weight_bytes = lm.decode_weight_bytes();
+  const double weights = static_cast<double>(r.rank_weight_bytes);
   r.kv_dtype = o.kv_dtype;
-  r.kv_bytes_per_cached_token = lm.kv_bytes_per_token(o.kv_dtype);
+  r.kv_bytes_per_cached_token = lm.kv_bytes_per_token(o.kv_dtype) / static_cast<uint64_t>(r.tp);
   const double kv_per_pos = static_cast<double>(r.kv_bytes_per_cached_token);
   for (int64_t n : o.contexts) {
     ContextDecode d;
@@ -117,14 +164,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
   }
 
   const auto weight_memory = lm.decode_weight_memory();
-  {
-    size_t all = 0, huge = 0;
-    for (auto s : weight_memory) {
-      all += s.size();
-      huge += huge_mapped_bytes(s.data(), s.size());  // per span: spans of one mapping overlap in smaps
-    }
-    r.weights_huge_page_share = all ? std::min(1.0, static_cast<double>(huge) / static_cast<double>(all)) : 0.0;
-  }
+  r.weights_huge_page_share = given ? given->weights_huge_page_share : huge_page_share(weight_memory);
   std::vector<double> pp;
   for (int rep = 0; rep < o.reps && o.prompt_tokens > 0; ++rep) {
     say(fmt::format("pp{} run {}/{}", o.prompt_tokens, rep + 1, o.reps));
@@ -144,29 +184,48 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     }
     std::vector<double> tg;
     for (int rep = 0; rep < o.reps; ++rep) {
-      say(fmt::format("tg{} at context {} run {}/{} (bandwidth probe before and after)", o.gen_tokens, d.context,
-                      rep + 1, o.reps));
+      say(fmt::format("tg{} at context {} run {}/{}{}", o.gen_tokens, d.context, rep + 1, o.reps,
+                      probe ? " (bandwidth probe before and after)" : ""));
       cache.truncate(d.context);  // each repetition decodes the same positions
-      d.bandwidth_before_gbps.push_back(probe.read_bandwidth_gbps());
-      d.weight_read_before_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
+      if (probe) {
+        d.bandwidth_before_gbps.push_back(probe->read_bandwidth_gbps());
+        d.weight_read_before_gbps.push_back(probe->read_bandwidth_gbps(weight_memory));
+      }
       const TokenId bos[1] = {1};
       lm.forward(bos, cache, logits, false);
+      const uint64_t bytes0 = comm ? comm->bytes_reduced() : 0;
+      const double comm0 = comm ? comm->seconds_in_collectives() : 0.0;
       const double t0 = now_s();
       for (int64_t i = 0; i < o.gen_tokens; ++i) {
         const TokenId next[1] = {argmax(logits)};
         lm.forward(next, cache, logits, false);
       }
-      tg.push_back(static_cast<double>(o.gen_tokens) / (now_s() - t0));
-      d.bandwidth_after_gbps.push_back(probe.read_bandwidth_gbps());
-      d.weight_read_after_gbps.push_back(probe.read_bandwidth_gbps(weight_memory));
+      const double dt = now_s() - t0;
+      tg.push_back(static_cast<double>(o.gen_tokens) / dt);
+      if (comm) {
+        r.comm_bytes += comm->bytes_reduced() - bytes0;
+        r.comm_seconds += comm->seconds_in_collectives() - comm0;
+      }
+      r.tg_seconds += dt;
+      r.tg_tokens += o.gen_tokens;
+      if (probe) {
+        d.bandwidth_after_gbps.push_back(probe->read_bandwidth_gbps());
+        d.weight_read_after_gbps.push_back(probe->read_bandwidth_gbps(weight_memory));
+      }
+    }
+    if (given) {
+      d.bandwidth_before_gbps = given->read_gbps;
+      d.weight_read_before_gbps = given->weight_read_gbps;
     }
     d.tg_tokens_per_s = Stat::of(tg);
     // The bracket: the roofline at the lowest and the highest bandwidth seen around tg.
     std::vector<double> bws = d.bandwidth_before_gbps;
     bws.insert(bws.end(), d.bandwidth_after_gbps.begin(), d.bandwidth_after_gbps.end());
-    const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
-    d.roofline_ratio_low = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_hi * 1e9);
-    d.roofline_ratio_high = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_lo * 1e9);
+    if (!bws.empty()) {
+      const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
+      d.roofline_ratio_low = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_hi * 1e9);
+      d.roofline_ratio_high = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_lo * 1e9);
+    }
     std::vector<double> wr = d.weight_read_before_gbps;
     wr.insert(wr.end(), d.weight_read_after_gbps.begin(), d.weight_read_after_gbps.end());
     if (!wr.empty() && *std::min_element(wr.begin(), wr.end()) > 0) {
@@ -220,11 +279,15 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
   r.peak_rss_bytes = proc_status_kb("VmHWM");
   r.pp_gflops = T > 0 ? r.prefill_flops * r.pp_tokens_per_s.mean / T / 1e9 : 0.0;
 
-  if (o.probe_compute) {
+  if (given) {
+    r.fma_peak_gflops = given->fma_peak_gflops;
+    r.bf16_peak_gflops = given->bf16_peak_gflops;
+    r.int8_peak_gops = given->int8_peak_gops;
+  } else if (o.probe_compute) {
     say("compute peaks (f32 FMA, bf16 dot)");
-    r.fma_peak_gflops = probe.fma_peak_gflops();
-    r.bf16_peak_gflops = probe.bf16_dot_peak_gflops();
-    r.int8_peak_gops = probe.int8_dot_peak_gops();
+    r.fma_peak_gflops = probe->fma_peak_gflops();
+    r.bf16_peak_gflops = probe->bf16_dot_peak_gflops();
+    r.int8_peak_gops = probe->int8_dot_peak_gops();
   }
   return r;
 }
@@ -260,7 +323,7 @@ nlohmann::json BenchResult::to_json() const {
       {"prefill_flops", prefill_flops},
       {"pp_gflops", pp_gflops},
       {"fma_peak_gflops", fma_peak_gflops},
-      {"pp_ratio_to_fma_peak", fma_peak_gflops > 0 ? pp_gflops / fma_peak_gflops : 0.0},
+      {"pp_ratio_to_fma_peak", fma_peak_gflops > 0 ? pp_gflops / tp / fma_peak_gflops : 0.0},
       {"rss_bytes", rss_bytes},
       {"batch", batch},
       {"peak_rss_bytes", peak_rss_bytes},
@@ -276,11 +339,34 @@ nlohmann::json BenchResult::to_json() const {
   }
   if (int8_peak_gops) {
     j["int8_dot_peak_gops"] = *int8_peak_gops;
-    j["pp_ratio_to_int8_peak"] = pp_gflops / *int8_peak_gops;
+    j["pp_ratio_to_int8_peak"] = pp_gflops / tp / *int8_peak_gops;
   }
   if (bf16_peak_gflops) {
     j["bf16_dot_peak_gflops"] = *bf16_peak_gflops;
-    j["pp_ratio_to_bf16_peak"] = pp_gflops / *bf16_peak_gflops;
+    j["pp_ratio_to_bf16_peak"] = pp_gflops / tp / *bf16_peak_gflops;
+  }
+  if (tp > 1) {
+    // Rank 0's view of the job (the fields above are rank 0's: its shard, its share of the
+    // machine; pp_gflops is the whole job's work, the pp ratios are per rank against rank 0's peaks).
+    nlohmann::json ranks_json = nlohmann::json::array();
+    uint64_t total = 0;
+    for (const RankFigures& f : ranks) {
+      ranks_json.push_back({{"weight_bytes_per_token", f.weight_bytes}, {"rss_bytes", f.rss_bytes},
+                            {"peak_rss_bytes", f.peak_rss_bytes}});
+      total += f.weight_bytes;
+    }
+    j["tensor_parallel"] = {
+        {"ranks", tp},
+        {"rank0_weight_bytes_per_token", rank_weight_bytes},
+        {"total_weight_bytes_per_token", ranks.size() == static_cast<size_t>(tp) ? nlohmann::json(total) : nlohmann::json()},
+        {"bytes_reduced_per_token", comm_bytes_per_token()},
+        {"collective_seconds_share", comm_share()},
+        {"tg_tokens_timed", tg_tokens},
+        {"tg_seconds_timed", tg_seconds},
+        {"collective_seconds", comm_seconds},
+        {"per_rank", ranks_json},
+        {"machine_probes", probes},
+    };
   }
   return j;
 }

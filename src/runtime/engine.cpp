@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include <fmt/format.h>
@@ -110,6 +111,7 @@ struct Engine::Impl {
     if (opts.block_size < 1 || opts.block_size > 4096) throw Error("block_size must be in [1, 4096]");
     if (opts.max_prefill_chunk < 1) throw Error("max_prefill_chunk must be >= 1");
     if (!(opts.itl_budget >= 1.0)) throw Error("itl_budget must be >= 1");
+    if (opts.idle_tick && !(opts.idle_tick_seconds > 0)) throw Error("idle_tick_seconds must be > 0");
     const uint64_t block_bytes = lm.kv_bytes_per_token(opts.kv_dtype) * static_cast<uint64_t>(opts.block_size);
     int64_t blocks;
     if (opts.kv_cache_gb > 0) {
@@ -193,7 +195,15 @@ struct Engine::Impl {
           busy = false;
           publish_stats_locked();
           idle_cv.notify_all();
-          cv.wait(lock);
+          if (!opts.idle_tick) {
+            cv.wait(lock);
+          } else if (cv.wait_for(lock, std::chrono::duration<double>(opts.idle_tick_seconds)) ==
+                         std::cv_status::timeout &&
+                     incoming.empty() && !stopping) {
+            lock.unlock();
+            idle_tick();
+            lock.lock();
+          }
         }
         busy = true;
       }
@@ -202,6 +212,14 @@ struct Engine::Impl {
       if (!running.empty()) step();
       std::lock_guard lock(mu);
       publish_stats_locked();
+    }
+  }
+
+  void idle_tick() {
+    try {
+      opts.idle_tick();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "error: engine idle tick: %s\n", e.what());
     }
   }
 

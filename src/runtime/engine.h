@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -37,6 +38,11 @@ struct EngineOptions {
                                // decode-only step (chunked prefill keeps streams flowing)
   bool prefix_cache = true;
   int64_t sample_vocab = 0;    // > 0: only ids below this are sampled (tokenizer size)
+  // Called on the engine thread about every idle_tick_seconds while nothing runs or waits
+  // (serve --tp: rank 0's TpLeader::heartbeat, so the other ranks, waiting for the next step,
+  // know it is alive). Empty: the idle engine just sleeps.
+  std::function<void()> idle_tick;
+  double idle_tick_seconds = 1.0;
 };
 
 struct RequestParams {

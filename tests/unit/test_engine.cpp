@@ -5,6 +5,9 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <cstdio>
 #include <filesystem>
 #include <fmt/format.h>
@@ -15,6 +18,7 @@
 #include "runtime/engine.h"
 #include "runtime/generator.h"
 #include "runtime/loaded_model.h"
+#include "runtime/tensor_parallel.h"
 #include "synth/synth.h"
 
 namespace ilm {
@@ -479,6 +483,142 @@ TEST_F(EngineTest, StopIdsEndAChoiceAndCount) {
   EXPECT_EQ(c.finish[0], "stop");
   EXPECT_EQ(static_cast<int64_t>(c.tokens[0].size()), first);
   EXPECT_EQ(c.completion_tokens[0], first + 1);  // the stop token counts
+}
+
+// Two ranks in one process for the tensor-parallel plan (runtime/tensor_parallel.h): rank 0's
+// broadcasts queue up for rank 1. Both "ranks" hold the whole model, so the forward itself
+// needs no collective; what is tested is that rank 1, replaying the plans on its mirror pool,
+// computes exactly what rank 0 does.
+struct Loopback {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::vector<std::byte>> queue;
+};
+
+class LoopbackComm final : public Communicator {
+ public:
+  LoopbackComm(Loopback& l, int r) : link_(l), rank_(r) {}
+  int rank() const override { return rank_; }
+  int size() const override { return 2; }
+  void all_reduce_sum(std::span<float>) override { throw Error("loopback: no sums (whole models)"); }
+  void broadcast(std::span<std::byte> data, int root) override {
+    std::unique_lock lock(link_.mu);
+    if (rank_ == root) {
+      link_.queue.emplace_back(data.begin(), data.end());
+      link_.cv.notify_all();
+      return;
+    }
+    link_.cv.wait(lock, [&] { return !link_.queue.empty(); });
+    std::vector<std::byte> m = std::move(link_.queue.front());
+    link_.queue.pop_front();
+    if (m.size() != data.size()) throw Error("loopback: broadcast sizes differ");
+    std::copy(m.begin(), m.end(), data.begin());
+  }
+  void gather(std::span<const float>, std::span<const int64_t>, std::span<float>, int) override {
+    throw Error("loopback: no gather (whole models)");
+  }
+  void barrier(double) override {}
+
+ private:
+  Loopback& link_;
+  int rank_;
+};
+
+// Delegates to a model and keeps every logits row it computes, in order.
+class Recorder final : public CausalLM {
+ public:
+  Recorder(CausalLM& inner, std::vector<std::vector<float>>& rows) : rows_(rows), inner_(inner) {}
+  const ModelConfig& config() const override { return inner_.config(); }
+  void forward(std::span<const TokenId> ids, KvCache& cache, std::span<float> logits, bool all_logits) override {
+    SequenceInput one{ids, &cache, logits, all_logits};
+    forward_batch(std::span<SequenceInput>(&one, 1));
+  }
+  void forward_batch(std::span<SequenceInput> batch) override {
+    inner_.forward_batch(batch);
+    for (const SequenceInput& in : batch)
+      if (!in.no_logits) rows_.emplace_back(in.logits.begin(), in.logits.end());
+  }
+  KvCache new_cache(int64_t capacity) const override { return inner_.new_cache(capacity); }
+  std::shared_ptr<KvBlockPool> new_kv_pool(int64_t block_size, int64_t max_blocks, DType dtype) const override {
+    return inner_.new_kv_pool(block_size, max_blocks, dtype);
+  }
+  uint64_t decode_weight_bytes() const override { return inner_.decode_weight_bytes(); }
+  std::vector<std::string> weight_names() const override { return inner_.weight_names(); }
+  std::vector<std::string> matrix_names() const override { return inner_.matrix_names(); }
+
+ private:
+  std::vector<std::vector<float>>& rows_;
+  CausalLM& inner_;
+};
+
+// serve --tp: the engine drives rank 0's TpLeader; the follower mirrors the paged pool from the
+// plans alone, through prefix-cache hits, forks of n choices (copy-on-write), preemption and
+// block frees, so its KV and logits equal rank 0's at every step.
+TEST_F(EngineTest, TensorParallelFollowerMirrorsThePagedPool) {
+  // What each request gets alone (computed first: the engine thread uses the model below).
+  const auto base = prompt(30, 14);
+  std::vector<std::vector<TokenId>> prompts, expect;
+  for (int i = 0; i < 3; ++i) {
+    auto p = base;
+    for (TokenId t : prompt(40 + i, 3 + i)) p.push_back(t);
+    prompts.push_back(p);
+    expect.push_back(solo(p, 12));
+  }
+  const RequestParams forked = three_sampled_choices(base, 8);
+  std::vector<std::vector<TokenId>> expect_forked;
+  for (int i = 0; i < 3; ++i) {
+    SamplingParams sp = forked.sampling;
+    sp.seed += static_cast<uint64_t>(i);
+    expect_forked.push_back(solo(base, 8, sp));
+  }
+
+  LoadedModel other = LoadedModel::load(dir_, {"cpu", 2, {}});
+  Loopback link;
+  LoopbackComm c0(link, 0), c1(link, 1);
+  std::vector<std::vector<float>> rows0, rows1;
+  Recorder r1(*other.lm, rows1);
+  std::string follower_error;
+  std::thread follower([&] {
+    try {
+      follow(r1, c1);
+    } catch (const std::exception& e) {
+      follower_error = e.what();
+    }
+  });
+  {
+    TpLeader leader(std::make_unique<Recorder>(*model_->lm, rows0), c0);
+    // 20 blocks of 4 tokens for 4 slots: prefix reuse, forks and preemption all happen.
+    EngineOptions eo;
+    eo.block_size = 4;
+    eo.max_seqs = 4;
+    eo.kv_cache_gb = 20.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
+    eo.idle_tick = [&leader] { leader.heartbeat(); };
+    eo.idle_tick_seconds = 0.01;
+    Engine engine(leader, eo);
+    for (int round = 0; round < 2; ++round) {
+      std::vector<std::shared_ptr<RequestStream>> streams;
+      for (const auto& p : prompts) streams.push_back(engine.submit(request(p, 12)));
+      auto sf = engine.submit(forked);
+      for (size_t i = 0; i < streams.size(); ++i) {
+        Collected c = collect(*streams[i], 1);
+        ASSERT_EQ(c.error, "");
+        EXPECT_EQ(c.tokens[0], expect[i]) << round << " " << i;
+      }
+      Collected cf = collect(*sf, 3);
+      ASSERT_EQ(cf.error, "");
+      for (int i = 0; i < 3; ++i) EXPECT_EQ(cf.tokens[i], expect_forked[static_cast<size_t>(i)]) << round << " " << i;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));  // idle: heartbeats
+    }
+    const EngineStats st = engine.stats();
+    EXPECT_GT(st.cached_prompt_tokens, 0u);
+    EXPECT_GT(st.preemptions, 0u);
+  }  // the engine stops, then the leader tells the follower to stop
+  follower.join();
+  EXPECT_EQ(follower_error, "");
+  EXPECT_TRUE(link.queue.empty());
+  ASSERT_EQ(rows0.size(), rows1.size());
+  EXPECT_GT(rows0.size(), 20u);
+  for (size_t i = 0; i < rows0.size(); ++i) ASSERT_EQ(rows0[i], rows1[i]) << "forward " << i;
 }
 
 TEST_F(EngineTest, RejectsWhatCanNeverRunAndRefusesWhileDraining) {
