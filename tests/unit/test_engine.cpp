@@ -587,11 +587,12 @@ TEST_F(EngineTest, TensorParallelFollowerMirrorsThePagedPool) {
   });
   {
     TpLeader leader(std::make_unique<Recorder>(*model_->lm, rows0), c0);
-    // 20 blocks of 4 tokens for 4 slots: prefix reuse, forks and preemption all happen.
+    // 10 blocks of 4 tokens for 4 slots: prefix reuse, forks and preemption all happen (the 3
+    // choices of the forked request alone need 12 blocks, so preemption does not depend on timing).
     EngineOptions eo;
     eo.block_size = 4;
     eo.max_seqs = 4;
-    eo.kv_cache_gb = 20.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
+    eo.kv_cache_gb = 10.0 * 4 * static_cast<double>(model_->lm->kv_bytes_per_token()) / double(1ull << 30);
     eo.idle_tick = [&leader] { leader.heartbeat(); };
     eo.idle_tick_seconds = 0.01;
     Engine engine(leader, eo);
