@@ -34,11 +34,8 @@ struct BenchArgs {
 // "1024,4096" (k suffix allowed: "4k" = 4096) -> lengths; throws ilm::Error on anything else.
 std::vector<int64_t> parse_contexts(const std::string& text) {
   std::vector<int64_t> out;
-  size_t pos = 0;
-  while (pos <= text.size()) {
-    size_t comma = text.find(',', pos);
-    if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(pos, comma - pos);
+  for (const std::string& given : split_commas(text)) {
+    std::string item = given;
     int64_t mult = 1;
     if (!item.empty() && (item.back() == 'k' || item.back() == 'K')) {
       mult = 1024;
@@ -52,9 +49,8 @@ std::vector<int64_t> parse_contexts(const std::string& text) {
       used = 0;
     }
     if (item.empty() || used != item.size() || v < 0 || v > (int64_t{1} << 40))
-      throw Error(fmt::format("--context: '{}' is not a token count (e.g. 4096 or 4k)", text.substr(pos, comma - pos)));
+      throw Error(fmt::format("--context: '{}' is not a token count (e.g. 4096 or 4k)", given));
     out.push_back(static_cast<int64_t>(v) * mult);
-    pos = comma + 1;
   }
   return out;
 }

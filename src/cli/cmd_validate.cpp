@@ -78,15 +78,9 @@ void run(const ValidateArgs& a) {
     throw Error(fmt::format("--golden {}: not a directory", a.golden));
   o.prompts_file = a.prompts.empty() ? data_file("prompts.jsonl")
                                      : std::filesystem::path(a.prompts);
-  if (!a.stages.empty()) {
-    size_t pos = 0;
-    while (pos <= a.stages.size()) {
-      size_t comma = a.stages.find(',', pos);
-      if (comma == std::string::npos) comma = a.stages.size();
-      if (comma > pos) o.stages.push_back(a.stages.substr(pos, comma - pos));
-      pos = comma + 1;
-    }
-  }
+  if (!a.stages.empty())
+    for (std::string& s : split_commas(a.stages))
+      if (!s.empty()) o.stages.push_back(std::move(s));
   std::error_code ec;
   o.self_exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   if (ec) throw Error(fmt::format("cannot find the internlm executable (/proc/self/exe: {})", ec.message()));

@@ -82,13 +82,21 @@ DType parse_kv_cache_dtype_arg(const std::string& value) {
   return *t;
 }
 
-std::vector<TokenId> parse_ids(const std::string& text) {
-  std::vector<TokenId> ids;
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items;
   size_t pos = 0;
   while (pos <= text.size()) {
     size_t comma = text.find(',', pos);
     if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(pos, comma - pos);
+    items.push_back(text.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return items;
+}
+
+std::vector<TokenId> parse_ids(const std::string& text) {
+  std::vector<TokenId> ids;
+  for (std::string item : split_commas(text)) {
     while (!item.empty() && item.front() == ' ') item.erase(item.begin());
     while (!item.empty() && item.back() == ' ') item.pop_back();
     TokenId v = 0;
@@ -96,7 +104,6 @@ std::vector<TokenId> parse_ids(const std::string& text) {
     if (item.empty() || err != std::errc() || end != item.data() + item.size() || v < 0)
       throw Error(fmt::format("--ids: '{}' is not a non-negative integer token id", item));
     ids.push_back(v);
-    pos = comma + 1;
   }
   return ids;
 }

@@ -39,6 +39,9 @@ void add_kv_cache_dtype_option(CLI::App& cmd, std::string& value, const std::str
 DType parse_kv_cache_dtype_arg(const std::string& value);
 
 // "1,333,352" -> ids; throws ilm::Error on anything else.
+// "a,b,,c" -> {"a", "b", "", "c"}: the items of a comma-separated option, empty ones kept
+// (each parser says what an empty item means).
+std::vector<std::string> split_commas(const std::string& text);
 std::vector<TokenId> parse_ids(const std::string& text);
 
 // Reads a whole file (for --prompt-file); throws ilm::Error naming it.

@@ -218,20 +218,7 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
       d.weight_read_before_gbps = given->weight_read_gbps;
     }
     d.tg_tokens_per_s = Stat::of(tg);
-    // The bracket: the roofline at the lowest and the highest bandwidth seen around tg.
-    std::vector<double> bws = d.bandwidth_before_gbps;
-    bws.insert(bws.end(), d.bandwidth_after_gbps.begin(), d.bandwidth_after_gbps.end());
-    if (!bws.empty()) {
-      const double bw_lo = *std::min_element(bws.begin(), bws.end()), bw_hi = *std::max_element(bws.begin(), bws.end());
-      d.roofline_ratio_low = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_hi * 1e9);
-      d.roofline_ratio_high = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (bw_lo * 1e9);
-    }
-    std::vector<double> wr = d.weight_read_before_gbps;
-    wr.insert(wr.end(), d.weight_read_after_gbps.begin(), d.weight_read_after_gbps.end());
-    if (!wr.empty() && *std::min_element(wr.begin(), wr.end()) > 0) {
-      d.weight_read_ratio_low = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (*std::max_element(wr.begin(), wr.end()) * 1e9);
-      d.weight_read_ratio_high = d.tg_tokens_per_s.mean * d.decode_bytes_per_token / (*std::min_element(wr.begin(), wr.end()) * 1e9);
-    }
+    d.compute_ratios();
   }
   {
     const ContextDecode& d = r.contexts.front();  // the top-level tg fields, as before --context
@@ -290,6 +277,19 @@ BenchResult run_bench(LoadedModel& m, const BenchOptions& o,
     r.int8_peak_gops = probe->int8_dot_peak_gops();
   }
   return r;
+}
+
+void ContextDecode::compute_ratios() {
+  // ratio against each end of the bracket of probes (before and after), if any probe ran
+  auto bracket = [&](std::vector<double> v, const std::vector<double>& more, double& vs_high, double& vs_low) {
+    v.insert(v.end(), more.begin(), more.end());
+    if (v.empty() || *std::min_element(v.begin(), v.end()) <= 0) return;
+    const double bytes_per_s = tg_tokens_per_s.mean * decode_bytes_per_token;
+    vs_high = bytes_per_s / (*std::max_element(v.begin(), v.end()) * 1e9);
+    vs_low = bytes_per_s / (*std::min_element(v.begin(), v.end()) * 1e9);
+  };
+  bracket(bandwidth_before_gbps, bandwidth_after_gbps, roofline_ratio_low, roofline_ratio_high);
+  bracket(weight_read_before_gbps, weight_read_after_gbps, weight_read_ratio_low, weight_read_ratio_high);
 }
 
 nlohmann::json ContextDecode::to_json() const {

@@ -71,6 +71,9 @@ struct ContextDecode {
   std::vector<double> weight_read_before_gbps, weight_read_after_gbps;
   double roofline_ratio_low = 0, roofline_ratio_high = 0;        // vs the highest / lowest bandwidth
   double weight_read_ratio_low = 0, weight_read_ratio_high = 0;  // vs the fastest / slowest weight read
+  // Sets the four ratios from tg_tokens_per_s, decode_bytes_per_token and the probes: the
+  // roofline at the highest and at the lowest bandwidth seen around tg.
+  void compute_ratios();
   nlohmann::json to_json() const;
 };
 

@@ -302,20 +302,23 @@ json sweep_decode(LoadedModel& m, MachineProbe& probe, KvCache& cache, std::vect
     m.lm->forward(next, cache, logits, false);
   }
   const double decode = now_seconds() - t1;
-  const double bw1 = probe.read_bandwidth_gbps();
-  const double tps = static_cast<double>(D) / decode;
+  ContextDecode d;
+  d.tg_tokens_per_s = Stat::of({static_cast<double>(D) / decode});
   // The mean context of the timed steps: the KV bytes a step reads grow by one row per step.
   const double mean_ctx = static_cast<double>(cache.length()) - static_cast<double>(D + 1) / 2.0;
-  const double bytes = static_cast<double>(m.lm->decode_weight_bytes()) +
-                       static_cast<double>(m.lm->kv_bytes_per_token(kv_t)) * mean_ctx;
-  const double bw_hi = std::max(bw0, bw1), bw_lo = std::min(bw0, bw1);
-  return {{"decode_tokens_per_s", tps},
+  d.decode_bytes_per_token = static_cast<double>(m.lm->decode_weight_bytes()) +
+                             static_cast<double>(m.lm->kv_bytes_per_token(kv_t)) * mean_ctx;
+  d.bandwidth_before_gbps = {bw0};
+  d.bandwidth_after_gbps = {probe.read_bandwidth_gbps()};
+  d.compute_ratios();
+  const double bw_hi = std::max(bw0, d.bandwidth_after_gbps[0]);
+  return {{"decode_tokens_per_s", d.tg_tokens_per_s.mean},
           {"decode_tokens", D},
-          {"bytes_per_token", bytes},
-          {"bandwidth_gbps", {bw0, bw1}},
-          {"roofline_tokens_per_s", bw_hi * 1e9 / bytes},
-          {"roofline_ratio", {{"vs_highest_bandwidth", tps * bytes / (bw_hi * 1e9)},
-                              {"vs_lowest_bandwidth", tps * bytes / (bw_lo * 1e9)}}}};
+          {"bytes_per_token", d.decode_bytes_per_token},
+          {"bandwidth_gbps", {bw0, d.bandwidth_after_gbps[0]}},
+          {"roofline_tokens_per_s", bw_hi * 1e9 / d.decode_bytes_per_token},
+          {"roofline_ratio", {{"vs_highest_bandwidth", d.roofline_ratio_low},
+                              {"vs_lowest_bandwidth", d.roofline_ratio_high}}}};
 }
 
 // The context sweep: decode speed against its bandwidth roofline at every length, and the
