@@ -2,26 +2,30 @@
 //
 // The rows of a work item are up to kQueryBlock query positions x the G query heads of one KV
 // head, so every K/V row fetched serves G x kQueryBlock queries. Keys go by in tiles of
-// kKeyTile: the tile's K and V rows are gathered as f32 (widened or dequantized once), scores
-// S^T = K · Q^T come from one GEMM, each query row's running (max, sum) is updated, and
-// O += P · V is a second GEMM. The keys are cut into fixed segments of kSegment: each
-// segment's (max, sum, O) is computed from scratch and the segments are merged in order.
+// kKeyTile: scores S = Q · K^T come from one GEMM, each query row's running (max, sum) is
+// updated (softmax_update), and O += P · V is a second GEMM. The keys are cut into fixed
+// segments of kSegment: each segment's (max, sum, O) is computed from scratch and the segments
+// are merged in order.
 //
 // Two schedules share that arithmetic:
-//  - prompts (many query blocks): one work item per (query block, KV head) runs its
-//    segments one after the other, widening only its head's slice of each row;
-//  - decode and small batches: one work item per (query block, segment) runs every KV head on
-//    whole K/V rows read front to back (a head's slice alone is 512 bytes of a 4 KB row, which
-//    the hardware prefetcher does not follow), and the segments are merged afterwards.
+//  - prompts (many query blocks): one work item per (query block, KV head) runs its segments
+//    one after the other, widening its head's slice of each tile row into f32 once (the GEMMs
+//    read it many times);
+//  - decode and small batches: one work item per (segment, group of KV heads) reads each
+//    head's slices where they lie in the cache, in the cache's type (transposed and widened in
+//    registers for S, widened in registers for O += P · V), and the segments are merged
+//    afterwards. This path streams the whole cache once per step, so it runs at memory speed
+//    only if nothing is copied on the way.
 // A query row's result depends only on its own scores and the fixed tile and segment
 // boundaries (GEMM elements sum in their own lane in a fixed order, masked keys add exact
-// zeros, the exponentials are the same for the same input), so a position gets the same
-// values alone, batched, in a prompt chunk of any size, and under either schedule (the same
-// bits, except that an output element that underflowed to -0 may come out +0 after the extra
-// masked keys of a batch).
+// zeros, the exponentials are the same for the same input, a tile's probabilities are summed
+// in one fixed order), so a position gets the same values alone, batched, in a prompt chunk of
+// any size, and under either schedule (the same bits, except that an output element that
+// underflowed to -0 may come out +0 after the extra masked keys of a batch).
 #include "backend/cpu/attention.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -33,8 +37,8 @@ namespace {
 constexpr int64_t kQueryBlock = 32;   // query positions per work item
 constexpr int64_t kKeyTile = 64;      // keys per GEMM / softmax step
 constexpr int64_t kSegment = 256;     // keys per independently computed segment
-constexpr int64_t kSmallBatch = 8;
-constexpr int64_t kPrefetchKeys = 8;  // how far ahead a gather asks for rows    // up to this many positions: segment-parallel schedule
+constexpr int64_t kSmallBatch = 8;    // up to this many positions: the decode schedule
+constexpr int64_t kPrefetchKeys = 8;  // how far ahead a prompt's gather asks for rows
 
 // The softmax state of M query rows over some keys: unnormalised O [M][hd], running max and
 // sum per row, in storage owned elsewhere.
@@ -77,74 +81,51 @@ struct Queries {
   }
 };
 
-// A tile's K / V rows of one head as f32, in runs of rows `ld` floats apart: one run for a
-// gathered copy, one per cache block when an f32 cache is read in place.
-struct Run {
-  const float* k;
-  const float* v;
-  int64_t n;
-};
-struct TileRows {
-  Run runs[kKeyTile];
-  int64_t n_runs = 0;
-  int64_t ld = 0;
-  int64_t first_head = 0;  // the KV head at offset 0 of a row
-};
-
-// Folds keys [j0, j0 + nj) into `st`. scratch: nj x M floats. Splitting the keys into runs
-// changes no result: a score is one GEMM element either way, and O accumulates the runs' keys
-// in order through f32 memory, which holds the register value exactly.
-// With `kt` (hd x nj floats) and `sq` (M x nj) given, the scores are computed as Q · K^T on
-// a transposed copy of the keys instead: keys fill the vector lanes, which pays when M (the
-// query rows) is smaller than a vector. Each score is the same chain of FMAs over d either
-// way (products commute exactly), so the result is the same bits.
-void tile_update(const Kernels& k, const Queries& qs, int64_t hd, const TileRows& rows, int64_t j0, int64_t nj,
-                 const State& st, std::vector<float>& scratch, std::vector<float>& new_m, float* kt = nullptr,
-                 float* sq = nullptr) {
-  const int64_t M = qs.M;
-  scratch.resize(static_cast<size_t>(nj * M));
-  new_m.resize(static_cast<size_t>(M));
-  float* s = scratch.data();  // [nj][M]: scores, then probabilities
-  if (kt) {
-    for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)
-      k.transpose(rows.runs[i].k, rows.ld, rows.runs[i].n, hd, kt + j, nj);
-    k.gemm(M, nj, hd, qs.qt.data(), 1, M, kt, nj, sq, nj, false);
-    k.transpose(sq, nj, M, nj, s, M);
-  } else {
-    for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)
-      k.gemm(rows.runs[i].n, M, hd, rows.runs[i].k, rows.ld, 1, qs.qt.data(), M, s + j * M, M, false);
-  }
-  // Keys past a row's limit count as -inf.
-  for (int64_t r = 0; r < M; ++r) new_m[static_cast<size_t>(r)] = st.m[r];
-  for (int64_t j = 0; j < nj; ++j)
-    for (int64_t r = 0; r < M; ++r) {
-      float& v = s[j * M + r];
-      if (j0 + j >= qs.limit[static_cast<size_t>(r)]) v = -INFINITY;
-      new_m[static_cast<size_t>(r)] = std::max(new_m[static_cast<size_t>(r)], v);
-    }
-  for (int64_t j = 0; j < nj; ++j)
-    for (int64_t r = 0; r < M; ++r) {
-      const float mr = new_m[static_cast<size_t>(r)];
-      float& v = s[j * M + r];
-      v = mr == -INFINITY ? -INFINITY : v - mr;  // a row with no visible key yet stays empty
-    }
-  k.exp(s, nj * M);
-  for (int64_t r = 0; r < M; ++r) {
-    const float old_m = st.m[r], mr = new_m[static_cast<size_t>(r)];
-    if (mr == -INFINITY) continue;
+// A tile's scores, then probabilities: s[r·kKeyTile + j] for query row r and key j0 + j.
+//
+// Folds them into `st`: keys past a row's limit count as -inf; the running max grows to the
+// tile's, the scores become e^(score - max), O and the sum are rescaled when the max moved,
+// and the tile's probabilities are added to the sum in a fixed order (16 running partial sums,
+// key j into partial j mod 16, then a pairwise tree), so the sum is the same bits whatever
+// instruction set or schedule computed the scores.
+void softmax_update(const Kernels& k, const Queries& qs, int64_t j0, int64_t nj, float* s, const State& st,
+                    int64_t hd) {
+  for (int64_t r = 0; r < qs.M; ++r) {
+    float* row = s + r * kKeyTile;
+    const int64_t visible = std::clamp<int64_t>(qs.limit[static_cast<size_t>(r)] - j0, 0, nj);
+    float mr = st.m[r];
     float sum = 0.0f;
-    for (int64_t j = 0; j < nj; ++j) sum += s[j * M + r];
+    if (k.exp_row) {
+      sum = k.exp_row(row, visible, nj, &mr);
+      if (mr == -INFINITY) continue;  // a row with no visible key yet stays empty
+    } else {
+      for (int64_t j = 0; j < visible; ++j) mr = std::max(mr, row[j]);
+      if (mr == -INFINITY) {
+        std::fill_n(row, nj, 0.0f);
+        continue;
+      }
+      for (int64_t j = 0; j < visible; ++j) row[j] -= mr;
+      k.exp(row, visible);
+      std::fill(row + visible, row + nj, 0.0f);
+      float part[16] = {};
+      int64_t c = 0;
+      for (; c + 16 <= nj; c += 16)
+        for (int i = 0; i < 16; ++i) part[i] += row[c + i];
+      for (int i = 0; c + i < nj; ++i) part[i] += row[c + i];
+      for (int w = 8; w > 0; w /= 2)
+        for (int i = 0; i < w; ++i) part[i] += part[i + w];
+      sum = part[0];
+    }
+    const float old_m = st.m[r];
     if (old_m != mr && old_m != -INFINITY) {
-      const float c = std::exp(old_m - mr);
-      st.l[r] *= c;
+      const float scale = std::exp(old_m - mr);
+      st.l[r] *= scale;
       float* orow = st.o + r * hd;
-      for (int64_t d = 0; d < hd; ++d) orow[d] *= c;
+      for (int64_t d = 0; d < hd; ++d) orow[d] *= scale;
     }
     st.l[r] += sum;
     st.m[r] = mr;
   }
-  for (int64_t i = 0, j = 0; i < rows.n_runs; j += rows.runs[i].n, ++i)  // O += P · V, P read transposed
-    k.gemm(M, hd, rows.runs[i].n, s + j * M, 1, M, rows.runs[i].v, rows.ld, st.o, hd, true);
 }
 
 // run ⊕= seg (segments in key order): the one formula both schedules use.
@@ -193,87 +174,126 @@ struct RowWalk {
   }
 };
 
-// KV head g's values of a row as f32 into dst (the numbers kv_row_f32 gives, SIMD-widened).
-void widen_head(const Kernels& k, const KvView& kv, const std::byte* row, int64_t g, int64_t hd, float* dst) {
-  k.widen(row + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, row, g), hd, dst);
+// The bytes of KV head g's slice of a row (an I8 row's scale for the head sits at the row's end).
+void prefetch_head(const KvView& kv, const std::byte* row, int64_t g, int64_t hd) {
+  const auto* at = reinterpret_cast<const char*>(row) + g * hd * kv.elem_bytes;
+  for (int64_t c = 0; c < hd * kv.elem_bytes; c += 64) __builtin_prefetch(at + c);
+  if (kv.dtype == DType::I8) __builtin_prefetch(reinterpret_cast<const char*>(row) + kv.stride + g * 4);
 }
 
-// An f32 cache's rows are used where they are (no gather).
-bool readable_in_place(const KvView& kv) { return kv.dtype == DType::F32 && kv.row_bytes % 4 == 0; }
-
-// Rows [j0, j0 + nj) of KV heads [g0, g1), front to back: an f32 cache with `in_place` is
-// used where it is, one run per block (decode reads each row once); otherwise the heads are
-// widened into kb / vb, (g1 - g0)·hd floats a row (a prompt's GEMMs read the tile many times:
-// dense rows, not 4 KB-strided ones that share L1 sets), prefetching rows below n_keys ahead.
-TileRows gather_rows(const Kernels& k, const KvView& kv, int64_t hd, int64_t g0, int64_t g1, int64_t j0, int64_t nj,
-                     int64_t n_keys, bool in_place, float* kb, float* vb) {
-  TileRows t;
-  RowWalk kw{kv, true}, vw{kv, false};
-  if (in_place && readable_in_place(kv)) {
-    t.ld = kv.row_bytes / 4;
+// KV head g's slices of rows [j0, j0 + nj), read where they are in the cache.
+struct HeadRows {
+  KvRows k, v;
+};
+struct RowSet {
+  std::array<const void*, kKeyTile> k_at, v_at;
+  std::array<float, kKeyTile> k_scale, v_scale;
+  int64_t n = 0;
+  void fill(const KvView& kv, int64_t hd, int64_t g, int64_t j0, int64_t nj) {
+    RowWalk kw{kv, true}, vw{kv, false};
     for (int64_t j = 0; j < nj; ++j) {
-      const std::byte* k_at = kw.row(j0 + j, j == 0);
-      const std::byte* v_at = vw.row(j0 + j, j == 0);
-      if (j == 0 || (j0 + j) % kv.block_size == 0)
-        t.runs[t.n_runs++] = {reinterpret_cast<const float*>(k_at), reinterpret_cast<const float*>(v_at), 0};
-      ++t.runs[t.n_runs - 1].n;
+      const std::byte* k_row = kw.row(j0 + j, j == 0);
+      const std::byte* v_row = vw.row(j0 + j, j == 0);
+      k_at[static_cast<size_t>(j)] = k_row + g * hd * kv.elem_bytes;
+      v_at[static_cast<size_t>(j)] = v_row + g * hd * kv.elem_bytes;
+      k_scale[static_cast<size_t>(j)] = kv_row_scale(kv, k_row, g);
+      v_scale[static_cast<size_t>(j)] = kv_row_scale(kv, v_row, g);
     }
-    return t;
+    n = nj;
   }
-  const int64_t ld = (g1 - g0) * hd;
-  for (int64_t j = 0; j < nj; ++j) {
-    const std::byte* k_at = kw.row(j0 + j, j == 0);
-    const std::byte* v_at = vw.row(j0 + j, j == 0);
-    // The heads' slice is a few hundred bytes of a row kilobytes long, which the hardware
-    // prefetcher does not follow: ask for the rows a few keys ahead.
-    if (j0 + j + kPrefetchKeys < n_keys) {
-      const auto* kf = static_cast<const char*>(kv.k(j0 + j + kPrefetchKeys)) + g0 * hd * kv.elem_bytes;
-      const auto* vf = static_cast<const char*>(kv.v(j0 + j + kPrefetchKeys)) + g0 * hd * kv.elem_bytes;
-      for (int64_t c = 0; c < ld * kv.elem_bytes; c += 64) {
-        __builtin_prefetch(kf + c);
-        __builtin_prefetch(vf + c);
-      }
+  // These rows, with `next`'s to be prefetched meanwhile.
+  HeadRows rows(DType t, const RowSet* next, int64_t slice_bytes) const {
+    HeadRows h{{k_at.data(), k_scale.data(), t}, {v_at.data(), v_scale.data(), t}};
+    if (next) {
+      h.k.ahead = next->k_at.data();
+      h.v.ahead = next->v_at.data();
+      h.k.n_ahead = h.v.n_ahead = next->n;
+      h.k.ahead_bytes = h.v.ahead_bytes = slice_bytes;
     }
-    if (kv.dtype == DType::I8) {  // one scale per head
-      for (int64_t g = g0; g < g1; ++g) {
-        widen_head(k, kv, k_at, g, hd, kb + j * ld + (g - g0) * hd);
-        widen_head(k, kv, v_at, g, hd, vb + j * ld + (g - g0) * hd);
-      }
-    } else {
-      k.widen(k_at + g0 * hd * kv.elem_bytes, kv.dtype, 1.0f, ld, kb + j * ld);
-      k.widen(v_at + g0 * hd * kv.elem_bytes, kv.dtype, 1.0f, ld, vb + j * ld);
-    }
+    return h;
   }
-  t.ld = ld;
-  t.first_head = g0;
-  t.runs[t.n_runs++] = {kb, vb, nj};
-  return t;
-}
-
-// Head g's view of whole-row tile rows.
-TileRows head_of(const TileRows& t, int64_t g, int64_t hd) {
-  TileRows h = t;
-  for (int64_t i = 0; i < h.n_runs; ++i) {
-    h.runs[i].k += (g - t.first_head) * hd;
-    h.runs[i].v += (g - t.first_head) * hd;
-  }
-  return h;
-}
+};
 
 // A thread's tile buffers, kept across calls: the pool's threads live as long as the backend,
 // and allocating (and zero-filling) them per work item cost more than the decode attention
 // itself and churned the allocator every layer. Everything read from them is written first.
 struct Buffers {
-  std::vector<float> kb, vb, scores, new_m, kt, sq;
+  std::vector<float> kb, vb, scores, gemm_out, kt;
+  RowSet sets[2];  // decode: the rows of this step and of the next
   static Buffers& of_this_thread() {
     thread_local Buffers b;
     return b;
   }
-  static float* at_least(std::vector<float>& v, int64_t n) {
+  template <class T>
+  static T* at_least(std::vector<T>& v, int64_t n) {
     if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
     return v.data();
   }
 };
+
+// Prompt schedule: rows [j0, j0 + nj) of KV head g widened into kb / vb (hd floats a row: a
+// prompt's GEMMs read the tile many times, so dense rows beat 4 KB-strided ones that share L1
+// sets), prefetching rows below n_keys a few keys ahead (a head's slice is a few hundred bytes
+// of a row kilobytes long, which the hardware prefetcher does not follow).
+void gather_head(const Kernels& k, const KvView& kv, int64_t hd, int64_t g, int64_t j0, int64_t nj, int64_t n_keys,
+                 float* kb, float* vb) {
+  RowWalk kw{kv, true}, vw{kv, false};
+  for (int64_t j = 0; j < nj; ++j) {
+    const std::byte* k_at = kw.row(j0 + j, j == 0);
+    const std::byte* v_at = vw.row(j0 + j, j == 0);
+    if (j0 + j + kPrefetchKeys < n_keys) {
+      prefetch_head(kv, static_cast<const std::byte*>(kv.k(j0 + j + kPrefetchKeys)), g, hd);
+      prefetch_head(kv, static_cast<const std::byte*>(kv.v(j0 + j + kPrefetchKeys)), g, hd);
+    }
+    k.widen(k_at + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, k_at, g), hd, kb + j * hd);
+    k.widen(v_at + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, v_at, g), hd, vb + j * hd);
+  }
+}
+
+// Folds keys [j0, j0 + nj), gathered as f32 rows kb / vb, into `st` (prompt schedule): S = K · Q^T
+// as one GEMM (keys are GEMM rows: many query rows fill the vector lanes), transposed to the
+// tile layout, the softmax step, then O += P · V.
+void prompt_tile(const Kernels& k, const Queries& qs, int64_t hd, const float* kb, const float* vb, int64_t j0,
+                 int64_t nj, const State& st, Buffers& b) {
+  const int64_t M = qs.M;
+  float* st_t = Buffers::at_least(b.gemm_out, kKeyTile * M);  // [nj][M]
+  float* s = Buffers::at_least(b.scores, M * kKeyTile);
+  k.gemm(nj, M, hd, kb, hd, 1, qs.qt.data(), M, st_t, M, false);
+  k.transpose(st_t, M, nj, M, s, kKeyTile);
+  softmax_update(k, qs, j0, nj, s, st, hd);
+  k.gemm(M, hd, nj, s, kKeyTile, 1, vb, hd, st.o, hd, true);
+}
+
+// Folds keys [j0, j0 + nj) of one KV head into `st` (decode schedule): the keys are transposed
+// (widened on the way) so that they fill the vector lanes, S = Q · K^T is one GEMM of the few
+// query rows, then the softmax step and O += P · V, with K and V read straight from the cache.
+// Each score is the same chain of FMAs over d as in prompt_tile (products commute exactly),
+// and O the same chain over keys, so both schedules give the same bits.
+void decode_tile(const Kernels& k, const Queries& qs, int64_t hd, const HeadRows& rows, int64_t j0, int64_t nj,
+                 const State& st, Buffers& b) {
+  const int64_t M = qs.M;
+  float* kt = Buffers::at_least(b.kt, hd * kKeyTile);
+  float* s = Buffers::at_least(b.scores, M * kKeyTile);
+  const bool fused = k.widen_transpose && k.gemm_kv_rows && hd % 16 == 0;
+  float* vb = nullptr;
+  if (fused) {
+    k.widen_transpose(rows.k, nj, hd, kt, kKeyTile);
+  } else {  // the same numbers through an f32 copy
+    float* kb = Buffers::at_least(b.kb, kKeyTile * hd);
+    vb = Buffers::at_least(b.vb, kKeyTile * hd);
+    for (int64_t j = 0; j < nj; ++j) {
+      k.widen(rows.k.at[j], rows.k.type, rows.k.scales[j], hd, kb + j * hd);
+      k.widen(rows.v.at[j], rows.v.type, rows.v.scales[j], hd, vb + j * hd);
+    }
+    k.transpose(kb, hd, nj, hd, kt, kKeyTile);
+  }
+  k.gemm(M, nj, hd, qs.qt.data(), 1, M, kt, kKeyTile, s, kKeyTile, false);
+  softmax_update(k, qs, j0, nj, s, st, hd);
+  if (fused)
+    k.gemm_kv_rows(M, hd, nj, s, kKeyTile, 1, rows.v, st.o, hd);
+  else
+    k.gemm(M, hd, nj, s, kKeyTile, 1, vb, hd, st.o, hd, true);
+}
 
 }  // namespace
 
@@ -301,8 +321,8 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
           seg.reset(1, qs.M, hd);
           for (int64_t j0 = s0; j0 < std::min(n_keys, s0 + kSegment); j0 += kKeyTile) {
             const int64_t nj = std::min({kKeyTile, n_keys - j0, s0 + kSegment - j0});
-            const TileRows rows = gather_rows(k, kv, hd, g, g + 1, j0, nj, n_keys, false, kb, vb);
-            tile_update(k, qs, hd, head_of(rows, g, hd), j0, nj, seg.at(0), b.scores, b.new_m);
+            gather_head(k, kv, hd, g, j0, nj, n_keys, kb, vb);
+            prompt_tile(k, qs, hd, kb, vb, j0, nj, seg.at(0), b);
           }
           merge(run.at(0), seg.at(0), qs.M, hd);
         }
@@ -312,8 +332,9 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     return;
   }
 
-  // Decode and small batches: (segment, group of KV heads) items reading rows front to back,
-  // enough of them to keep every thread busy; then each head's segments are merged in order.
+  // Decode and small batches: (segment, group of KV heads) items, enough of them to keep every
+  // thread busy, each reading its heads' slices of the tile's rows where they lie in the cache
+  // (the next tile's asked for ahead); then each head's segments are merged in order.
   const int64_t M = T * G;
   const int64_t groups = std::clamp<int64_t>((2 * pool.size() + n_segments - 1) / n_segments, 1, n_kv_heads);
   const int64_t per_group = (n_kv_heads + groups - 1) / groups;
@@ -330,24 +351,33 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
     qs.emplace_back();
     qs.back().load(q, 0, T, g, G, n_heads, hd, past);
   }
+  const int64_t n_keys = past + T;
   pool.parallel_for(n_segments * groups, [&](int64_t i0, int64_t i1) {
-    const int64_t ld = n_kv_heads * hd;
     Buffers& b = Buffers::of_this_thread();
-    // An f32 cache is read in place: the gather buffers are only needed for other types.
-    const bool in_place = readable_in_place(kv);
-    float* kb = in_place ? nullptr : Buffers::at_least(b.kb, kKeyTile * ld);
-    float* vb = in_place ? nullptr : Buffers::at_least(b.vb, kKeyTile * ld);
-    float* kt = Buffers::at_least(b.kt, kKeyTile * hd);
-    float* sq = Buffers::at_least(b.sq, kKeyTile * M);
+    const int64_t slice_bytes = hd * kv.elem_bytes;
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t s = i / groups, g0 = i % groups * per_group, g1 = std::min(n_kv_heads, g0 + per_group);
-      const int64_t s0 = s * kSegment, s1 = std::min(past + T, s0 + kSegment);
-      for (int64_t j0 = s0; j0 < s1 && g0 < g1; j0 += kKeyTile) {
+      const int64_t s0 = s * kSegment, s1 = std::min(n_keys, s0 + kSegment);
+      if (g0 >= g1) continue;
+      // Steps (tile, head) in order; each one's rows are found while the previous computes and
+      // prefetched during it. The next item's first rows are prefetched by the last step.
+      int cur = 0;
+      b.sets[cur].fill(kv, hd, g0, s0, std::min(kKeyTile, s1 - s0));
+      for (int64_t j0 = s0; j0 < s1; j0 += kKeyTile) {
         const int64_t nj = std::min(kKeyTile, s1 - j0);
-        const TileRows rows = gather_rows(k, kv, hd, g0, g1, j0, nj, s1, true, kb, vb);
-        for (int64_t g = g0; g < g1; ++g)
-          tile_update(k, qs[static_cast<size_t>(g)], hd, head_of(rows, g, hd), j0, nj,
-                      partial.at(s * n_kv_heads + g), b.scores, b.new_m, kt, sq);
+        for (int64_t g = g0; g < g1; ++g) {
+          const bool last_head = g + 1 == g1;
+          const int64_t next_j0 = last_head ? j0 + kKeyTile : j0;
+          const int64_t next_end = last_head && next_j0 >= s1 ? std::min(n_keys, next_j0 + kKeyTile) : s1;
+          RowSet* next = nullptr;
+          if (next_j0 < next_end) {
+            next = &b.sets[1 - cur];
+            next->fill(kv, hd, last_head ? g0 : g + 1, next_j0, std::min(kKeyTile, next_end - next_j0));
+          }
+          decode_tile(k, qs[static_cast<size_t>(g)], hd, b.sets[cur].rows(kv.dtype, next, slice_bytes), j0, nj,
+                      partial.at(s * n_kv_heads + g), b);
+          cur = 1 - cur;
+        }
       }
     }
   });

@@ -39,6 +39,33 @@ using GemmFn = void (*)(int64_t M, int64_t N, int64_t K, const float* A, int64_t
 using WidenFn = void (*)(const void* src, DType t, float scale, int64_t n, float* dst);
 // dst[c·ldd + r] = src[r·lds + c] for r < rows, c < cols.
 using TransposeFn = void (*)(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
+// One KV head's slice of n cache rows, in the cache's element type: row j's values start at
+// at[j] (F32, BF16, F16, or I8 times scales[j]; scales may be null for the float types).
+// ahead[0..n_ahead): the rows the caller reads next (ahead_bytes each, from each pointer),
+// which a kernel asks the memory for while it computes on these (spread over its work:
+// one burst of prefetches stalls as long as the reads themselves).
+struct KvRows {
+  const void* const* at;
+  const float* scales;
+  DType type;
+  const void* const* ahead = nullptr;
+  int64_t n_ahead = 0;
+  int64_t ahead_bytes = 0;
+};
+// kt[d·ldk + j] = widen(rows[j][d]) for j < n, d < hd: WidenFn then TransposeFn in one pass,
+// straight from the cache (no f32 copy of the rows). hd a multiple of 16.
+using WidenTransposeFn = void (*)(const KvRows& rows, int64_t n, int64_t hd, float* kt, int64_t ldk);
+// C[m·ldc + d] += Σ_j A[m·sam + j·sak] · widen(rows[j][d]) for m < M, d < hd: GemmFn with
+// accumulate on the widened rows (the same chain: C, then j ascending), read from the cache.
+// hd a multiple of 16.
+using GemmKvRowsFn = void (*)(int64_t M, int64_t hd, int64_t n, const float* A, int64_t sam, int64_t sak,
+                              const KvRows& rows, float* C, int64_t ldc);
+// The softmax step of one row of attention scores: *m = max(*m, row[0..visible)); then, unless
+// *m is -inf (the row becomes zeros), row[j] = ExpFn(row[j] - *m) for j < visible and 0 for
+// visible <= j < n. Returns the row's sum in one fixed order: partial sums p[j mod 16] in
+// ascending j, then p[i] += p[i + w] for w = 8, 4, 2, 1 (the order attention's portable
+// softmax uses, so a set with and a set without this kernel differ only in their exp).
+using ExpRowFn = float (*)(float* row, int64_t visible, int64_t n, float* m);
 // x[i] = e^x[i] to within ~2 ulp, the same value for the same input wherever it sits in x (no
 // scalar tail with another formula); e^x = 0 below -87.3 (so e^-inf = 0), NaN for NaN.
 using ExpFn = void (*)(float* x, int64_t n);
@@ -70,6 +97,11 @@ struct Kernels {
   ExpFn exp;
   TransposeFn transpose;
   WidenFn widen;
+  // Decode attention's fused reads of the cache; null where the set has none (attention then
+  // widens into a buffer and uses gemm / transpose: the same numbers).
+  WidenTransposeFn widen_transpose;
+  GemmKvRowsFn gemm_kv_rows;
+  ExpRowFn exp_row;
 };
 
 // Dot-product peak probes, when the CPU has the instruction: bf16 (AVX512_BF16 vdpbf16ps,

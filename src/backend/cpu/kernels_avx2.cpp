@@ -313,7 +313,7 @@ void gemm_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int
 }  // namespace
 
 const Kernels kAvx2Kernels = {"avx2", Precision::Exact, matmul_avx2, matmul_quant_avx2, dot_avx2,
-                              read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx2, exp_avx2, transpose_generic, widen_generic};
+                              read_sum_avx2, fma_loop_avx2, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx2, exp_avx2, transpose_generic, widen_generic, nullptr, nullptr, nullptr};
 
 }  // namespace ilm::cpu
 #endif

@@ -4,6 +4,9 @@
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
+#include <cmath>
+#include <cstddef>
+
 #include "backend/cpu/kernel_policy.h"
 #include "backend/cpu/kernels_impl.h"
 
@@ -293,6 +296,35 @@ inline __m512 exp16(__m512 x) {
   return _mm512_maskz_mov_ps(static_cast<__mmask16>(~tiny), _mm512_scalef_ps(y, n));
 }
 
+float exp_row_avx512(float* row, int64_t visible, int64_t n, float* m) {
+  const auto upto = [](int64_t left) {
+    return left >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << left) - 1);
+  };
+  // max(v, mx) returns mx when v is NaN, as std::max(mx, v) does.
+  __m512 mx = _mm512_set1_ps(*m);
+  for (int64_t j = 0; j < visible; j += kLanes)
+    mx = _mm512_mask_max_ps(mx, upto(visible - j), _mm512_maskz_loadu_ps(upto(visible - j), row + j), mx);
+  const float mr = _mm512_reduce_max_ps(mx);
+  if (mr == -INFINITY) {
+    for (int64_t j = 0; j < n; j += kLanes) _mm512_mask_storeu_ps(row + j, upto(n - j), _mm512_setzero_ps());
+    return 0.0f;
+  }
+  *m = mr;
+  const __m512 mv = _mm512_set1_ps(mr);
+  __m512 part = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += kLanes) {
+    const __mmask16 vis = j < visible ? upto(visible - j) : static_cast<__mmask16>(0);
+    const __m512 e = _mm512_maskz_mov_ps(vis, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(vis, row + j), mv)));
+    _mm512_mask_storeu_ps(row + j, upto(n - j), e);
+    part = _mm512_add_ps(part, e);
+  }
+  const __m256 p8 = _mm256_add_ps(_mm512_castps512_ps256(part),
+                                  _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(part), 1)));
+  const __m128 p4 = _mm_add_ps(_mm256_castps256_ps128(p8), _mm256_extractf128_ps(p8, 1));
+  const __m128 p2 = _mm_add_ps(p4, _mm_movehl_ps(p4, p4));
+  return _mm_cvtss_f32(_mm_add_ss(p2, _mm_movehdup_ps(p2)));
+}
+
 void exp_avx512(float* x, int64_t n) {
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) _mm512_storeu_ps(x + i, exp16(_mm512_loadu_ps(x + i)));
@@ -302,13 +334,10 @@ void exp_avx512(float* x, int64_t n) {
   }
 }
 
-// Transposes a 16 x 16 block (rows past `rows` read as zeros, columns past `cols` ignored):
-// pairs of rows interleaved, then 4 x 4 blocks within 128-bit lanes, then the lanes.
-inline void transpose16(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
-  const __mmask16 cm = cols >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << cols) - 1);
-  const __mmask16 rm = rows >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rows) - 1);
-  __m512 r[16], t[16], u[16];
-  ILM_UNROLL for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * lds) : _mm512_setzero_ps();
+// r[c] = column c of the 16 x 16 block whose rows were r[0..15]: pairs of rows interleaved,
+// then 4 x 4 blocks within 128-bit lanes, then the lanes.
+inline void transpose16_regs(__m512 (&r)[16]) {
+  __m512 t[16], u[16];
   ILM_UNROLL for (int i = 0; i < 16; i += 2) {
     t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
     t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -325,14 +354,110 @@ inline void transpose16(const float* src, int64_t lds, int64_t rows, int64_t col
     const __m512 v1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
     const __m512 w0 = _mm512_shuffle_f32x4(u[c], u[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
     const __m512 w1 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
-    const __m512 out[4] = {_mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(2, 0, 2, 0)),   // column c
-                           _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(2, 0, 2, 0)),   // c + 4
-                           _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(3, 1, 3, 1)),   // c + 8
-                           _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(3, 1, 3, 1))};  // c + 12
-    ILM_UNROLL for (int q = 0; q < 4; ++q)
-      if (c + 4 * q < cols) _mm512_mask_storeu_ps(dst + (c + 4 * q) * ldd, rm, out[q]);
+    r[c] = _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+    r[c + 4] = _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(2, 0, 2, 0));
+    r[c + 8] = _mm512_shuffle_f32x4(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+    r[c + 12] = _mm512_shuffle_f32x4(w0, w1, _MM_SHUFFLE(3, 1, 3, 1));
   }
 }
+
+// Transposes a 16 x 16 block (rows past `rows` read as zeros, columns past `cols` ignored).
+inline void transpose16(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd) {
+  const __mmask16 cm = cols >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << cols) - 1);
+  const __mmask16 rm = rows >= kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << rows) - 1);
+  __m512 r[16];
+  ILM_UNROLL for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_maskz_loadu_ps(cm, src + i * lds) : _mm512_setzero_ps();
+  transpose16_regs(r);
+  ILM_UNROLL for (int c = 0; c < 16; ++c)
+    if (c < cols) _mm512_mask_storeu_ps(dst + c * ldd, rm, r[c]);
+}
+
+namespace {
+
+// 16 KV values at p as f32, exactly as widen_avx512 gives them.
+template <DType T>
+inline __m512 load_kv16(const void* p, float scale) {
+  if constexpr (T == DType::I8) {
+    const __m128i b = _mm_loadu_si128(static_cast<const __m128i*>(p));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), _mm512_set1_ps(scale));
+  } else {
+    return load_w<T>(p, 0);
+  }
+}
+
+template <DType T>
+inline const std::byte* kv_at(const KvRows& rows, int64_t j, int64_t d) {
+  constexpr int64_t bytes = T == DType::F32 ? 4 : T == DType::I8 ? 1 : 2;
+  return static_cast<const std::byte*>(rows.at[j]) + d * bytes;
+}
+
+// Prefetches (into L2) the ahead rows [j0, j1) of `rows`.
+inline void prefetch_ahead(const KvRows& rows, int64_t j0, int64_t j1) {
+  if (j1 > rows.n_ahead) j1 = rows.n_ahead;
+  for (int64_t j = j0; j < j1; ++j)
+    for (int64_t c = 0; c < rows.ahead_bytes; c += 64) _mm_prefetch(static_cast<const char*>(rows.ahead[j]) + c, _MM_HINT_T1);
+}
+
+template <DType T>
+void widen_transpose_t(const KvRows& rows, int64_t n, int64_t hd, float* kt, int64_t ldk) {
+  for (int64_t j0 = 0; j0 < n; j0 += kLanes) {
+    const int64_t nr = n - j0 < kLanes ? n - j0 : kLanes;
+    const __mmask16 rm = nr == kLanes ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << nr) - 1);
+    prefetch_ahead(rows, j0, n - j0 <= kLanes ? rows.n_ahead : j0 + kLanes);
+    for (int64_t d0 = 0; d0 < hd; d0 += kLanes) {
+      __m512 r[16];
+      ILM_UNROLL for (int i = 0; i < 16; ++i)
+        r[i] = i < nr ? load_kv16<T>(kv_at<T>(rows, j0 + i, d0), T == DType::I8 ? rows.scales[j0 + i] : 1.0f)
+                      : _mm512_setzero_ps();
+      transpose16_regs(r);
+      ILM_UNROLL for (int c = 0; c < 16; ++c) _mm512_mask_storeu_ps(kt + (d0 + c) * ldk + j0, rm, r[c]);
+    }
+  }
+}
+
+// MR rows x NV vectors of C (columns d0...) in registers over all n rows.
+template <DType T, int MR, int NV>
+inline void gemm_kv_tile(int64_t n, const float* A, int64_t sam, int64_t sak, const KvRows& rows, int64_t d0,
+                         float* C, int64_t ldc, bool prefetch) {
+  __m512 acc[MR][NV];
+  ILM_UNROLL for (int r = 0; r < MR; ++r)
+    ILM_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_loadu_ps(C + r * ldc + d0 + v * kLanes);
+  for (int64_t j = 0; j < n; ++j) {
+    if (prefetch && (j & 15) == 0) prefetch_ahead(rows, j, n - j <= kLanes ? rows.n_ahead : j + kLanes);
+    const float scale = T == DType::I8 ? rows.scales[j] : 1.0f;
+    __m512 b[NV];
+    ILM_UNROLL for (int v = 0; v < NV; ++v) b[v] = load_kv16<T>(kv_at<T>(rows, j, d0 + v * kLanes), scale);
+    ILM_UNROLL for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * sam + j * sak]);
+      ILM_UNROLL for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, b[v], acc[r][v]);
+    }
+  }
+  ILM_UNROLL for (int r = 0; r < MR; ++r)
+    ILM_UNROLL for (int v = 0; v < NV; ++v) _mm512_storeu_ps(C + r * ldc + d0 + v * kLanes, acc[r][v]);
+}
+
+template <DType T, int NV>
+inline void gemm_kv_cols(int64_t M, int64_t n, const float* A, int64_t sam, int64_t sak, const KvRows& rows,
+                         int64_t d0, float* C, int64_t ldc) {
+  int64_t m = 0;
+  for (; m + 4 <= M; m += 4) gemm_kv_tile<T, 4, NV>(n, A + m * sam, sam, sak, rows, d0, C + m * ldc, ldc, d0 == 0 && m == 0);
+  switch (M - m) {
+    case 3: gemm_kv_tile<T, 3, NV>(n, A + m * sam, sam, sak, rows, d0, C + m * ldc, ldc, d0 == 0 && m == 0); break;
+    case 2: gemm_kv_tile<T, 2, NV>(n, A + m * sam, sam, sak, rows, d0, C + m * ldc, ldc, d0 == 0 && m == 0); break;
+    case 1: gemm_kv_tile<T, 1, NV>(n, A + m * sam, sam, sak, rows, d0, C + m * ldc, ldc, d0 == 0 && m == 0); break;
+    default: break;
+  }
+}
+
+template <DType T>
+void gemm_kv_rows_t(int64_t M, int64_t hd, int64_t n, const float* A, int64_t sam, int64_t sak, const KvRows& rows,
+                    float* C, int64_t ldc) {
+  int64_t d0 = 0;
+  for (; d0 + 4 * kLanes <= hd; d0 += 4 * kLanes) gemm_kv_cols<T, 4>(M, n, A, sam, sak, rows, d0, C, ldc);
+  for (; d0 < hd; d0 += kLanes) gemm_kv_cols<T, 1>(M, n, A, sam, sak, rows, d0, C, ldc);
+}
+
+}  // namespace
 
 void gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                  int64_t ldb, float* C, int64_t ldc, bool accumulate) {
@@ -383,8 +508,27 @@ void widen_avx512(const void* src, DType t, float scale, int64_t n, float* dst) 
   }
 }
 
+void widen_transpose_avx512(const KvRows& rows, int64_t n, int64_t hd, float* kt, int64_t ldk) {
+  switch (rows.type) {
+    case DType::BF16: return widen_transpose_t<DType::BF16>(rows, n, hd, kt, ldk);
+    case DType::F16: return widen_transpose_t<DType::F16>(rows, n, hd, kt, ldk);
+    case DType::I8: return widen_transpose_t<DType::I8>(rows, n, hd, kt, ldk);
+    default: return widen_transpose_t<DType::F32>(rows, n, hd, kt, ldk);
+  }
+}
+
+void gemm_kv_rows_avx512(int64_t M, int64_t hd, int64_t n, const float* A, int64_t sam, int64_t sak,
+                         const KvRows& rows, float* C, int64_t ldc) {
+  switch (rows.type) {
+    case DType::BF16: return gemm_kv_rows_t<DType::BF16>(M, hd, n, A, sam, sak, rows, C, ldc);
+    case DType::F16: return gemm_kv_rows_t<DType::F16>(M, hd, n, A, sam, sak, rows, C, ldc);
+    case DType::I8: return gemm_kv_rows_t<DType::I8>(M, hd, n, A, sam, sak, rows, C, ldc);
+    default: return gemm_kv_rows_t<DType::F32>(M, hd, n, A, sam, sak, rows, C, ldc);
+  }
+}
+
 const Kernels kAvx512Kernels = {"avx512", Precision::Exact, matmul_avx512, matmul_quant_avx512, dot_avx512,
-                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512, widen_avx512};
+                                read_sum_avx512, fma_loop_avx512, 2 * kLanes * kFmaChains, nullptr, 0, gemm_avx512, exp_avx512, transpose_avx512, widen_avx512, widen_transpose_avx512, gemm_kv_rows_avx512, exp_row_avx512};
 
 }  // namespace ilm::cpu
 #endif

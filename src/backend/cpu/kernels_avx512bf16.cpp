@@ -165,7 +165,10 @@ const Kernels kAvx512Bf16Kernels = {"avx512bf16", Precision::Fast,
                                     gemm_avx512,
                                     exp_avx512,
                                     transpose_avx512,
-                                    widen_avx512};
+                                    widen_avx512,
+                                    widen_transpose_avx512,
+                                    gemm_kv_rows_avx512,
+                                    exp_row_avx512};
 
 }  // namespace ilm::cpu
 #endif

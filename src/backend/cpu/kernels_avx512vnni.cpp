@@ -291,7 +291,10 @@ const Kernels kAvx512VnniKernels = {"avx512vnni", Precision::Exact,
                                     gemm_avx512,
                                     exp_avx512,
                                     transpose_avx512,
-                                    widen_avx512};
+                                    widen_avx512,
+                                    widen_transpose_avx512,
+                                    gemm_kv_rows_avx512,
+                                    exp_row_avx512};
 
 }  // namespace ilm::cpu
 #endif

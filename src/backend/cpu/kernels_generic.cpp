@@ -142,6 +142,6 @@ void widen_generic(const void* src, DType t, float scale, int64_t n, float* dst)
 }
 
 const Kernels kGenericKernels = {"generic", Precision::Exact, matmul_generic, matmul_quant_generic, dot_generic,
-                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic, widen_generic};
+                                 read_sum_generic, fma_loop_generic, 2 * kChains, nullptr, 0, gemm_generic, exp_generic, transpose_generic, widen_generic, nullptr, nullptr, nullptr};
 
 }  // namespace ilm::cpu

@@ -33,6 +33,10 @@ void widen_generic(const void* src, DType t, float scale, int64_t n, float* dst)
 void exp_avx512(float* x, int64_t n);
 void transpose_avx512(const float* src, int64_t lds, int64_t rows, int64_t cols, float* dst, int64_t ldd);
 void widen_avx512(const void* src, DType t, float scale, int64_t n, float* dst);
+float exp_row_avx512(float* row, int64_t visible, int64_t n, float* m);
+void widen_transpose_avx512(const KvRows& rows, int64_t n, int64_t hd, float* kt, int64_t ldk);
+void gemm_kv_rows_avx512(int64_t M, int64_t hd, int64_t n, const float* A, int64_t sam, int64_t sak,
+                         const KvRows& rows, float* C, int64_t ldc);
 void gemm_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t sam, int64_t sak, const float* B,
                  int64_t ldb, float* C, int64_t ldc, bool accumulate);
 #endif

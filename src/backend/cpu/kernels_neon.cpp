@@ -354,6 +354,9 @@ const Kernels kNeonKernels = {
     .exp = exp_generic,
     .transpose = transpose_generic,
     .widen = widen_generic,
+    .widen_transpose = nullptr,
+    .gemm_kv_rows = nullptr,
+    .exp_row = nullptr,
 };
 #pragma GCC diagnostic pop
 
