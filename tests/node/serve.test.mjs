@@ -4,13 +4,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, openSync } from 'node:fs';
+import { mkdirSync, rmSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import OpenAI from 'openai';
 import Ajv from 'ajv';
 
 const BIN = process.env.INTERNLM_BIN ?? 'build/internlm';
-const TMP = path.join(process.env.INTERNLM_TEST_TMP ?? '/tmp/internlm-test', 'node');
+// INTERNLM_TP=N: the same tests against `mpirun -np N internlm serve --tp N` (one thread a rank;
+// as root on a 2-core CI machine: root allowed, more ranks than cores).
+const TP = Number(process.env.INTERNLM_TP ?? '1');
+const TMP = path.join(process.env.INTERNLM_TEST_TMP ?? '/tmp/internlm-test', TP > 1 ? `node-tp${TP}` : 'node');
 const KEY = 'node-test-key';
 
 let server;
@@ -20,8 +23,14 @@ let client;
 // Starts the server on a free port (--port 0) and resolves with the port it prints.
 function startServer(model) {
   const log = openSync(path.join(TMP, 'server.log'), 'w');
-  server = spawn(BIN, ['serve', '--model', model, '--port', '0', '--threads', '2', '--api-key', KEY,
-    '--max-model-len', '2048'], { stdio: ['ignore', 'pipe', log] });
+  const args = ['serve', '--model', model, '--port', '0', '--threads', TP > 1 ? '1' : '2', '--api-key', KEY,
+    '--max-model-len', '2048'];
+  server = TP > 1
+    ? spawn('mpirun', ['--oversubscribe', '--bind-to', 'none', '-np', String(TP), BIN, ...args, '--tp', String(TP)], {
+      stdio: ['ignore', 'pipe', log],
+      env: { ...process.env, OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' },
+    })
+    : spawn(BIN, args, { stdio: ['ignore', 'pipe', log] });
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('server did not start within 60 s')), 60_000);
     let out = '';
@@ -47,11 +56,33 @@ before(async () => {
   client = new OpenAI({ apiKey: KEY, baseURL, maxRetries: 0, timeout: 60_000 });
 });
 
+// Under mpirun: the pid of rank 0 of this test's server (its command line names this test's
+// model directory; Open MPI puts the rank in its environment).
+function rankZeroPid() {
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (!cmd.includes(path.join(TMP, 'tiny')) || cmd.startsWith('mpirun')) continue;
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes('OMPI_COMM_WORLD_RANK=0')) return Number(pid);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return null;
+}
+
 after(async () => {
   if (!server || server.exitCode !== null) return;
   const exited = new Promise((resolve) => server.on('exit', resolve));
-  server.kill('SIGTERM');
-  assert.equal(await exited, 0, 'serve exits 0 on SIGTERM');
+  // SIGTERM goes to serve itself: under mpirun, to rank 0 (mpirun would SIGKILL a long drain).
+  if (TP > 1) {
+    const pid = rankZeroPid();
+    assert.ok(pid, 'rank 0 of the mpirun job found');
+    process.kill(pid, 'SIGTERM');
+  } else {
+    server.kill('SIGTERM');
+  }
+  assert.equal(await exited, 0, 'serve exits 0 on SIGTERM (every rank, under mpirun)');
 });
 
 async function tokenCount(body) {
