@@ -10,9 +10,9 @@ import OpenAI from 'openai';
 import Ajv from 'ajv';
 
 const BIN = process.env.INTERNLM_BIN ?? 'build/internlm';
-// INTERNLM_TP=N: the same tests against `mpirun -np N internlm serve --tp N` (one thread a rank;
+// INTERNLM_TEST_TP=N: the same tests against `mpirun -np N internlm serve --tp N` (one thread a rank;
 // as root on a 2-core CI machine: root allowed, more ranks than cores).
-const TP = Number(process.env.INTERNLM_TP ?? '1');
+const TP = Number(process.env.INTERNLM_TEST_TP ?? '1');
 const TMP = path.join(process.env.INTERNLM_TEST_TMP ?? '/tmp/internlm-test', TP > 1 ? `node-tp${TP}` : 'node');
 const KEY = 'node-test-key';
 

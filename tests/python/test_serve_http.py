@@ -5,7 +5,8 @@ counts, stop strings, concurrent greedy streams equal to the same requests alone
 disconnects freeing their sequences, arbitrary token sequences (temperature 2 on random
 weights: byte-fallback and special tokens) giving valid UTF-8 JSON events, queue full (429),
 API keys, and SIGTERM while a request streams. Run by ctest with INTERNLM_BIN and
-INTERNLM_TEST_TMP set; every loop is bounded in count and time."""
+INTERNLM_TEST_TMP set; every loop is bounded in count and time. With INTERNLM_TEST_TP=2 (ctest
+py.test_serve_http_tp2) the same tests run against `mpirun -np 2 internlm serve --tp 2`."""
 import http.client
 import json
 import os
@@ -22,9 +23,11 @@ import time
 from harness import RESULTS, chat, check
 
 BIN = os.environ.get("INTERNLM_BIN", "build/internlm")
-TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_http")
+
 HOST = "127.0.0.1"
 CTX = 4096  # --max-model-len
+TP = int(os.environ.get("INTERNLM_TEST_TP", "1"))
+TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_http" + (f"_tp{TP}" if TP > 1 else ""))
 
 
 class Server:
@@ -32,9 +35,16 @@ class Server:
 
     def __init__(self, model, *extra):
         self.log = open(os.path.join(TMP, f"server-{time.time_ns()}.log"), "wb")
-        self.proc = subprocess.Popen([BIN, "serve", "--model", model, "--port", "0", "--threads", "2",
-                                      "--max-model-len", str(CTX), *extra],
-                                     stdout=subprocess.PIPE, stderr=self.log)
+        self.marker = f"INTERNLM_TEST_SERVER={time.time_ns()}"  # in the ranks' environment: finds them
+        args = ["serve", "--model", model, "--port", "0", "--threads", "1" if TP > 1 else "2",
+                "--max-model-len", str(CTX), *extra]
+        if TP > 1:  # INTERNLM_TEST_TP=N: the same server as `mpirun -np N internlm serve --tp N`
+            cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-x", self.marker, "-np", str(TP), BIN, *args,
+                   "--tp", str(TP)]
+            env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+        else:
+            cmd, env = [BIN, *args], None
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=env)
         deadline = time.time() + 60
         line = b""
         while time.time() < deadline and b"\n" not in line:
@@ -105,10 +115,38 @@ class Server:
         m = re.search(rb"^" + re.escape(name.encode()) + rb"(?:\{[^}]*\})? (\S+)$", data, re.M)
         return float(m.group(1)) if m else None
 
+    def rank_pids(self):
+        """Under mpirun: {rank: pid} of this server's ranks."""
+        found = {}
+        for d in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+                if self.marker.encode() not in env:
+                    continue
+                env = dict(kv.split(b"=", 1) for kv in env if b"=" in kv)
+                found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(d)
+            except (OSError, KeyError, ValueError):
+                pass
+        return found
+
+    def terminate(self):
+        """SIGTERM to serve itself (under mpirun: to rank 0; mpirun would SIGKILL a long drain)."""
+        if TP > 1:
+            os.kill(self.rank_pids()[0], signal.SIGTERM)
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        if TP > 1:
+            for pid in self.rank_pids().values():  # mpirun killed: its ranks may linger
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
         self.log.close()
 
 
@@ -468,8 +506,9 @@ def run_all(srv, model):
         assert lp["text_offset"] == sorted(lp["text_offset"]) and lp["text_offset"][len(ids)] == len(prompt_text)
         assert j["usage"]["prompt_tokens"] == len(ids) and j["usage"]["completion_tokens"] == 2, j["usage"]
         out = os.path.join(TMP, "echo_logits.f32")
-        subprocess.run([BIN, "logits", "--model", model, "--ids", ",".join(map(str, ids)), "--out", out],
-                       check=True, capture_output=True, timeout=120)
+        p = subprocess.run([BIN, "logits", "--model", model, "--ids", ",".join(map(str, ids)), "--out", out],
+                           capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stderr.decode(errors="replace")[-2000:]
         logits = np.fromfile(out, dtype=np.float32).reshape(len(ids), -1).astype(np.float64)
         lsm = logits - logits.max(axis=1, keepdims=True)
         lsm -= np.log(np.exp(lsm).sum(axis=1, keepdims=True))
@@ -755,7 +794,7 @@ def sigterm_while_streaming(srv):
               body=json.dumps(chat("last one", max_tokens=60, temperature=0, stream=True)).encode())
     r = c.getresponse()
     assert r.readline().startswith(b"data: ")
-    srv.proc.send_signal(signal.SIGTERM)
+    srv.terminate()
     rest = r.read()  # the stream runs to its end
     c.close()
     assert rest.rstrip().endswith(b"data: [DONE]"), rest[-200:]
