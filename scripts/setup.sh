@@ -19,7 +19,8 @@ TEST_PKGS=(libgtest-dev libgmock-dev libbenchmark-dev
            chromium  # python3-jsonschema, chromium: the validate report test (schema, HTML rendering)
            g++-aarch64-linux-gnu qemu-user  # the NEON kernel check (tools/check_arm.sh): cross-compiled, run under qemu
            clang libclang-rt-14-dev  # the libFuzzer targets (scripts/fuzz.sh)
-           openmpi-bin libopenmpi-dev)  # tensor parallelism (--tp N under mpirun) and its tests; the build works without
+           openmpi-bin libopenmpi-dev  # tensor parallelism (--tp N under mpirun) and its tests; the build works without
+           iproute2)  # `ip netns`: the two-host tensor-parallel test (two network namespaces, as root)
 PKGS=("${RUN_PKGS[@]}")
 [ "$MODE" = all ] && PKGS+=("${TEST_PKGS[@]}")
 missing=()

@@ -2,7 +2,8 @@
 """Tensor parallelism (`--tp N` under mpirun): the ranks of `mpirun -np 2 internlm ... --tp 2`
 give the logits of one process (`--tp 1`) within 1e-5 relative on the exact path, and the same
 greedy generation, on tiny checkpoints (bf16 and int4, single-file and sharded, dynamic NTK
-active); over TCP too; a rank killed mid-run ends the job non-zero within 10 s. `serve --tp 2`
+active); over TCP too, and across two hosts (two network namespaces joined by a veth pair,
+where root may create them); a rank killed mid-run ends the job non-zero within 10 s. `serve --tp 2`
 gives the replies of a one-process `serve` (greedy, concurrent, streaming, n = 2, prefix-cache
 hits), keeps serving while idle past the collective timeout, drains and ends every rank on
 SIGTERM, and ends non-zero within 10 s, the client cut off, when rank 1 dies mid-stream. Exits
@@ -39,8 +40,8 @@ def sh(args, ok=True, timeout=600, env=None):
     return p
 
 
-def mpi(n, *args, mca=()):
-    return [MPIRUN, "--oversubscribe", "--bind-to", "none", *mca, "-np", str(n), BIN, *args]
+def mpi(n, *args, mca=(), prefix=()):
+    return [*prefix, MPIRUN, "--oversubscribe", "--bind-to", "none", *mca, "-np", str(n), BIN, *args]
 
 
 def read_f32(path):
@@ -66,10 +67,10 @@ def exact_kernel_set():
     return re.search(r"(\S+) with --precision exact", out).group(1)
 
 
-def compare_logits(model, name, extra=(), mca=(), quantized=False):
+def compare_logits(model, name, extra=(), mca=(), quantized=False, prefix=()):
     one, two = os.path.join(TMP, name + "-tp1.f32"), os.path.join(TMP, name + "-tp2.f32")
     sh([BIN, *logits_args(model, one, *extra)])
-    sh(mpi(2, *logits_args(model, two, "--tp", "2", *extra), mca=mca))
+    sh(mpi(2, *logits_args(model, two, "--tp", "2", *extra), mca=mca, prefix=prefix))
     a, b = read_f32(one), read_f32(two)
     err = rel_err(a, b)
     # f32 arithmetic: 1e-5. The avx512vnni exact set carries the activations of quantized
@@ -78,8 +79,62 @@ def compare_logits(model, name, extra=(), mca=(), quantized=False):
     bound = 1e-4 if quantized and exact_kernel_set() == "avx512vnni" else 1e-5
     assert err <= bound, f"--tp 2 logits differ from --tp 1 by {err:.3g} relative (bound {bound:g})"
     # The reduction order is fixed: a second run gives the same bits.
-    sh(mpi(2, *logits_args(model, two + ".again", "--tp", "2", *extra), mca=mca))
+    sh(mpi(2, *logits_args(model, two + ".again", "--tp", "2", *extra), mca=mca, prefix=prefix))
     assert read_f32(two + ".again") == b, "two --tp 2 runs gave different logits"
+
+
+# Two "hosts": two network namespaces joined by a veth pair (addresses made up, only inside
+# them). mpirun runs in the first; its launcher (plm_rsh_agent, ssh's place) starts the remote
+# daemon in the namespace of the host it is given; the ranks talk TCP over the veth pair.
+AGENT = """#!/bin/sh
+while [ "${1#-}" != "$1" ]; do shift; done  # ssh-style options before the host
+host=$1; shift
+case "$host" in %(b_addr)s) ns=%(b)s ;; *) ns=%(a)s ;; esac
+exec ip netns exec "$ns" /bin/sh -c "$*"
+"""
+
+
+def two_hosts(model):
+    tag = os.getpid() % 250
+    a, b = f"ilm{os.getpid()}a", f"ilm{os.getpid()}b"
+    a_addr, b_addr, net = f"10.231.{tag}.1", f"10.231.{tag}.2", f"10.231.{tag}.0/24"
+    ip = ["ip"]
+    try:
+        for cmd in (["netns", "add", a], ["netns", "add", b],
+                    ["link", "add", a[-12:], "type", "veth", "peer", "name", b[-12:]],
+                    ["link", "set", a[-12:], "netns", a], ["link", "set", b[-12:], "netns", b],
+                    ["-n", a, "addr", "add", a_addr + "/24", "dev", a[-12:]],
+                    ["-n", b, "addr", "add", b_addr + "/24", "dev", b[-12:]],
+                    ["-n", a, "link", "set", a[-12:], "up"], ["-n", b, "link", "set", b[-12:], "up"],
+                    ["-n", a, "link", "set", "lo", "up"], ["-n", b, "link", "set", "lo", "up"]):
+            sh(ip + cmd, env=os.environ)
+        agent, hosts = os.path.join(TMP, "netns-agent.sh"), os.path.join(TMP, "netns-hosts")
+        with open(agent, "w") as f:
+            f.write(AGENT % {"a": a, "b": b, "b_addr": b_addr})
+        os.chmod(agent, 0o755)
+        with open(hosts, "w") as f:
+            f.write(f"{a_addr} slots=1\n{b_addr} slots=1\n")
+        mca = ("--hostfile", hosts, "--map-by", "node", "--mca", "plm_rsh_agent", agent,
+               "--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", net, "--mca", "oob_tcp_if_include", net)
+        prefix = ("ip", "netns", "exec", a)
+        # The ranks really are in the two namespaces.
+        where = sh([*prefix, MPIRUN, "--oversubscribe", "--bind-to", "none", *mca, "-np", "2", "sh", "-c",
+                    "echo $OMPI_COMM_WORLD_RANK $(readlink /proc/self/ns/net)"], timeout=60).stdout.decode().split()
+        ns = dict(zip(where[0::2], where[1::2]))
+        want = {r: sh(["ip", "netns", "exec", n, "readlink", "/proc/self/ns/net"], env=os.environ).stdout.decode().strip()
+                for r, n in (("0", a), ("1", b))}
+        assert ns == want, f"ranks in {ns}, namespaces {want}"
+        compare_logits(model, "two-hosts", mca=mca, prefix=prefix)
+    finally:
+        for n in (a, b):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)
+
+
+def netns_usable():
+    probe = f"ilm{os.getpid()}probe"
+    ok = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return ok and shutil.which("ip") is not None
 
 
 def run_args(model, *extra):
@@ -436,6 +491,11 @@ def main():
     check("logits int4 stored: --tp 2 = --tp 1 (1e-5; 1e-4 with two-level int8 activations)", lambda: compare_logits(stored_int4, "int4-stored", quantized=True))
     check("logits over TCP (--mca btl tcp,self): --tp 2 = --tp 1 (1e-5)",
           lambda: compare_logits(bf16, "tcp", mca=("--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo")))
+    if shutil.which("ip") and netns_usable():
+        check("logits across two hosts (network namespaces, veth, TCP): --tp 2 = --tp 1 (1e-5)",
+              lambda: two_hosts(bf16))
+    else:
+        print("skip two-host test: cannot create network namespaces here (needs root and `ip netns`)")
     check("run greedy bf16: --tp 2 = --tp 1", lambda: compare_run(bf16))
     check("run greedy int4 stored: --tp 2 = --tp 1", lambda: compare_run(stored_int4))
     serve_model = os.path.join(TMP, "serve-tiny")
