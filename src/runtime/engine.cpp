@@ -320,18 +320,39 @@ struct Engine::Impl {
     return std::clamp<int64_t>(static_cast<int64_t>(n), 1, opts.max_prefill_chunk);
   }
 
-  void step() {
-    // Sequences with one token to feed are decoding; longer tails are prompts (or recomputes).
-    bool decoding = false;
-    for (auto& s : running) decoding |= s->tail() == 1 && s->computed() > 0;
-    int64_t budget = prefill_budget(decoding);
+  // ----- a step: the scheduler's plan (plain data), its execution, its results
 
+  // What one step runs: which sequences, how many of their tokens (their KV blocks are
+  // reserved by schedule(); a tensor-parallel leader sends the block tables and copies with
+  // the forward call, runtime/tensor_parallel.h).
+  struct StepPlan {
     struct Work {
       Seq* seq;
       int64_t n;
     };
     std::vector<Work> work;
     int64_t prefill_tokens = 0, decode_tokens = 0;
+  };
+
+  void step() {
+    StepPlan plan = schedule();
+    if (!plan.work.empty()) {
+      std::vector<SequenceInput> batch = inputs(plan);
+      if (execute(plan, batch)) complete(plan, batch);
+    }
+    reap_cancelled();
+  }
+
+  // Decides the step: every decoding sequence, then prompt chunks within the prefill budget, in
+  // admission order; makes room in the KV pool by preempting the most recently admitted
+  // sequences, and ends the requests that cannot fit at all.
+  StepPlan schedule() {
+    // Sequences with one token to feed are decoding; longer tails are prompts (or recomputes).
+    bool decoding = false;
+    for (auto& s : running) decoding |= s->tail() == 1 && s->computed() > 0;
+    int64_t budget = prefill_budget(decoding);
+
+    StepPlan plan;
     std::sort(running.begin(), running.end(),
               [](const auto& a, const auto& b) { return a->admitted_order < b->admitted_order; });
     for (size_t i = 0; i < running.size();) {
@@ -374,16 +395,17 @@ struct Engine::Impl {
       ++i;
       if (n == 0) continue;
       if (!is_decode) budget -= n;
-      (is_decode ? decode_tokens : prefill_tokens) += n;
-      work.push_back({&s, n});
+      (is_decode ? plan.decode_tokens : plan.prefill_tokens) += n;
+      plan.work.push_back({&s, n});
     }
-    if (work.empty()) {
-      reap_cancelled();
-      return;
-    }
+    return plan;
+  }
 
+  // The forward pass's inputs for a plan: each sequence's new tokens, its cache, where its
+  // logits go (none for a prompt chunk that does not complete the prompt).
+  std::vector<SequenceInput> inputs(const StepPlan& plan) {
     std::vector<SequenceInput> batch;
-    for (const Work& w : work) {
+    for (const StepPlan::Work& w : plan.work) {
       Seq& s = *w.seq;
       SequenceInput in;
       in.ids = std::span<const TokenId>(s.tokens.data() + s.computed(), static_cast<size_t>(w.n));
@@ -402,6 +424,12 @@ struct Engine::Impl {
       in.rope_length = s.rope_length;
       batch.push_back(in);
     }
+    return batch;
+  }
+
+  // Runs the plan's forward pass (on every rank under --tp: lm is then a TpLeader) and times
+  // it for the scheduler's cost model. False when it failed: those requests are ended.
+  bool execute(const StepPlan& plan, std::span<SequenceInput> batch) {
     const auto t0 = Clock::now();
     try {
       lm.forward_batch(batch);
@@ -409,26 +437,29 @@ struct Engine::Impl {
         if (!in.no_logits) require_finite_logits(in.logits);
     } catch (const std::exception& e) {
       // A failed step leaves these caches in an unknown state: end their requests.
-      for (const Work& w : work) fail_group(*w.seq->group, fmt::format("forward pass failed: {}", e.what()));
-      reap_cancelled();
-      return;
+      for (const StepPlan::Work& w : plan.work)
+        fail_group(*w.seq->group, fmt::format("forward pass failed: {}", e.what()));
+      return false;
     }
     const double dt = seconds_since(t0);
     auto ema = [](double& e, double v) { e = e <= 0 ? v : 0.8 * e + 0.2 * v; };
-    if (prefill_tokens == 0) ema(ema_decode_step, dt);
-    if (decode_tokens == 0) ema(ema_prefill_token, dt / static_cast<double>(prefill_tokens));
-    if (decode_tokens > 0 && prefill_tokens > 0 && ema_decode_step > 0)
-      ema(ema_mixed_token, std::max(dt - ema_decode_step, 0.0) / static_cast<double>(prefill_tokens));
-    {
-      std::lock_guard lock(mu);
-      ++stats.steps;
-      stats.forward_seconds += dt;
-    }
+    if (plan.prefill_tokens == 0) ema(ema_decode_step, dt);
+    if (plan.decode_tokens == 0) ema(ema_prefill_token, dt / static_cast<double>(plan.prefill_tokens));
+    if (plan.decode_tokens > 0 && plan.prefill_tokens > 0 && ema_decode_step > 0)
+      ema(ema_mixed_token, std::max(dt - ema_decode_step, 0.0) / static_cast<double>(plan.prefill_tokens));
+    std::lock_guard lock(mu);
+    ++stats.steps;
+    stats.forward_seconds += dt;
+    return true;
+  }
 
-    for (size_t i = 0; i < work.size(); ++i) {
-      Seq& s = *work[i].seq;
+  // The step's results: prompt-token events, blocks published for reuse, sampling and events;
+  // finished sequences leave the running set.
+  void complete(const StepPlan& plan, std::span<const SequenceInput> batch) {
+    for (size_t i = 0; i < plan.work.size(); ++i) {
+      Seq& s = *plan.work[i].seq;
       try {
-        if (batch[i].all_logits) score_prompt(s, work[i].n);
+        if (batch[i].all_logits) score_prompt(s, plan.work[i].n);
         publish_blocks(s);
         if (s.tail() == 0) after_logits(s);
       } catch (const std::exception& e) {  // one request's sampling failed: end it, keep serving
@@ -436,7 +467,6 @@ struct Engine::Impl {
       }
     }
     std::erase_if(running, [](const auto& s) { return s->group->open_choices == 0 || s->done; });
-    reap_cancelled();
   }
 
   // Publishes the sequence's newly filled blocks for reuse (only while its RoPE base is the
