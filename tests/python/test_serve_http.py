@@ -30,18 +30,37 @@ TP = int(os.environ.get("INTERNLM_TEST_TP", "1"))
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "serve_http" + (f"_tp{TP}" if TP > 1 else ""))
 
 
+def rank_pids(marker):
+    """{rank: pid} of the mpirun ranks whose INTERNLM_TP_TEST_MARK is `marker` (tells a test's job apart)."""
+    pids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0]
+        except OSError:
+            continue
+        if env.get(b"INTERNLM_TP_TEST_MARK") == marker.encode() and b"OMPI_COMM_WORLD_RANK" in env \
+                and cmd.endswith(b"internlm"):
+            pids[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(d)
+    return pids
+
+
 class Server:
     """A running `internlm serve`; the port comes from its "listening on" line (--port 0)."""
 
     def __init__(self, model, *extra):
         self.log = open(os.path.join(TMP, f"server-{time.time_ns()}.log"), "wb")
-        self.marker = f"INTERNLM_TEST_SERVER={time.time_ns()}"  # in the ranks' environment: finds them
+        self.marker = f"{os.getpid()}-{time.time_ns()}"  # INTERNLM_TP_TEST_MARK of its ranks: finds them
         args = ["serve", "--model", model, "--port", "0", "--threads", "1" if TP > 1 else "2",
                 "--max-model-len", str(CTX), *extra]
         if TP > 1:  # INTERNLM_TEST_TP=N: the same server as `mpirun -np N internlm serve --tp N`
-            cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-x", self.marker, "-np", str(TP), BIN, *args,
-                   "--tp", str(TP)]
-            env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+            cmd = ["mpirun", "--oversubscribe", "--bind-to", "none", "-np", str(TP), BIN, *args, "--tp", str(TP)]
+            env = {**os.environ, "OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                   "INTERNLM_TP_TEST_MARK": self.marker}
         else:
             cmd, env = [BIN, *args], None
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, env=env)
@@ -117,18 +136,7 @@ class Server:
 
     def rank_pids(self):
         """Under mpirun: {rank: pid} of this server's ranks."""
-        found = {}
-        for d in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{d}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-                if self.marker.encode() not in env:
-                    continue
-                env = dict(kv.split(b"=", 1) for kv in env if b"=" in kv)
-                found[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(d)
-            except (OSError, KeyError, ValueError):
-                pass
-        return found
+        return rank_pids(self.marker)
 
     def terminate(self):
         """SIGTERM to serve itself (under mpirun: to rank 0; mpirun would SIGKILL a long drain)."""

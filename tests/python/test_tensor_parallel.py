@@ -21,7 +21,7 @@ import threading
 import time
 
 from harness import RESULTS, chat, check
-from test_serve_http import Server, stream_text
+from test_serve_http import Server, rank_pids, stream_text
 
 BIN = os.path.abspath(os.environ.get("INTERNLM_BIN", "build/internlm"))
 TMP = os.path.join(os.environ.get("INTERNLM_TEST_TMP", "/tmp/internlm-test"), "tensor_parallel")
@@ -146,25 +146,6 @@ def compare_run(model, extra=()):
     a = sh([BIN, *run_args(model, *extra)]).stdout
     b = sh(mpi(2, *run_args(model, "--tp", "2", *extra))).stdout
     assert a == b and a.strip(), f"greedy output differs: {a!r} vs {b!r}"
-
-
-def rank_pids(marker):
-    """Pids of this test's ranks by OMPI_COMM_WORLD_RANK (the marker tells our job apart)."""
-    pids = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/environ", "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-            with open(f"/proc/{d}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")[0]
-        except OSError:
-            continue
-        if env.get(b"INTERNLM_TP_TEST_MARK") == marker.encode() and b"OMPI_COMM_WORLD_RANK" in env \
-                and cmd.endswith(b"internlm"):
-            pids[int(env[b"OMPI_COMM_WORLD_RANK"])] = int(d)
-    return pids
 
 
 def killed_rank(model, sig):

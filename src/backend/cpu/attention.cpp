@@ -219,7 +219,7 @@ struct RowSet {
 // itself and churned the allocator every layer. Everything read from them is written first.
 struct Buffers {
   std::vector<float> kb, vb, scores, gemm_out, kt;
-  RowSet sets[2];  // decode: the rows of this step and of the next
+  RowSet sets[2];  // the rows of this step (and, decoding, of the next)
   static Buffers& of_this_thread() {
     thread_local Buffers b;
     return b;
@@ -236,17 +236,16 @@ struct Buffers {
 // sets), prefetching rows below n_keys a few keys ahead (a head's slice is a few hundred bytes
 // of a row kilobytes long, which the hardware prefetcher does not follow).
 void gather_head(const Kernels& k, const KvView& kv, int64_t hd, int64_t g, int64_t j0, int64_t nj, int64_t n_keys,
-                 float* kb, float* vb) {
-  RowWalk kw{kv, true}, vw{kv, false};
+                 RowSet& rows, float* kb, float* vb) {
+  rows.fill(kv, hd, g, j0, nj);
   for (int64_t j = 0; j < nj; ++j) {
-    const std::byte* k_at = kw.row(j0 + j, j == 0);
-    const std::byte* v_at = vw.row(j0 + j, j == 0);
     if (j0 + j + kPrefetchKeys < n_keys) {
       prefetch_head(kv, static_cast<const std::byte*>(kv.k(j0 + j + kPrefetchKeys)), g, hd);
       prefetch_head(kv, static_cast<const std::byte*>(kv.v(j0 + j + kPrefetchKeys)), g, hd);
     }
-    k.widen(k_at + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, k_at, g), hd, kb + j * hd);
-    k.widen(v_at + g * hd * kv.elem_bytes, kv.dtype, kv_row_scale(kv, v_at, g), hd, vb + j * hd);
+    const auto i = static_cast<size_t>(j);
+    k.widen(rows.k_at[i], kv.dtype, rows.k_scale[i], hd, kb + j * hd);
+    k.widen(rows.v_at[i], kv.dtype, rows.v_scale[i], hd, vb + j * hd);
   }
 }
 
@@ -321,7 +320,7 @@ void attention(const Kernels& k, ThreadPool& pool, const float* q, int64_t T, in
           seg.reset(1, qs.M, hd);
           for (int64_t j0 = s0; j0 < std::min(n_keys, s0 + kSegment); j0 += kKeyTile) {
             const int64_t nj = std::min({kKeyTile, n_keys - j0, s0 + kSegment - j0});
-            gather_head(k, kv, hd, g, j0, nj, n_keys, kb, vb);
+            gather_head(k, kv, hd, g, j0, nj, n_keys, b.sets[0], kb, vb);
             prompt_tile(k, qs, hd, kb, vb, j0, nj, seg.at(0), b);
           }
           merge(run.at(0), seg.at(0), qs.M, hd);
